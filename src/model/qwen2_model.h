@@ -1,0 +1,77 @@
+// Qwen2ForCausalLM in LibTorch: module names equal the HF checkpoint keys.
+//
+// Shapes: B batch, T new tokens, S cached + new tokens, H query heads, Hkv key/value heads,
+// D head dim, C hidden size, V vocabulary.
+#pragma once
+#include <torch/nn.h>
+
+#include <memory>
+#include <string>
+
+#include "io/safetensors.h"
+#include "model/kv_cache.h"
+#include "model/qwen2_config.h"
+
+namespace c3::model {
+
+// What one forward pass needs besides the embeddings.
+struct ForwardInputs {
+  at::Tensor position_ids;    // [B, T] long; empty = cache.len + arange(T) (or arange(T))
+  at::Tensor attention_mask;  // [B, T] bool/long, 1 = real token, 0 = padding; empty = all real
+  KVCache* cache = nullptr;   // when set, new keys/values are appended at cache->len
+};
+
+class RMSNormImpl;
+class Qwen2DecoderLayerImpl;
+
+// The decoder stack: embed_tokens, layers.{i}, norm (HF prefix "model.").
+class Qwen2ModelImpl : public torch::nn::Module {
+ public:
+  explicit Qwen2ModelImpl(const Qwen2Config& cfg);
+  // [B, T, C] embeddings -> [B, T, C] hidden states after the final RMSNorm.
+  at::Tensor forward(const at::Tensor& inputs_embeds, const ForwardInputs& in);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  std::shared_ptr<RMSNormImpl> norm;
+  Qwen2Config config;
+  bool activation_checkpointing = false;  // recompute each layer in backward (training)
+};
+TORCH_MODULE(Qwen2Model);
+
+class Qwen2ForCausalLMImpl : public torch::nn::Module {
+ public:
+  explicit Qwen2ForCausalLMImpl(const Qwen2Config& cfg);
+  at::Tensor embed(const at::Tensor& ids);                                  // [B,T] -> [B,T,C]
+  at::Tensor hidden(const at::Tensor& inputs_embeds, const ForwardInputs& in);  // final-normed
+  at::Tensor logits(const at::Tensor& hidden);  // [..., C] -> [..., V] (fp32 out)
+  at::Tensor forward(const at::Tensor& ids, const ForwardInputs& in = {});  // ids -> logits
+  const Qwen2Config& config() const { return config_; }
+  Qwen2Model model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // nullptr when tie_word_embeddings
+
+ private:
+  Qwen2Config config_;
+};
+TORCH_MODULE(Qwen2ForCausalLM);
+
+// Loads every named parameter of `module` from `ckpt` (key = parameter name), converting to the
+// parameter's dtype. Every key must be present exactly once with the right shape; checkpoint keys
+// the module lacks are errors too. Errors list missing and unexpected keys and the shape
+// mismatches (expected vs got), naming the checkpoint folder.
+void load_parameters(torch::nn::Module& module, const io::Checkpoint& ckpt);
+
+// Saves every named parameter (as `dtype`, e.g. BFloat16 or Float) into dir/model.safetensors.
+void save_parameters(const torch::nn::Module& module, const std::string& path,
+                     at::ScalarType dtype, const std::map<std::string, std::string>& metadata = {});
+
+// Reads config.json + weights from an HF folder into a model on `device` with `dtype`.
+Qwen2ForCausalLM load_qwen2(const std::string& dir, at::ScalarType dtype, at::Device device);
+
+// Writes config.json + model.safetensors (+ generation_config.json) in the HF layout.
+void save_qwen2(Qwen2ForCausalLM& m, const std::string& dir, at::ScalarType dtype);
+
+// Random init as HF does (normal(0, 0.02), zero biases, unit norms), deterministic under the
+// current torch seed.
+void init_weights(torch::nn::Module& m, double std = 0.02);
+
+}  // namespace c3::model
