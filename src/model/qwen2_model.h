@@ -23,6 +23,7 @@ struct ForwardInputs {
 
 class RMSNormImpl;
 class Qwen2DecoderLayerImpl;
+class RotaryEmbedding;
 
 // The decoder stack: embed_tokens, layers.{i}, norm (HF prefix "model.").
 class Qwen2ModelImpl : public torch::nn::Module {
@@ -33,6 +34,7 @@ class Qwen2ModelImpl : public torch::nn::Module {
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   std::shared_ptr<RMSNormImpl> norm;
+  std::shared_ptr<RotaryEmbedding> rotary;  // fp32 RoPE tables; not a module, not a checkpoint key
   Qwen2Config config;
   bool activation_checkpointing = false;  // recompute each layer in backward (training)
 };

@@ -1,0 +1,95 @@
+// Qwen2 self-attention: q/k/v projections with bias, RoPE, grouped-query attention, o_proj.
+#include "model/attention.h"
+
+#include "io/torch_compat.h"
+
+namespace c3::model {
+
+AttentionMask build_attention_mask(const at::Tensor& key_valid, int64_t offset, int64_t T,
+                                   at::Device device) {
+  const int64_t S = offset + T;
+  const bool all_valid = !key_valid.defined() || key_valid.all().item<bool>();
+  if (all_valid) {
+    if (T == 1) return {at::Tensor(), false};  // one query sees every key
+    if (offset == 0) return {at::Tensor(), true};
+  }
+  const auto opts = at::TensorOptions().dtype(at::kLong).device(device);
+  const at::Tensor q_pos = at::arange(offset, S, opts).unsqueeze(1);  // [T, 1]
+  const at::Tensor k_pos = at::arange(0, S, opts).unsqueeze(0);       // [1, S]
+  const at::Tensor causal = k_pos <= q_pos;                           // [T, S]
+  if (all_valid) return {causal.unsqueeze(0).unsqueeze(0), false};    // [1, 1, T, S]
+  const at::Tensor self = k_pos == q_pos;                             // [T, S]
+  const at::Tensor valid = key_valid.to(at::kBool).unsqueeze(1);      // [B, 1, S]
+  const at::Tensor allowed = causal & (valid | self);                 // [B, T, S]
+  return {allowed.unsqueeze(1), false};                               // [B, 1, T, S]
+}
+
+namespace {
+
+// [B, Hkv, S, D] -> [B, Hkv * n_rep, S, D]: query head h reads key/value head h / n_rep (HF's
+// repeat_kv).
+at::Tensor repeat_kv(const at::Tensor& x, int64_t n_rep) {
+  if (n_rep == 1) return x;
+  const int64_t B = x.size(0), Hkv = x.size(1), S = x.size(2), D = x.size(3);
+  return x.unsqueeze(2).expand({B, Hkv, n_rep, S, D}).reshape({B, Hkv * n_rep, S, D});
+}
+
+// softmax(q k^T / sqrt(D) + mask) v over grouped heads. q [B, H, T, D], k/v [B, Hkv, S, D].
+at::Tensor grouped_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                             const AttentionMask& mask) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), n_rep = H / Hkv;
+  if (n_rep > 1 && T == 1) {
+    // Decode step: fold the n_rep query heads of each group into the query axis instead of
+    // copying the whole cache n_rep times. The mask of one query broadcasts over the group.
+    const at::Tensor q_grouped = q.reshape({B, Hkv, n_rep, D});  // [B, Hkv, n_rep, D]
+    at::Tensor allowed;
+    if (mask.allowed.defined()) {
+      allowed = mask.allowed.expand({B, 1, n_rep, k.size(2)});  // [B, 1, n_rep, S]
+    }
+    const at::Tensor out = compat::sdpa(q_grouped, k, v, allowed, false);  // [B, Hkv, n_rep, D]
+    return out.reshape({B, H, 1, D});                                       // [B, H, 1, D]
+  }
+  return compat::sdpa(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask.allowed, mask.causal);
+}
+
+}  // namespace
+
+Qwen2AttentionImpl::Qwen2AttentionImpl(const Qwen2Config& cfg, int64_t layer_idx)
+    : n_heads(cfg.num_attention_heads),
+      n_kv_heads(cfg.num_key_value_heads),
+      head_dim(cfg.head_dim()),
+      layer_idx(layer_idx) {
+  const int64_t C = cfg.hidden_size;
+  using torch::nn::LinearOptions;
+  q_proj = register_module("q_proj", torch::nn::Linear(LinearOptions(C, n_heads * head_dim)));
+  k_proj = register_module("k_proj", torch::nn::Linear(LinearOptions(C, n_kv_heads * head_dim)));
+  v_proj = register_module("v_proj", torch::nn::Linear(LinearOptions(C, n_kv_heads * head_dim)));
+  o_proj = register_module("o_proj",
+                           torch::nn::Linear(LinearOptions(n_heads * head_dim, C).bias(false)));
+}
+
+at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const RopeTables& rope,
+                                       const AttentionMask& mask, KVCache* cache) {
+  const int64_t B = x.size(0), T = x.size(1);
+  const at::Tensor q_lin = q_proj(x).view({B, T, n_heads, head_dim}).transpose(1, 2);
+  const at::Tensor k_lin = k_proj(x).view({B, T, n_kv_heads, head_dim}).transpose(1, 2);
+  at::Tensor v = v_proj(x).view({B, T, n_kv_heads, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
+  const at::Tensor q = apply_rotary(q_lin, rope);                                // [B, H, T, D]
+  at::Tensor k = apply_rotary(k_lin, rope);                                      // [B, Hkv, T, D]
+
+  if (cache) {
+    // Write this step's keys/values into the preallocated cache, then read back every slot so far.
+    const int64_t start = cache->len, end = cache->len + T;
+    cache->k[layer_idx].slice(2, start, end).copy_(k);
+    cache->v[layer_idx].slice(2, start, end).copy_(v);
+    k = cache->k[layer_idx].slice(2, 0, end);  // [B, Hkv, S, D]
+    v = cache->v[layer_idx].slice(2, 0, end);  // [B, Hkv, S, D]
+  }
+
+  const at::Tensor attn = grouped_attention(q, k, v, mask);                   // [B, H, T, D]
+  const at::Tensor merged = attn.transpose(1, 2).reshape({B, T, n_heads * head_dim});  // [B, T, C]
+  return o_proj(merged);
+}
+
+}  // namespace c3::model

@@ -1,0 +1,168 @@
+// Generation: prefill, decode step, sample, stop check (the ExecuTorch runner's split).
+//
+// Shapes: B running rows, P longest prompt, C hidden size, V vocabulary.
+#include "model/generate.h"
+
+#include <algorithm>
+#include <random>
+
+#include "model/sampler.h"
+#include "util/error.h"
+
+namespace c3::model {
+
+namespace {
+
+// Prompts left-padded to one length, so that every row's last prompt token sits in the last slot.
+struct PaddedBatch {
+  at::Tensor embeds;        // [B, P, C]
+  at::Tensor mask;          // [B, P] bool, false on the left padding
+  at::Tensor positions;     // [B, P] long, 0.. per row (0 on padding)
+  std::vector<int64_t> next_pos;  // per row: the position of the first generated token
+};
+
+void check_prompt(const Prompt& p, size_t row, const Qwen2Config& mc, bool need_ids) {
+  const int64_t T = p.embeds.defined() ? p.embeds.size(0) : static_cast<int64_t>(p.ids.size());
+  C3_CHECK(T > 0, "prompt {} is empty", row);
+  if (p.embeds.defined()) {
+    C3_CHECK(p.embeds.dim() == 2 && p.embeds.size(1) == mc.hidden_size,
+             "prompt {}: embeds must be [T, {}], got {}", row, mc.hidden_size,
+             c10::str(p.embeds.sizes()));
+    C3_CHECK(p.ids.empty() || static_cast<int64_t>(p.ids.size()) == T,
+             "prompt {}: {} ids for {} embedding rows (they must match)", row, p.ids.size(), T);
+    C3_CHECK(!need_ids || !p.ids.empty(),
+             "prompt {}: no_repeat_ngram_size needs the prompt ids beside its embeddings", row);
+  }
+  for (int64_t id : p.ids) {
+    C3_CHECK(id >= 0 && id < mc.vocab_size, "prompt {}: token id {} is outside the vocabulary "
+             "[0, {})", row, id, mc.vocab_size);
+  }
+}
+
+PaddedBatch pad_prompts(Qwen2ForCausalLM& model, const std::vector<Prompt>& prompts) {
+  const at::Tensor& table = model->model->embed_tokens->weight;
+  const int64_t B = static_cast<int64_t>(prompts.size()), C = table.size(1);
+  std::vector<int64_t> lens;
+  for (const auto& p : prompts) {
+    lens.push_back(p.embeds.defined() ? p.embeds.size(0) : static_cast<int64_t>(p.ids.size()));
+  }
+  const int64_t P = *std::max_element(lens.begin(), lens.end());
+
+  PaddedBatch batch;
+  batch.embeds = at::zeros({B, P, C}, table.options());
+  at::Tensor mask = at::zeros({B, P}, at::kBool);
+  at::Tensor positions = at::zeros({B, P}, at::kLong);
+  for (int64_t b = 0; b < B; ++b) {
+    const Prompt& p = prompts[b];
+    const int64_t T = lens[b], pad = P - T;
+    at::Tensor e;  // [T, C]
+    if (p.embeds.defined()) {
+      e = p.embeds.to(table.device(), table.scalar_type());
+    } else {
+      const at::Tensor ids = at::tensor(p.ids, at::kLong).to(table.device());
+      e = model->embed(ids);
+    }
+    batch.embeds[b].slice(0, pad, P).copy_(e);
+    mask[b].slice(0, pad, P).fill_(true);
+    positions[b].slice(0, pad, P).copy_(at::arange(T, at::kLong));
+    batch.next_pos.push_back(T);
+  }
+  batch.mask = mask.to(table.device());
+  batch.positions = positions.to(table.device());
+  return batch;
+}
+
+template <typename T>
+void keep_rows(std::vector<T>& v, const std::vector<int64_t>& keep) {
+  std::vector<T> kept;
+  kept.reserve(keep.size());
+  for (int64_t j : keep) kept.push_back(std::move(v[j]));
+  v = std::move(kept);
+}
+
+}  // namespace
+
+std::vector<std::vector<int64_t>> generate(Qwen2ForCausalLM& model,
+                                           const std::vector<Prompt>& prompts,
+                                           const GenerationConfig& cfg,
+                                           const std::function<void(int64_t)>& on_step) {
+  const Qwen2Config& mc = model->config();
+  C3_CHECK(!prompts.empty(), "generate: no prompts");
+  C3_CHECK(cfg.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}", cfg.max_new_tokens);
+  C3_CHECK(cfg.no_repeat_ngram_size >= 0, "no_repeat_ngram_size must be >= 0, got {}",
+           cfg.no_repeat_ngram_size);
+  C3_CHECK(cfg.temperature >= 0.0, "temperature must be >= 0, got {}", cfg.temperature);
+  C3_CHECK(cfg.top_k >= 0, "top_k must be >= 0, got {}", cfg.top_k);
+  C3_CHECK(cfg.top_p > 0.0 && cfg.top_p <= 1.0, "top_p must be in (0, 1], got {}", cfg.top_p);
+  const bool ngram = cfg.no_repeat_ngram_size > 0;
+  for (size_t i = 0; i < prompts.size(); ++i) check_prompt(prompts[i], i, mc, ngram);
+
+  std::vector<std::vector<int64_t>> out(prompts.size());
+  if (cfg.max_new_tokens == 0) return out;
+  torch::NoGradGuard no_grad;
+  const at::Tensor& table = model->model->embed_tokens->weight;
+  const SamplingParams sampling{cfg.temperature, cfg.top_k, cfg.top_p};
+  std::mt19937_64 rng(cfg.seed);
+
+  // Per running row: its prompt index, next position and n-gram table.
+  PaddedBatch batch = pad_prompts(model, prompts);
+  std::vector<int64_t> rows(prompts.size());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
+  std::vector<int64_t> next_pos = batch.next_pos;
+  std::vector<NgramBan> bans;
+  if (ngram) {
+    for (const auto& p : prompts) bans.emplace_back(cfg.no_repeat_ngram_size, p.ids);
+  }
+
+  // Prefill: the whole padded prompt batch at once; only the last slot's logits are needed.
+  const int64_t B = static_cast<int64_t>(prompts.size()), P = batch.embeds.size(1);
+  KVCache cache(mc, B, P + cfg.max_new_tokens, table.scalar_type(), table.device());
+  const at::Tensor prefill = model->hidden(batch.embeds, {batch.positions, batch.mask, &cache});
+  at::Tensor logits = model->logits(prefill.select(1, P - 1));  // [B, V]
+
+  for (int64_t step = 0; step < cfg.max_new_tokens; ++step) {
+    // Sample.
+    if (ngram) {
+      std::vector<std::vector<int64_t>> banned;
+      for (const auto& ban : bans) banned.push_back(ban.banned());
+      ban_tokens(logits, banned);
+    }
+    const at::Tensor next = sample(logits, sampling, rng);  // [B] CPU
+    const int64_t* next_ids = next.data_ptr<int64_t>();
+
+    // Stop check: a row that emits a stop token is done (the stop token is not returned).
+    std::vector<int64_t> keep;
+    for (size_t j = 0; j < rows.size(); ++j) {
+      const int64_t id = next_ids[j];
+      const bool stop = std::find(cfg.stop_tokens.begin(), cfg.stop_tokens.end(), id) !=
+                        cfg.stop_tokens.end();
+      if (stop) continue;
+      out[rows[j]].push_back(id);
+      if (ngram) bans[j].push(id);
+      keep.push_back(static_cast<int64_t>(j));
+    }
+    if (on_step) on_step(static_cast<int64_t>(keep.size()));
+    if (keep.empty() || step + 1 == cfg.max_new_tokens) break;
+
+    // Drop finished rows from the batch and the cache.
+    std::vector<int64_t> step_ids;
+    for (int64_t j : keep) step_ids.push_back(next_ids[j]);
+    if (keep.size() < rows.size()) {
+      cache.select_rows(at::tensor(keep, at::kLong));
+      keep_rows(rows, keep);
+      keep_rows(next_pos, keep);
+      if (ngram) keep_rows(bans, keep);
+    }
+
+    // Decode step: one new token per running row, attending over the cache.
+    const int64_t Bk = static_cast<int64_t>(rows.size());
+    const at::Tensor ids = at::tensor(step_ids, at::kLong).view({Bk, 1}).to(table.device());
+    const at::Tensor pos = at::tensor(next_pos, at::kLong).view({Bk, 1}).to(table.device());
+    const at::Tensor h = model->hidden(model->embed(ids), {pos, at::Tensor(), &cache});  // [B, 1, C]
+    logits = model->logits(h.select(1, 0));  // [B, V]
+    for (int64_t& p : next_pos) ++p;
+  }
+  return out;
+}
+
+}  // namespace c3::model

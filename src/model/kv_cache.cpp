@@ -1,0 +1,28 @@
+// KVCache: a static, preallocated key/value cache, one [B, Hkv, T_max, D] pair per layer.
+#include "model/kv_cache.h"
+
+#include "util/error.h"
+
+namespace c3::model {
+
+KVCache::KVCache(const Qwen2Config& cfg, int64_t batch, int64_t max_len, at::ScalarType dtype,
+                 at::Device device) {
+  C3_CHECK(batch > 0 && max_len > 0, "KVCache: batch ({}) and max_len ({}) must be positive",
+           batch, max_len);
+  const auto opts = at::TensorOptions().dtype(dtype).device(device);
+  const std::vector<int64_t> shape{batch, cfg.num_key_value_heads, max_len, cfg.head_dim()};
+  for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
+    k.push_back(at::zeros(shape, opts));
+    v.push_back(at::zeros(shape, opts));
+  }
+  key_valid = at::zeros({batch, max_len}, opts.dtype(at::kBool));
+}
+
+void KVCache::select_rows(const at::Tensor& rows) {
+  const at::Tensor idx = rows.to(key_valid.device(), at::kLong);
+  for (auto& t : k) t = t.index_select(0, idx);
+  for (auto& t : v) t = t.index_select(0, idx);
+  key_valid = key_valid.index_select(0, idx);
+}
+
+}  // namespace c3::model
