@@ -18,9 +18,14 @@ std::pair<std::u32string, std::u32string> passage_pair(size_t n) {
   for (size_t e = 0; e < n / 50; ++e) {
     const size_t pos = rng() % b.size();
     switch (rng() % 3) {
-      case 0: b[pos] = alphabet[rng() % alphabet.size()]; break;
-      case 1: b.insert(b.begin() + pos, alphabet[rng() % alphabet.size()]); break;
-      default: b.erase(b.begin() + pos);
+      case 0:
+        b[pos] = alphabet[rng() % alphabet.size()];
+        break;
+      case 1:
+        b.insert(b.begin() + pos, alphabet[rng() % alphabet.size()]);
+        break;
+      default:
+        b.erase(b.begin() + pos);
     }
   }
   return {a, b};

@@ -18,7 +18,8 @@ std::u32string random_string(std::mt19937_64& rng, size_t len, const std::u32str
 }
 
 // `s` with `k` random single-code-point edits (substitute, insert or delete).
-std::u32string mutate(std::mt19937_64& rng, std::u32string s, int k, const std::u32string& alphabet) {
+std::u32string mutate(std::mt19937_64& rng, std::u32string s, int k,
+                      const std::u32string& alphabet) {
   std::uniform_int_distribution<size_t> pick(0, alphabet.size() - 1);
   for (int e = 0; e < k; ++e) {
     const size_t pos = s.empty() ? 0 : rng() % (s.size() + 1);
@@ -53,7 +54,8 @@ const std::u32string kLarge = [] {  // far more distinct code points than one 64
 
 TEST(Levenshtein, MatchesDpOnRandomStrings) {
   std::mt19937_64 rng(1234);
-  const std::vector<const std::u32string*> alphabets = {&kBinary, &kDna, &kAscii, &kUnicode, &kLarge};
+  const std::vector<const std::u32string*> alphabets = {&kBinary, &kDna, &kAscii, &kUnicode,
+                                                        &kLarge};
   std::uniform_int_distribution<size_t> len(0, 300);
   int checked = 0;
   for (int trial = 0; trial < 4000; ++trial) {
@@ -63,8 +65,8 @@ TEST(Levenshtein, MatchesDpOnRandomStrings) {
     const std::u32string b = trial % 2 ? random_string(rng, len(rng), alphabet)
                                        : mutate(rng, a, int(rng() % 20), alphabet);
     const int64_t want = levenshtein_dp(a, b);
-    ASSERT_EQ(levenshtein(a, b), want) << "trial " << trial << " |a|=" << a.size()
-                                       << " |b|=" << b.size();
+    ASSERT_EQ(levenshtein(a, b), want)
+        << "trial " << trial << " |a|=" << a.size() << " |b|=" << b.size();
     ASSERT_EQ(levenshtein(b, a), want) << "symmetry, trial " << trial;
     ++checked;
   }
@@ -127,16 +129,18 @@ TEST(Utf8, DecodesValidText) {
 
 TEST(Utf8, ReplacesInvalidBytesLikePython) {
   const std::u32string r(1, 0xFFFD);
-  EXPECT_EQ(utf8_to_u32("\x80"), r);                         // lone continuation
-  EXPECT_EQ(utf8_to_u32("a\xFF" "b"), U"a" + r + U"b");       // never-valid byte
-  EXPECT_EQ(utf8_to_u32("\xC0\xAF"), r + r);                 // overlong lead C0
-  EXPECT_EQ(utf8_to_u32("\xE0\x80\xAF"), r + r + r);         // overlong 3-byte
-  EXPECT_EQ(utf8_to_u32("\xED\xA0\x80"), r + r + r);         // surrogate D800
-  EXPECT_EQ(utf8_to_u32("\xF4\x90\x80\x80"), r + r + r + r); // > U+10FFFF
-  EXPECT_EQ(utf8_to_u32("\xE4\xB8"), r);                     // truncated at the end
-  EXPECT_EQ(utf8_to_u32("\xE4\xB8x"), r + U"x");             // truncated mid-text
-  EXPECT_EQ(utf8_to_u32("\xF0\x9F\x98"), r);                 // one maximal subpart, one U+FFFD
-  EXPECT_EQ(utf8_to_u32("\xC3\xC3\xA9"), r + U"é");          // bad byte starts the next one
+  EXPECT_EQ(utf8_to_u32("\x80"), r);  // lone continuation
+  EXPECT_EQ(utf8_to_u32("a\xFF"
+                        "b"),
+            U"a" + r + U"b");                                 // never-valid byte
+  EXPECT_EQ(utf8_to_u32("\xC0\xAF"), r + r);                  // overlong lead C0
+  EXPECT_EQ(utf8_to_u32("\xE0\x80\xAF"), r + r + r);          // overlong 3-byte
+  EXPECT_EQ(utf8_to_u32("\xED\xA0\x80"), r + r + r);          // surrogate D800
+  EXPECT_EQ(utf8_to_u32("\xF4\x90\x80\x80"), r + r + r + r);  // > U+10FFFF
+  EXPECT_EQ(utf8_to_u32("\xE4\xB8"), r);                      // truncated at the end
+  EXPECT_EQ(utf8_to_u32("\xE4\xB8x"), r + U"x");              // truncated mid-text
+  EXPECT_EQ(utf8_to_u32("\xF0\x9F\x98"), r);                  // one maximal subpart, one U+FFFD
+  EXPECT_EQ(utf8_to_u32("\xC3\xC3\xA9"), r + U"é");           // bad byte starts the next one
 }
 
 TEST(Utf8, NeverCrashesOnRandomBytes) {
@@ -216,9 +220,15 @@ TEST(BinStats, MeansRatioAndJson) {
   const auto j = b.to_json();
   std::vector<std::string> keys;
   for (const auto& [k, v] : j.items()) keys.push_back(k);
-  const std::vector<std::string> want = {"bin",            "n",           "mean_tokens",
-                                         "latents",        "ratio",       "char_precision",
-                                         "exact_match",    "word_precision", "token_accuracy",
+  const std::vector<std::string> want = {"bin",
+                                         "n",
+                                         "mean_tokens",
+                                         "latents",
+                                         "ratio",
+                                         "char_precision",
+                                         "exact_match",
+                                         "word_precision",
+                                         "token_accuracy",
                                          "seconds"};
   EXPECT_EQ(keys, want);
   EXPECT_EQ(j["bin"], "64-128");

@@ -68,8 +68,8 @@ TEST(ParseBins, Valid) {
 }
 
 TEST(ParseBins, ErrorsNameTheBadPiece) {
-  for (const char* bad : {"64-", "-128", "128-64", "64-64", "a-b", "64_128", "64--128", "+1-2",
-                          "1-2x", "1.5-3"}) {
+  for (const char* bad :
+       {"64-", "-128", "128-64", "64-64", "a-b", "64_128", "64--128", "+1-2", "1-2x", "1.5-3"}) {
     const std::string spec = std::string("32-64,") + bad + ",1024-2048";
     const std::string err = error_of([&] { parse_bins(spec); });
     EXPECT_NE(err.find(std::string("\"") + bad + "\""), std::string::npos) << err;
@@ -209,11 +209,12 @@ TEST(Plot, LossCurvesPngFromJsonl) {
   std::string log;
   for (int step = 0; step <= 400; step += 2) {
     // Training lines every step, a valid-loss line every 50, a non-loss line, and a torn tail.
-    log += "{\"step\": " + std::to_string(step) + ", \"loss\": " +
-           std::to_string(6.0 * std::exp(-step / 80.0) + 0.05) + ", \"lr\": 0.001}\n";
+    log += "{\"step\": " + std::to_string(step) +
+           ", \"loss\": " + std::to_string(6.0 * std::exp(-step / 80.0) + 0.05) +
+           ", \"lr\": 0.001}\n";
     if (step % 50 == 0) {
-      log += "{\"step\": " + std::to_string(step) + ", \"valid_loss\": " +
-             std::to_string(6.2 * std::exp(-step / 90.0) + 0.08) + "}\n";
+      log += "{\"step\": " + std::to_string(step) +
+             ", \"valid_loss\": " + std::to_string(6.2 * std::exp(-step / 90.0) + 0.08) + "}\n";
     }
   }
   log += "{\"event\": \"checkpoint\"}\n{\"step\": 402, \"lo";
@@ -233,7 +234,8 @@ TEST(Plot, MissingGnuplotSaysWhatToInstall) {
   const fs::path dir = scratch("missing");
   PlotOptions opt;
   opt.gnuplot = "/nonexistent/gnuplot";
-  std::string err = error_of([&] { plot_precision_vs_ratio(paper_reference_series(), dir / "a.png", opt); });
+  std::string err =
+      error_of([&] { plot_precision_vs_ratio(paper_reference_series(), dir / "a.png", opt); });
   EXPECT_NE(err.find("gnuplot-nox"), std::string::npos) << err;
   opt.gnuplot = "c3-no-such-gnuplot";
   err = error_of([&] { plot_precision_vs_ratio(paper_reference_series(), dir / "a.png", opt); });

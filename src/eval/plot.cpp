@@ -2,12 +2,11 @@
 #include "eval/plot.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,7 +15,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-
 #include <nlohmann/json.hpp>
 
 #include "util/atomic_file.h"
@@ -34,9 +32,11 @@ namespace {
 std::string quote(std::string_view s) {
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "''";
-    else if (c == '\n' || c == '\r') out += ' ';
-    else out += c;
+    if (c == '\'') {
+      out += "''";
+    } else {
+      out += (c == '\n' || c == '\r') ? ' ' : c;
+    }
   }
   return out + "'";
 }
@@ -256,7 +256,8 @@ std::string loss_plot_script(const std::vector<PlotSeries>& curves, const fs::pa
     if (curves[i].points.empty()) continue;  // e.g. no valid loss logged yet
     // Dense curves read better as lines; sparse ones (valid loss every K steps) get markers.
     const char* style = curves[i].points.size() > 50 ? "lines lw 1.5" : "linespoints lw 2 pt 7";
-    plots.push_back(fmt::format("$s{} using 1:2 with {} title {}", i, style, quote(curves[i].title)));
+    plots.push_back(
+        fmt::format("$s{} using 1:2 with {} title {}", i, style, quote(curves[i].title)));
   }
   out += "plot " + fmt::format("{}", fmt::join(plots, ", \\\n     ")) + "\n";
   return out;
@@ -264,7 +265,8 @@ std::string loss_plot_script(const std::vector<PlotSeries>& curves, const fs::pa
 
 void plot_precision_vs_ratio(const std::vector<PlotSeries>& series, const fs::path& png,
                              const PlotOptions& opt) {
-  render_png(png, opt, [&](const fs::path& out) { return precision_plot_script(series, out, opt); });
+  render_png(png, opt,
+             [&](const fs::path& out) { return precision_plot_script(series, out, opt); });
 }
 
 void plot_loss_curves(const fs::path& jsonl, const fs::path& png, const PlotOptions& opt,

@@ -38,8 +38,15 @@ struct Table {
 
 Table make_table(const EvalReport& r, std::string_view times) {
   Table t;
-  t.header = {"bin",          "n",           "mean tokens",    "ratio",  "char precision",
-              "exact match",  "word precision", "token accuracy", "seconds"};
+  t.header = {"bin",
+              "n",
+              "mean tokens",
+              "ratio",
+              "char precision",
+              "exact match",
+              "word precision",
+              "token accuracy",
+              "seconds"};
   for (const BinStats& b : r.bins) {
     t.rows.push_back({b.bin, std::to_string(b.n), num(b.mean_tokens(), 1),
                       std::isfinite(b.ratio()) ? num(b.ratio(), 2) + std::string(times) : "-",
@@ -72,7 +79,8 @@ double number_or_nan(const nlohmann::ordered_json& j, const char* key) {
 std::vector<TokenBin> parse_bins(std::string_view spec) {
   std::vector<TokenBin> bins;
   const std::string_view all = spec;
-  C3_CHECK(!trim(spec).empty(), "--bins is empty: expected LO-HI pieces, e.g. --bins 64-128,128-256");
+  C3_CHECK(!trim(spec).empty(),
+           "--bins is empty: expected LO-HI pieces, e.g. --bins 64-128,128-256");
   while (true) {
     const size_t comma = spec.find(',');
     const std::string_view piece = trim(spec.substr(0, comma));
@@ -135,8 +143,11 @@ std::string render_markdown(const EvalReport& r) {
 nlohmann::ordered_json report_to_json(const EvalReport& r) {
   nlohmann::ordered_json bins = nlohmann::ordered_json::array();
   for (const BinStats& b : r.bins) bins.push_back(b.to_json());
-  return nlohmann::ordered_json{
-      {"model", r.model}, {"latents", r.latents}, {"data", r.data}, {"bins", bins}, {"meta", r.meta}};
+  return nlohmann::ordered_json{{"model", r.model},
+                                {"latents", r.latents},
+                                {"data", r.data},
+                                {"bins", bins},
+                                {"meta", r.meta}};
 }
 
 EvalReport report_from_json(const nlohmann::ordered_json& j) {

@@ -2,11 +2,10 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "eval/text_metrics.h"
 
@@ -27,7 +26,7 @@ std::vector<TokenBin> parse_bins(std::string_view spec);
 struct EvalReport {
   std::string model;  // the model folder or name, as the user gave it
   int64_t latents = 0;
-  std::string data;   // the evaluation data file
+  std::string data;  // the evaluation data file
   std::vector<BinStats> bins;
   // Free-form provenance written as-is under "meta" (git commit, device, date, max_docs, ...).
   nlohmann::ordered_json meta = nlohmann::ordered_json::object();

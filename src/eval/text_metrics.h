@@ -2,10 +2,9 @@
 #pragma once
 #include <cstdint>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace c3::eval {
 
@@ -36,8 +35,8 @@ PassageScore score_passage(std::string_view pred, std::string_view ref);
 
 // Accumulates the scores of the passages of one length bin [lo, hi) tokens at L latents.
 struct BinStats {
-  std::string bin;      // label, e.g. "64-128"
-  int64_t lo = 0;       // passage length in the model's tokens: lo <= tokens < hi
+  std::string bin;  // label, e.g. "64-128"
+  int64_t lo = 0;   // passage length in the model's tokens: lo <= tokens < hi
   int64_t hi = 0;
   int64_t latents = 0;  // L
   int64_t n = 0;        // passages added
