@@ -234,6 +234,30 @@ TEST(Tokenizer, OnigSpaceRewrittenForPcre2) {
   EXPECT_EQ(n, 1);
 }
 
+TEST(Tokenizer, Qwen2FastMatcherEqualsPcre2) {
+  using c3::tokenizer::Regex;
+  Regex fast(c3::tokenizer::kQwen2Pattern), pcre(c3::tokenizer::kQwen2Pattern, false);
+  auto matches = [](const Regex& re, const std::string& s) {
+    std::vector<std::pair<size_t, size_t>> m;
+    re.for_each_match(s, [&](size_t b, size_t e) { m.push_back({b, e}); });
+    return m;
+  };
+  const std::vector<std::string> atoms = {
+      "a", "Z", "q", "0", "7", " ", " ", " ", "\t", "\r", "\n", "\x0b", "\x0c", "'", "'", "s", "S",
+      "t", "r", "R", "e", "E", "v", "l", "L", "m", "d", "D", "(", ".", ",", "!", "-", "_", "\x01",
+      "\x7f", "\x1c", "\u00e9", "\u00a0", "\u3000", "\u017f", "\u65e5", "\u2014", "\u2019",
+      "\U0001F600", "\u0301", "\u0660", "\u180e", "\u2028"};
+  std::mt19937 rng(7);
+  for (int iter = 0; iter < 20000; ++iter) {
+    std::string s;
+    const int len = 1 + rng() % 24;
+    for (int k = 0; k < len; ++k) s += atoms[rng() % (iter % 2 ? atoms.size() : 36)];
+    auto a = matches(fast, s), b = matches(pcre, s);
+    ASSERT_EQ(a, b) << nlohmann::json(s).dump();
+  }
+  for (const auto& c : qwen_cases()) ASSERT_EQ(matches(fast, c.text), matches(pcre, c.text));
+}
+
 TEST(Tokenizer, NfcNormalizesOnlyWhatNeedsIt) {
   c3::tokenizer::Normalizer nfc({c3::tokenizer::Normalizer::Form::kNFC});
   EXPECT_EQ(nfc.normalize("plain ascii"), "plain ascii");

@@ -340,7 +340,7 @@ void BpeTokenizer::Impl::encode_word(std::string_view word, Scratch& sc,
   constexpr size_t kMaxCachedBytes = 128;  // longer words are rare; keep the arena small
   uint64_t h = 0;
   if (word.size() <= kMaxCachedBytes) {
-    h = XXH3_64bits(word.data(), word.size());
+    h = WordCache::hash(word);
     if (sc.cache.lookup(word, h, out)) return;
   }
   auto& ids = sc.word_ids;

@@ -4,6 +4,8 @@
 
 #include <pcre2.h>
 
+#include <cstdint>
+
 #include "tokenizer/utf8.h"
 #include "util/error.h"
 
@@ -58,7 +60,101 @@ std::string onig_to_pcre2(const std::string& p) {
   return out;
 }
 
-Regex::Regex(const std::string& pattern) : pattern_(pattern) {
+namespace {
+
+// ASCII classes of the Qwen2 pattern: \p{L}, \p{N}, Oniguruma's \s, CR/LF, and the rest.
+enum : uint8_t { kL = 1, kN = 2, kS = 4, kCrLf = 8, kO = 16 };
+struct AsciiClasses {
+  uint8_t c[128];
+  AsciiClasses() {
+    for (int i = 0; i < 128; ++i) {
+      if ((i >= 'a' && i <= 'z') || (i >= 'A' && i <= 'Z')) c[i] = kL;
+      else if (i >= '0' && i <= '9') c[i] = kN;
+      else if (i == '\r' || i == '\n') c[i] = kS | kCrLf;
+      else if ((i >= 0x09 && i <= 0x0D) || i == ' ') c[i] = kS;
+      else c[i] = kO;
+    }
+  }
+};
+const AsciiClasses kAscii;
+
+// The Qwen2 pattern's match at `p`, when deciding it needs only ASCII characters; false sends
+// the position to PCRE2. The pattern matches at every position, so this is PCRE2's next match.
+//   (?i:'s|'t|'re|'ve|'m|'ll|'d) | [^\r\n\p{L}\p{N}]?\p{L}+ | \p{N} |
+//   ' '?[^\s\p{L}\p{N}]+[\r\n]* | \s*[\r\n]+ | \s+(?!\S) | \s+
+bool qwen2_ascii_match(std::string_view sv, size_t p, size_t& end) {
+  const auto* s = reinterpret_cast<const uint8_t*>(sv.data());
+  const size_t n = sv.size();
+  const uint8_t c = s[p];
+  if (c >= 0x80) return false;
+  // Alternatives 1: contractions (a non-ASCII letter might fold to 's': U+017F).
+  if (c == '\'' && p + 1 < n) {
+    if (s[p + 1] >= 0x80) return false;
+    const uint8_t d = s[p + 1] | 0x20;
+    if (d == 's' || d == 't' || d == 'm' || d == 'd') {
+      end = p + 2;
+      return true;
+    }
+    if ((d == 'r' || d == 'v' || d == 'l') && p + 2 < n) {
+      if (s[p + 2] >= 0x80) return false;
+      const uint8_t e = s[p + 2] | 0x20;
+      if (e == (d == 'l' ? 'l' : 'e')) {
+        end = p + 3;
+        return true;
+      }
+    }
+  }
+  const uint8_t k = kAscii.c[c];
+  // 2: an optional non-letter, non-digit, non-CR/LF character, then letters.
+  size_t q = SIZE_MAX;
+  if (k & kL) {
+    q = p;
+  } else if (!(k & (kN | kCrLf)) && p + 1 < n) {
+    if (s[p + 1] >= 0x80) return false;
+    if (kAscii.c[s[p + 1]] & kL) q = p + 1;
+  }
+  if (q != SIZE_MAX) {
+    size_t i = q;
+    while (i < n && s[i] < 0x80 && (kAscii.c[s[i]] & kL)) ++i;
+    if (i < n && s[i] >= 0x80) return false;
+    end = i;
+    return true;
+  }
+  // 3: one digit.
+  if (k & kN) {
+    end = p + 1;
+    return true;
+  }
+  // 4: an optional space, other characters, then CR/LF.
+  {
+    size_t i = c == ' ' ? p + 1 : p;
+    if (i < n && s[i] >= 0x80) return false;
+    if (i < n && (kAscii.c[s[i]] & kO)) {
+      while (i < n && s[i] < 0x80 && (kAscii.c[s[i]] & kO)) ++i;
+      if (i < n && s[i] >= 0x80) return false;
+      while (i < n && (s[i] == '\r' || s[i] == '\n')) ++i;
+      end = i;
+      return true;
+    }
+  }
+  // 5-7: c is whitespace. W = the whole whitespace run.
+  size_t w = p, last_crlf = SIZE_MAX;
+  while (w < n && s[w] < 0x80 && (kAscii.c[s[w]] & kS)) {
+    if (kAscii.c[s[w]] & kCrLf) last_crlf = w;
+    ++w;
+  }
+  if (w < n && s[w] >= 0x80) return false;  // U+00A0, U+3000, ... may continue the run
+  if (last_crlf != SIZE_MAX) end = last_crlf + 1;  // \s*[\r\n]+ backtracks to the last CR/LF
+  else if (w == n) end = n;                        // \s+(?!\S) at the end of the text
+  else if (w - p >= 2) end = w - 1;                // \s+(?!\S): leave one space for the word
+  else end = w;                                    // \s+
+  return true;
+}
+
+}  // namespace
+
+Regex::Regex(const std::string& pattern, bool allow_fast_path) : pattern_(pattern) {
+  if (allow_fast_path && pattern == kQwen2Pattern) fast_ = qwen2_ascii_match;
   std::string translated = onig_to_pcre2(pattern);
   int err = 0;
   PCRE2_SIZE err_off = 0;

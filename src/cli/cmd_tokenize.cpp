@@ -1,0 +1,352 @@
+// `c3 tokenize` (text <-> ids, JSON lines or plain, plus a speed benchmark) and
+// `c3 tokenizer train` (learn a byte-level BPE on a JSONL corpus).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer/bpe_trainer.h"
+#include "tokenizer/utf8.h"
+#include "util/error.h"
+#include "util/line_reader.h"
+
+namespace c3::cli {
+namespace {
+
+using tokenizer::BpeTokenizer;
+
+struct TokenizeOptions {
+  std::string tokenizer;      // tokenizer.json
+  bool decode = false;        // ids -> text instead of text -> ids
+  bool plain = false;         // raw text on stdin (all of it is one text) instead of JSON lines
+  bool lossy = false;         // replace invalid UTF-8 with U+FFFD instead of failing
+  bool skip_special = false;  // decode: drop special tokens
+  std::string bench;          // benchmark: encode every text of this JSONL(.xz) file
+  int threads = 0;            // benchmark threads (0: all cores)
+  int repeat = 3;             // benchmark passes (the first runs with cold word caches)
+};
+
+// Buffered stdout: one fwrite per ~1 MB instead of one per line.
+class Out {
+ public:
+  ~Out() { flush(); }
+  std::string buf;
+  void maybe_flush() {
+    if (buf.size() > (1 << 20)) flush();
+  }
+  void flush() {
+    if (!buf.empty() && std::fwrite(buf.data(), 1, buf.size(), stdout) != buf.size())
+      fail("cannot write to stdout");
+    buf.clear();
+    std::fflush(stdout);
+  }
+};
+
+void append_ids(std::string& out, const std::vector<int32_t>& ids) {
+  out += '[';
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) out += ", ";
+    fmt::format_to(std::back_inserter(out), "{}", ids[i]);
+  }
+  out += ']';
+}
+
+std::string read_stdin() {
+  std::string s;
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), stdin)) > 0) s.append(buf, n);
+  if (std::ferror(stdin)) fail("cannot read stdin");
+  return s;
+}
+
+std::vector<int32_t> ids_from_json(const nlohmann::json& j, const std::string& where) {
+  const nlohmann::json* arr = &j;
+  if (j.is_object() && j.contains("ids")) arr = &j.at("ids");
+  if (!arr->is_array()) fail("{}: expected {{\"ids\": [...]}} or a JSON array of ids", where);
+  std::vector<int32_t> ids;
+  ids.reserve(arr->size());
+  for (const auto& v : *arr) {
+    if (!v.is_number_integer()) fail("{}: ids must be integers, got {}", where, v.dump());
+    ids.push_back(v.get<int32_t>());
+  }
+  return ids;
+}
+
+// Checks a raw input line: invalid UTF-8 is an error naming the line and byte, unless --lossy.
+void check_utf8(std::string& line, int64_t line_no, bool lossy) {
+  size_t bad = tokenizer::find_invalid_utf8(line);
+  if (bad == std::string::npos) return;
+  if (lossy) {
+    line = tokenizer::to_valid_utf8(line);
+    return;
+  }
+  fail("stdin line {}: invalid UTF-8 at byte offset {} (byte 0x{:02X}). Fix the input or pass "
+       "--lossy to replace bad bytes with U+FFFD", line_no, bad, uint8_t(line[bad]));
+}
+
+void run_jsonl(const TokenizeOptions& o, const BpeTokenizer& tok) {
+  LineReader in("-");
+  Out out;
+  std::string line;
+  std::vector<int32_t> ids;
+  while (in.next(line)) {
+    const int64_t ln = in.line_number();
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines
+    check_utf8(line, ln, o.lossy);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      fail("stdin line {}: not JSON (at byte {}): {}", ln, e.byte, e.what());
+    }
+    if (o.decode) {
+      std::string text = tok.decode(ids_from_json(j, fmt::format("stdin line {}", ln)),
+                                    o.skip_special);
+      out.buf += "{\"text\": ";
+      out.buf += nlohmann::json(text).dump();
+      out.buf += "}\n";
+    } else {
+      if (!j.is_object() || !j.contains("text") || !j.at("text").is_string())
+        fail("stdin line {}: expected an object with a string \"text\", got {}", ln,
+             line.substr(0, 80));
+      ids.clear();
+      tok.encode_to(j.at("text").get_ref<const std::string&>(), ids);
+      out.buf += "{\"ids\": ";
+      append_ids(out.buf, ids);
+      out.buf += "}\n";
+    }
+    out.maybe_flush();
+  }
+}
+
+void run_plain(const TokenizeOptions& o, const BpeTokenizer& tok) {
+  std::string in = read_stdin();
+  Out out;
+  if (o.decode) {
+    std::vector<int32_t> ids;
+    size_t first = in.find_first_not_of(" \t\r\n");
+    if (first != std::string::npos && in[first] == '[') {
+      try {
+        ids = ids_from_json(nlohmann::json::parse(in), "stdin");
+      } catch (const nlohmann::json::parse_error& e) {
+        fail("stdin: not a JSON array of ids (at byte {}): {}", e.byte, e.what());
+      }
+    } else {
+      // Whitespace- or comma-separated integers.
+      size_t i = 0;
+      while (i < in.size()) {
+        char ch = in[i];
+        if (ch == ' ' || ch == ',' || ch == '\n' || ch == '\t' || ch == '\r') {
+          ++i;
+          continue;
+        }
+        size_t used = 0;
+        long v = 0;
+        try {
+          v = std::stol(in.substr(i, 12), &used);
+        } catch (const std::exception&) {
+          fail("stdin: expected integer ids at byte offset {}", i);
+        }
+        ids.push_back(static_cast<int32_t>(v));
+        i += used;
+      }
+    }
+    out.buf = tok.decode(ids, o.skip_special);
+    return;
+  }
+  std::vector<int32_t> ids;
+  try {
+    ids = o.lossy ? tok.encode_lossy(in) : tok.encode(in);
+  } catch (const Error& e) {
+    fail("stdin: {}", e.what());
+  }
+  append_ids(out.buf, ids);
+  out.buf += '\n';
+}
+
+// All threads (workers and the timer) meet here between passes.
+class Barrier {
+ public:
+  explicit Barrier(int n) : n_(n) {}
+  void wait() {
+    std::unique_lock<std::mutex> lk(m_);
+    const int64_t gen = gen_;
+    if (++count_ == n_) {
+      count_ = 0;
+      ++gen_;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lk, [&] { return gen_ != gen; });
+    }
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  int n_, count_ = 0;
+  int64_t gen_ = 0;
+};
+
+// Encodes every text of a file on N threads, R passes. Worker threads live across passes, so
+// only the first pass runs with cold per-thread word caches (HF's cache also persists).
+void run_bench(const TokenizeOptions& o, const BpeTokenizer& tok) {
+  std::vector<std::string> texts;
+  int64_t bytes = 0;
+  {
+    CorpusReader reader({o.bench});
+    std::string t;
+    while (reader.next(t)) {
+      bytes += static_cast<int64_t>(t.size());
+      texts.push_back(std::move(t));
+    }
+  }
+  C3_CHECK(!texts.empty(), "--bench {}: no texts", o.bench);
+  const int n = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  const int passes = std::max(1, o.repeat);
+  Barrier barrier(n + 1);
+  std::atomic<size_t> next{0};
+  std::atomic<int64_t> tokens{0};
+  std::vector<std::string> errors(n);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < n; ++t) {
+    workers.emplace_back([&, t] {
+      std::vector<int32_t> ids;
+      for (int p = 0; p < passes; ++p) {
+        barrier.wait();
+        int64_t local = 0;
+        for (size_t i; (i = next.fetch_add(1)) < texts.size();) {
+          ids.clear();
+          try {
+            tok.encode_to(texts[i], ids);
+          } catch (const std::exception& e) {
+            errors[t] = e.what();
+          }
+          local += static_cast<int64_t>(ids.size());
+        }
+        tokens += local;
+        barrier.wait();
+      }
+    });
+  }
+  std::vector<double> secs;
+  int64_t tokens_per_pass = 0;
+  for (int p = 0; p < passes; ++p) {
+    next = 0;
+    tokens = 0;
+    barrier.wait();
+    auto t0 = std::chrono::steady_clock::now();
+    barrier.wait();
+    secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    tokens_per_pass = tokens;
+  }
+  for (auto& w : workers) w.join();
+  for (const auto& e : errors) C3_CHECK(e.empty(), "--bench: encoding failed: {}", e);
+  const double cold = secs[0];
+  const double best = passes > 1 ? *std::min_element(secs.begin() + 1, secs.end()) : cold;
+  nlohmann::ordered_json r = {
+      {"bench", "tokenize"}, {"tokenizer", o.tokenizer}, {"file", o.bench},
+      {"docs", texts.size()}, {"bytes", bytes}, {"tokens", tokens_per_pass}, {"threads", n},
+      {"passes", passes}, {"cold_s", cold}, {"cold_mb_per_s", bytes / cold / 1e6},
+      {"best_s", best}, {"mb_per_s", bytes / best / 1e6},
+      {"tokens_per_s", tokens_per_pass / best}};
+  std::printf("%s\n", r.dump().c_str());
+}
+
+void run_tokenize(const TokenizeOptions& o) {
+  BpeTokenizer tok = BpeTokenizer::from_file(o.tokenizer);
+  if (!o.bench.empty()) return run_bench(o, tok);
+  if (o.plain) return run_plain(o, tok);
+  run_jsonl(o, tok);
+}
+
+struct TrainOptions {
+  std::vector<std::string> corpus;  // JSONL(.xz) files
+  std::string out;                  // tokenizer.json to write
+  tokenizer::BpeTrainerOptions t;
+  double max_mb = 0;  // MB (10^6 bytes) of text to read; 0 = all
+};
+
+void run_train(TrainOptions& o) {
+  o.t.max_bytes = static_cast<int64_t>(o.max_mb * 1e6);
+  tokenizer::BpeTrainer trainer(o.t);
+  trainer.add_corpus(o.corpus);
+  trainer.train_to_file(o.out);
+  const auto& s = trainer.stats();
+  nlohmann::ordered_json r = {
+      {"out", o.out}, {"vocab_size", s.vocab_size}, {"merges", s.merges},
+      {"texts", s.texts}, {"bytes", s.bytes}, {"words", s.words},
+      {"distinct_words", s.distinct_words}, {"pruned_words", s.pruned_words},
+      {"bytes_per_token", s.tokens ? double(s.bytes) / s.tokens : 0.0},
+      {"count_s", s.count_seconds}, {"merge_s", s.merge_seconds}};
+  std::printf("%s\n", r.dump().c_str());
+  if (s.vocab_size < o.t.vocab_size)
+    std::fprintf(stderr, "c3: warning: only %lld tokens: no pair is seen --min-frequency %lld "
+                 "times any more. Give more text or lower --min-frequency.\n",
+                 static_cast<long long>(s.vocab_size), static_cast<long long>(o.t.min_frequency));
+}
+
+void setup_tokenize(CLI::App& root) {
+  auto o = std::make_shared<TokenizeOptions>();
+  CLI::App* cmd = root.add_subcommand(
+      "tokenize", "Text to token ids and back with an HF tokenizer.json. Default: JSON lines "
+                  "{\"text\": ...} on stdin -> {\"ids\": [...]} lines on stdout");
+  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer.json (byte-level BPE)")->required();
+  cmd->add_flag("--decode", o->decode, "Ids to text: {\"ids\": [...]} lines -> {\"text\": ...}");
+  cmd->add_flag("--plain", o->plain,
+                "All of stdin is one raw text -> one JSON array of ids (with --decode: ids as a "
+                "JSON array or separated by spaces/commas -> raw text)");
+  cmd->add_flag("--lossy", o->lossy, "Replace invalid UTF-8 with U+FFFD instead of failing");
+  cmd->add_flag("--skip-special", o->skip_special, "With --decode: leave out special tokens");
+  cmd->add_option("--bench", o->bench,
+                  "Benchmark: encode every text of this JSONL(.xz) file, print one JSON line "
+                  "with MB/s and tokens/s");
+  cmd->add_option("--threads", o->threads, "Benchmark threads (0: all cores)")
+      ->capture_default_str();
+  cmd->add_option("--repeat", o->repeat, "Benchmark passes; the first one has cold caches")
+      ->capture_default_str();
+  cmd->callback([o] { run_tokenize(*o); });
+}
+
+void setup_tokenizer(CLI::App& root) {
+  auto o = std::make_shared<TrainOptions>();
+  CLI::App* cmd = root.add_subcommand("tokenizer", "Tokenizer tools");
+  cmd->require_subcommand(1);
+  CLI::App* train = cmd->add_subcommand(
+      "train", "Learn a byte-level BPE (Qwen2 pre-tokenizer, NFC) on JSONL corpus files and "
+               "write tokenizer.json with the special tokens <|endoftext|> <|im_start|> "
+               "<|im_end|> <img> </img> <imgpad> after the learned vocabulary");
+  train->add_option("--corpus", o->corpus, "JSONL files with {\"text\": ...} lines (.xz ok)")
+      ->required()
+      ->expected(1, -1);
+  train->add_option("--out", o->out, "tokenizer.json to write (atomically)")->required();
+  train->add_option("--vocab-size", o->t.vocab_size,
+                    "Total tokens: 256 bytes + merges + 6 special tokens")
+      ->capture_default_str();
+  train->add_option("--min-frequency", o->t.min_frequency, "Never merge a rarer pair")
+      ->capture_default_str();
+  train->add_option("--max-mb", o->max_mb, "Read at most this many MB of text (0: all)")
+      ->capture_default_str();
+  train->add_option("--max-words", o->t.max_words,
+                    "Distinct words kept while counting (bounds memory; the rarest are dropped)")
+      ->capture_default_str();
+  train->callback([o] { run_train(*o); });
+}
+
+}  // namespace
+
+C3_REGISTER_COMMAND("tokenize", setup_tokenize);
+C3_REGISTER_COMMAND("tokenizer", setup_tokenizer);
+
+}  // namespace c3::cli
