@@ -267,8 +267,10 @@ std::unique_ptr<DataLoader::Chunk> DataLoader::build_chunk(Pos pos) {
   const auto want = static_cast<size_t>(chunk_items_);
   while (c->items.size() < want && !stop_) {
     if (lookahead_.empty()) {
-      // Read about as many documents as the chunk still needs, judging by the last round.
-      double need = static_cast<double>(want - c->items.size()) / items_per_doc_;
+      // Read about as many documents as the chunk still needs, judging by the last round; a
+      // first small round measures that (split_docs can give dozens of passages a document).
+      double need = static_cast<double>(want - c->items.size());
+      need = items_per_doc_ > 0 ? need / items_per_doc_ : std::min(need, 64.0);
       auto n = static_cast<int64_t>(std::clamp(std::ceil(need), 1.0, double(chunk_items_)));
       if (!read_and_cut(n)) break;
       continue;

@@ -131,7 +131,7 @@ class DataLoader {
   int64_t docs_read_ = 0;  // documents read from reader_ this epoch
   std::deque<DocCut> lookahead_;  // cut documents not yet (fully) put into a chunk
   int64_t skip_ = 0;              // passages of lookahead_.front() already used
-  double items_per_doc_ = 1.0;
+  double items_per_doc_ = 0;  // passages per document in the last round; 0: none yet
   std::atomic<int64_t> docs_read_total_{0};
   std::atomic<bool> stop_{false};
 };

@@ -217,10 +217,11 @@ namespace {
 constexpr double kBytesPerTokenGuess = 4.0;  // English with a 16k BPE; only aims the start
 
 // Finds the longest text [begin, end) ending at a segment end with at most `target` tokens.
-// Segments are "whitespace + word" (or single characters in `chars` mode). Per-segment token
-// counts add up to the count of their concatenation except where the pre-tokenizer joins across
-// a boundary (punctuation + newline, CJK runs), so they aim the search and a real tokenization
-// checks each candidate.
+// Segments are "spaces + word + the newlines right after it" (or single characters in `chars`
+// mode): with the Qwen2 and GPT-2 split regexes, pre-tokens never straddle those boundaries
+// (".\n\n" is one pre-token, " word" another), so per-segment token counts add up to the count
+// of the whole text. They do not for CJK runs and other odd cases, so the counts only aim the
+// search and a real tokenization checks each candidate.
 class Cutter {
  public:
   Cutter(const tokenizer::BpeTokenizer& tok, std::string_view doc, size_t begin, size_t limit,
@@ -241,20 +242,20 @@ class Cutter {
       int64_t k;
       if (iter < 4) {  // aim by the (rescaled) counts, then fall back to bisection
         k = good + 1;
-        while (k + 1 < bad && k + 1 <= n() && prefix_[k + 1] * scale <= target_) ++k;
+        while (k + 1 < bad && k + 1 <= n() && est(k + 1) * scale <= target_) ++k;
       } else {
         k = (good + bad) / 2;
       }
       k = std::min(k, n());
       std::vector<int32_t> got = tok_.encode(doc_.substr(begin_, ends_[k - 1] - begin_));
       auto f = static_cast<int64_t>(got.size());
-      bool exact = f == prefix_[k];
-      if (prefix_[k] > 0) scale = static_cast<double>(f) / prefix_[k];
+      bool exact = f == est(k);
+      if (est(k) > 0) scale = static_cast<double>(f) / est(k);
       if (f <= target_) {
         good = k;
         ids = std::move(got);
         // The counts were exact here and say the next word overflows: trust them.
-        if (exact && k < n() && prefix_[k + 1] > target_) break;
+        if (exact && k < n() && est(k + 1) > target_) break;
       } else {
         bad = k;
       }
@@ -267,6 +268,13 @@ class Cutter {
 
  private:
   int64_t n() const { return static_cast<int64_t>(ends_.size()); }
+  int64_t est(int64_t k) const { return est_[k - 1]; }  // estimated tokens of k segments
+
+  int64_t count(size_t from, size_t to) {
+    scratch_.clear();
+    tok_.encode_to(doc_.substr(from, to - from), scratch_);
+    return static_cast<int64_t>(scratch_.size());
+  }
 
   // Adds segments until their counts (times scale) pass the target or the text ends.
   bool extend(double scale) {
@@ -290,11 +298,15 @@ class Cutter {
         }
       }
       r = std::min(r, limit_);
+      size_t next = r;
+      if (!chars_)
+        while (next < limit_ && (doc_[next] == '\n' || doc_[next] == '\r')) ++next;
+      int64_t full = count(pos_, next);
+      // A passage ends at the word itself, without the newlines: count that too (rarely needed).
       ends_.push_back(r);
-      scratch_.clear();
-      tok_.encode_to(doc_.substr(pos_, r - pos_), scratch_);
-      prefix_.push_back(prefix_.back() + static_cast<int64_t>(scratch_.size()));
-      pos_ = r;
+      est_.push_back(prefix_.back() + (next > r ? count(pos_, r) : full));
+      prefix_.push_back(prefix_.back() + full);
+      pos_ = next;
       added = true;
     }
     return added;
@@ -307,6 +319,7 @@ class Cutter {
   bool chars_;
   std::vector<size_t> ends_;
   std::vector<int64_t> prefix_{0};  // prefix_[k]: summed counts of the first k segments
+  std::vector<int64_t> est_;        // est_[k - 1]: counts of k segments, the last one bare
   std::vector<int32_t> scratch_;
 };
 
