@@ -1,14 +1,8 @@
 // `c3 tokenize` (text <-> ids, JSON lines or plain, plus a speed benchmark) and
 // `c3 tokenizer train` (learn a byte-level BPE on a JSONL corpus).
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -17,6 +11,7 @@
 #include "cli/command.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/bpe_trainer.h"
+#include "tokenizer/encode_bench.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
 #include "util/line_reader.h"
@@ -176,92 +171,13 @@ void run_plain(const TokenizeOptions& o, const BpeTokenizer& tok) {
   out.buf += '\n';
 }
 
-// All threads (workers and the timer) meet here between passes.
-class Barrier {
- public:
-  explicit Barrier(int n) : n_(n) {}
-  void wait() {
-    std::unique_lock<std::mutex> lk(m_);
-    const int64_t gen = gen_;
-    if (++count_ == n_) {
-      count_ = 0;
-      ++gen_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(lk, [&] { return gen_ != gen; });
-    }
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  int n_, count_ = 0;
-  int64_t gen_ = 0;
-};
-
-// Encodes every text of a file on N threads, R passes. Worker threads live across passes, so
-// only the first pass runs with cold per-thread word caches (HF's cache also persists).
+// Encodes every text of a file on N threads, R passes, and prints one JSON line.
 void run_bench(const TokenizeOptions& o, const BpeTokenizer& tok) {
-  std::vector<std::string> texts;
-  int64_t bytes = 0;
-  {
-    CorpusReader reader({o.bench});
-    std::string t;
-    while (reader.next(t)) {
-      bytes += static_cast<int64_t>(t.size());
-      texts.push_back(std::move(t));
-    }
-  }
-  C3_CHECK(!texts.empty(), "--bench {}: no texts", o.bench);
-  const int n = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
-  const int passes = std::max(1, o.repeat);
-  Barrier barrier(n + 1);
-  std::atomic<size_t> next{0};
-  std::atomic<int64_t> tokens{0};
-  std::vector<std::string> errors(n);
-  std::vector<std::thread> workers;
-  for (int t = 0; t < n; ++t) {
-    workers.emplace_back([&, t] {
-      std::vector<int32_t> ids;
-      for (int p = 0; p < passes; ++p) {
-        barrier.wait();
-        int64_t local = 0;
-        for (size_t i; (i = next.fetch_add(1)) < texts.size();) {
-          ids.clear();
-          try {
-            tok.encode_to(texts[i], ids);
-          } catch (const std::exception& e) {
-            errors[t] = e.what();
-          }
-          local += static_cast<int64_t>(ids.size());
-        }
-        tokens += local;
-        barrier.wait();
-      }
-    });
-  }
-  std::vector<double> secs;
-  int64_t tokens_per_pass = 0;
-  for (int p = 0; p < passes; ++p) {
-    next = 0;
-    tokens = 0;
-    barrier.wait();
-    auto t0 = std::chrono::steady_clock::now();
-    barrier.wait();
-    secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    tokens_per_pass = tokens;
-  }
-  for (auto& w : workers) w.join();
-  for (const auto& e : errors) C3_CHECK(e.empty(), "--bench: encoding failed: {}", e);
-  const double cold = secs[0];
-  const double best = passes > 1 ? *std::min_element(secs.begin() + 1, secs.end()) : cold;
-  nlohmann::ordered_json r = {
-      {"bench", "tokenize"}, {"tokenizer", o.tokenizer}, {"file", o.bench},
-      {"docs", texts.size()}, {"bytes", bytes}, {"tokens", tokens_per_pass}, {"threads", n},
-      {"passes", passes}, {"cold_s", cold}, {"cold_mb_per_s", bytes / cold / 1e6},
-      {"best_s", best}, {"mb_per_s", bytes / best / 1e6},
-      {"tokens_per_s", tokens_per_pass / best}};
-  std::printf("%s\n", r.dump().c_str());
+  auto texts = tokenizer::read_texts(o.bench);
+  auto r = tokenizer::bench_encode(tok, texts, o.threads, o.repeat);
+  std::printf("{\"bench\": \"tokenize\", \"tokenizer\": %s, \"file\": %s, %s\n",
+              nlohmann::json(o.tokenizer).dump().c_str(), nlohmann::json(o.bench).dump().c_str(),
+              r.json().c_str() + 1);
 }
 
 void run_tokenize(const TokenizeOptions& o) {
