@@ -9,9 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "testdata.h"
 #include "tokenizer/bpe_tokenizer.h"
@@ -37,9 +36,9 @@ const BpeTokenizer& tiny_tokenizer() {
 // Prose-like text: words from syllables, some non-ASCII, punctuation, paragraphs.
 std::string make_doc(uint64_t seed, int n_words) {
   static const char* syll[] = {"ka", "lo", "mi", "the", "and", "ter", "pro", "ven", "sa", "qu",
-                               "is", "on", "ro", "be", "at", "ex", "ul", "dor", "fi", "ne"};
-  static const char* special[] = {"naïve", "café", "Ελληνικά", "東京", "straße", "🙂", "«quoted»",
-                                  "1997", "e.g.", "don't", "x-ray", "Œuvre"};
+                               "is", "on", "ro", "be",  "at",  "ex",  "ul",  "dor", "fi", "ne"};
+  static const char* special[] = {"naïve",    "café", "Ελληνικά", "東京",  "straße", "🙂",
+                                  "«quoted»", "1997", "e.g.",     "don't", "x-ray",  "Œuvre"};
   Rng rng(seed);
   std::string s;
   for (int i = 0; i < n_words; ++i) {
@@ -57,9 +56,12 @@ std::string make_doc(uint64_t seed, int n_words) {
       s += w;
     }
     double p = rng.uniform();
-    if (p < 0.06) s += ".";
-    else if (p < 0.09) s += ",";
-    else if (p < 0.10) s += ";";
+    if (p < 0.06)
+      s += ".";
+    else if (p < 0.09)
+      s += ",";
+    else if (p < 0.10)
+      s += ";";
   }
   return s;
 }
@@ -218,9 +220,9 @@ TEST(LengthDist, ParsesSpecs) {
 }
 
 TEST(LengthDist, RejectsBadSpecsClearly) {
-  for (std::string bad : {"", "uniform", "uniform:64", "uniform:x-10", "gauss:1-2", "fixed:0",
-                          "uniform:100-10", "fixed:-5", "uniform:64-1280x", "uniform:0-10",
-                          "loguniform:-1-5", "fixed:64-128"}) {
+  for (std::string bad :
+       {"", "uniform", "uniform:64", "uniform:x-10", "gauss:1-2", "fixed:0", "uniform:100-10",
+        "fixed:-5", "uniform:64-1280x", "uniform:0-10", "loguniform:-1-5", "fixed:64-128"}) {
     try {
       LengthDist::parse(bad);
       ADD_FAILURE() << "accepted '" << bad << "'";
@@ -358,8 +360,10 @@ TEST(CutPassage, NeverBreaksUtf8OrWordsInNonAsciiText) {
   // Greek and accented words with spaces, and CJK runs without spaces (each character a word).
   std::string doc;
   for (int i = 0; i < 60; ++i)
-    doc += "Ελληνικά κείμενα ñandú façade 東京都の天気は晴れです。日本語のテキスト 🙂🙂 "
-           "Straßenbahn über Œuvre.\n";
+    doc +=
+        "Ελληνικά κείμενα ñandú façade 東京都の天気は晴れです。日本語のテキスト "
+        "🙂🙂 "
+        "Straßenbahn über Œuvre.\n";
   const int64_t word = longest_word(tok, doc);
   for (int64_t target : {3, 7, 16, 50, 120, 400}) {
     for (uint64_t seed = 0; seed < 10; ++seed) {
@@ -606,7 +610,8 @@ TEST(DataLoader, TokenBudgetBatches) {
     if (a.n_global > 2) {
       EXPECT_LE(a.n_global * longest, 300);
     }
-    for (size_t k = 0; k < a.passages.size(); ++k) EXPECT_NE(a.passages[k].text, b.passages[k].text);
+    for (size_t k = 0; k < a.passages.size(); ++k)
+      EXPECT_NE(a.passages[k].text, b.passages[k].text);
     rows += a.n_global;
   }
   EXPECT_GT(rows, 50 * 2) << "batches never grew beyond the minimum";

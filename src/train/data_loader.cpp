@@ -32,8 +32,9 @@ int64_t Batch::n_tokens() const {
 
 DataLoader::DataLoader(const tokenizer::BpeTokenizer& tok, DataOptions opt)
     : tok_(tok), opt_(std::move(opt)) {
-  C3_CHECK(!opt_.files.empty(), "data loader: no data files given; pass JSONL(.xz) files of "
-                                "{{\"text\": ...}} lines");
+  C3_CHECK(!opt_.files.empty(),
+           "data loader: no data files given; pass JSONL(.xz) files of "
+           "{{\"text\": ...}} lines");
   CorpusReader check(opt_.files);  // fails early, naming a missing file
   C3_CHECK(opt_.world_size >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world_size,
            "data loader: rank {} is not in [0, world_size {})", opt_.rank, opt_.world_size);
@@ -64,10 +65,10 @@ Batch DataLoader::next() {
       if (!pending_.valid()) start_prefetch(start_);
       cur_ = pending_.get();  // rethrows what the builder threw
       if (cur_->batches.empty() && cur_->begin.chunk == 0)
-        fail("data loader: epoch {} gives no full batch: {} passages of >= {} tokens from {} "
-             "documents, batch size {}. Use more data, a smaller batch or a lower min_tokens.",
-             cur_->begin.epoch, cur_->items.size(), opt_.min_tokens, cur_->end.doc,
-             opt_.batch_size);
+        fail(
+            "data loader: epoch {} gives no full batch: {} passages of >= {} tokens from {} "
+            "documents, batch size {}. Use more data, a smaller batch or a lower min_tokens.",
+            cur_->begin.epoch, cur_->items.size(), opt_.min_tokens, cur_->end.doc, opt_.batch_size);
       start_prefetch(following(*cur_));  // overlaps with consuming this chunk
     }
     if (batch_ < static_cast<int64_t>(cur_->batches.size())) {
@@ -128,17 +129,22 @@ static nlohmann::json fingerprint(const DataOptions& o) {
 
 nlohmann::json DataLoader::state() const {
   Pos p = cur_ ? cur_->begin : start_;
-  return {{"version", kStateVersion}, {"epoch", p.epoch},   {"chunk", p.chunk},
-          {"doc", p.doc},             {"skip", p.skip},     {"batch", batch_},
+  return {{"version", kStateVersion},
+          {"epoch", p.epoch},
+          {"chunk", p.chunk},
+          {"doc", p.doc},
+          {"skip", p.skip},
+          {"batch", batch_},
           {"options", fingerprint(opt_)}};
 }
 
 void DataLoader::restore(const nlohmann::json& s) {
   auto get = [&](const char* key) -> int64_t {
     if (!s.contains(key) || !s[key].is_number_integer())
-      fail("data loader state: missing integer \"{}\" in {}. Pass the \"data\" object that "
-           "DataLoader::state() wrote.",
-           key, s.dump().substr(0, 200));
+      fail(
+          "data loader state: missing integer \"{}\" in {}. Pass the \"data\" object that "
+          "DataLoader::state() wrote.",
+          key, s.dump().substr(0, 200));
     return s[key].get<int64_t>();
   };
   C3_CHECK(s.is_object() && get("version") == kStateVersion,
@@ -147,9 +153,10 @@ void DataLoader::restore(const nlohmann::json& s) {
   nlohmann::json mine = fingerprint(opt_), saved = s.value("options", nlohmann::json::object());
   for (auto& [key, value] : mine.items()) {
     if (!saved.contains(key) || saved[key] != value)
-      fail("data loader state: saved with {}={} but this run has {}={}. Resume with the data "
-           "options of the saved run.",
-           key, saved.contains(key) ? saved[key].dump() : "(none)", key, value.dump());
+      fail(
+          "data loader state: saved with {}={} but this run has {}={}. Resume with the data "
+          "options of the saved run.",
+          key, saved.contains(key) ? saved[key].dump() : "(none)", key, value.dump());
   }
   Pos p{get("epoch"), get("chunk"), get("doc"), get("skip")};
   int64_t batch = get("batch");
@@ -179,9 +186,10 @@ void DataLoader::seek(Pos pos) {
   std::string text;
   while (docs_read_ < pos.doc && !stop_) {
     if (!reader_->next(text))
-      fail("data loader: cannot resume at document {} of epoch {}: the data has only {} "
-           "documents. Were the data files changed since the state was saved?",
-           pos.doc, pos.epoch, docs_read_);
+      fail(
+          "data loader: cannot resume at document {} of epoch {}: the data has only {} "
+          "documents. Were the data files changed since the state was saved?",
+          pos.doc, pos.epoch, docs_read_);
     ++docs_read_;
   }
   skip_ = pos.skip;
@@ -234,8 +242,8 @@ bool DataLoader::read_and_cut(int64_t n_docs) {
 
 std::vector<DataLoader::Item> DataLoader::cut_doc(const std::string& text, int64_t epoch,
                                                   int64_t doc) const {
-  Rng rng = Rng::keyed({opt_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(doc),
-                        kDocKey});
+  Rng rng =
+      Rng::keyed({opt_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(doc), kDocKey});
   std::vector<Item> out;
   auto keep = [&](Passage p, int64_t k) {
     if (p.n_tokens() >= std::max<int64_t>(1, opt_.min_tokens))
@@ -259,8 +267,7 @@ std::vector<DataLoader::Item> DataLoader::cut_doc(const std::string& text, int64
 
 std::unique_ptr<DataLoader::Chunk> DataLoader::build_chunk(Pos pos) {
   int64_t next_doc = lookahead_.empty() ? docs_read_ : lookahead_.front().doc;
-  if (!reader_ || reader_epoch_ != pos.epoch || next_doc != pos.doc || skip_ != pos.skip)
-    seek(pos);
+  if (!reader_ || reader_epoch_ != pos.epoch || next_doc != pos.doc || skip_ != pos.skip) seek(pos);
 
   auto c = std::make_unique<Chunk>();
   c->begin = pos;
@@ -285,8 +292,8 @@ std::unique_ptr<DataLoader::Chunk> DataLoader::build_chunk(Pos pos) {
   }
   if (stop_) fail("data loader: chunk build cancelled");
   c->epoch_done = c->items.size() < want;
-  c->end = Pos{pos.epoch, pos.chunk + 1,
-               lookahead_.empty() ? docs_read_ : lookahead_.front().doc, skip_};
+  c->end = Pos{pos.epoch, pos.chunk + 1, lookahead_.empty() ? docs_read_ : lookahead_.front().doc,
+               skip_};
   make_batches(*c);
   return c;
 }

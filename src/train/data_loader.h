@@ -6,10 +6,9 @@
 #include <deque>
 #include <future>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "train/passage_sampler.h"
 
@@ -55,7 +54,7 @@ struct DataOptions {
 };
 
 struct Batch {
-  std::vector<Passage> passages;  // this rank's rows, shortest first
+  std::vector<Passage> passages;            // this rank's rows, shortest first
   int64_t epoch = 0, chunk = 0, index = 0;  // index: the batch's position within its chunk
   int64_t n_global = 0;                     // rows of the global batch, all ranks together
 
@@ -92,7 +91,7 @@ class DataLoader {
   struct Item {  // a passage and its place in the stream
     Passage passage;
     int64_t doc;
-    int64_t k;         // passage number within the document
+    int64_t k;          // passage number within the document
     uint64_t tiebreak;  // random order among passages of equal length
   };
   struct DocCut {
@@ -128,10 +127,10 @@ class DataLoader {
   // Builder side: touched only by the one build in flight.
   std::unique_ptr<CorpusReader> reader_;
   int64_t reader_epoch_ = -1;
-  int64_t docs_read_ = 0;  // documents read from reader_ this epoch
+  int64_t docs_read_ = 0;         // documents read from reader_ this epoch
   std::deque<DocCut> lookahead_;  // cut documents not yet (fully) put into a chunk
   int64_t skip_ = 0;              // passages of lookahead_.front() already used
-  double items_per_doc_ = 0;  // passages per document in the last round; 0: none yet
+  double items_per_doc_ = 0;      // passages per document in the last round; 0: none yet
   std::atomic<int64_t> docs_read_total_{0};
   std::atomic<bool> stop_{false};
 };

@@ -55,9 +55,10 @@ static bool parse_count(const std::string& s, int64_t& out) {
 
 LengthDist LengthDist::parse(const std::string& spec) {
   auto bad = [&](const std::string& why) {
-    fail("bad length distribution '{}': {}. Expected uniform:LO-HI, loguniform:LO-HI or fixed:N "
-         "(token counts, 1 <= LO <= HI), e.g. uniform:64-1280",
-         spec, why);
+    fail(
+        "bad length distribution '{}': {}. Expected uniform:LO-HI, loguniform:LO-HI or fixed:N "
+        "(token counts, 1 <= LO <= HI), e.g. uniform:64-1280",
+        spec, why);
   };
   size_t colon = spec.find(':');
   if (colon == std::string::npos) bad("no ':'");
@@ -83,16 +84,21 @@ LengthDist LengthDist::parse(const std::string& spec) {
 
 std::string LengthDist::str() const {
   switch (kind) {
-    case Fixed: return fmt::format("fixed:{}", lo);
-    case LogUniform: return fmt::format("loguniform:{}-{}", lo, hi);
-    default: return fmt::format("uniform:{}-{}", lo, hi);
+    case Fixed:
+      return fmt::format("fixed:{}", lo);
+    case LogUniform:
+      return fmt::format("loguniform:{}-{}", lo, hi);
+    default:
+      return fmt::format("uniform:{}-{}", lo, hi);
   }
 }
 
 int64_t LengthDist::sample(Rng& rng) const {
   switch (kind) {
-    case Fixed: return lo;
-    case Uniform: return rng.uniform_int(lo, hi);
+    case Fixed:
+      return lo;
+    case Uniform:
+      return rng.uniform_int(lo, hi);
     case LogUniform: {
       // Density ~ 1/x on [lo, hi + 1), floored, so every integer in [lo, hi] can come out.
       double a = std::log(static_cast<double>(lo)), b = std::log(static_cast<double>(hi) + 1.0);
@@ -226,7 +232,12 @@ class Cutter {
  public:
   Cutter(const tokenizer::BpeTokenizer& tok, std::string_view doc, size_t begin, size_t limit,
          int64_t target, bool chars)
-      : tok_(tok), doc_(doc), begin_(begin), pos_(begin), limit_(limit), target_(target),
+      : tok_(tok),
+        doc_(doc),
+        begin_(begin),
+        pos_(begin),
+        limit_(limit),
+        target_(target),
         chars_(chars) {}
 
   // Returns the number of segments of the best cut (0: nothing fits) and fills end/ids.
@@ -359,7 +370,8 @@ Passage cut_passage(const tokenizer::BpeTokenizer& tok, std::string_view doc, in
   size_t max_start = b - a > need ? b - need : a;
   size_t o = a + static_cast<size_t>(rng.uniform_int(0, static_cast<int64_t>(max_start - a)));
   bool paragraph = rng.uniform() < 0.25;
-  size_t s = paragraph ? paragraph_start_at_or_before(doc, o, a) : word_start_at_or_before(doc, o, a);
+  size_t s =
+      paragraph ? paragraph_start_at_or_before(doc, o, a) : word_start_at_or_before(doc, o, a);
   Passage p = cut_passage_from(tok, doc, s, target_tokens);
 
   // Ran into the end of the document short of the target: start earlier, by the missing tokens

@@ -24,8 +24,8 @@ class Rng {
   static Rng keyed(std::initializer_list<uint64_t> keys);
 
   uint64_t next();
-  double uniform();                              // in [0, 1)
-  int64_t uniform_int(int64_t lo, int64_t hi);   // in [lo, hi], both inclusive
+  double uniform();                             // in [0, 1)
+  int64_t uniform_int(int64_t lo, int64_t hi);  // in [lo, hi], both inclusive
 
  private:
   uint64_t state_;
