@@ -49,6 +49,9 @@ DataLoader::DataLoader(const tokenizer::BpeTokenizer& tok, DataOptions opt)
   C3_CHECK(opt_.bucket_docs >= 1, "data loader: bucket_docs must be >= 1 (got {})",
            opt_.bucket_docs);
   C3_CHECK(opt_.n_threads >= 1, "data loader: n_threads must be >= 1 (got {})", opt_.n_threads);
+  C3_CHECK(opt_.max_batch_tokens == 0 || opt_.bucket_docs >= opt_.world_size,
+           "data loader: bucket_docs {} is below world_size {}: no chunk could fill a batch",
+           opt_.bucket_docs, opt_.world_size);
   chunk_items_ = opt_.bucket_docs;
   if (opt_.max_batch_tokens == 0)
     chunk_items_ = (opt_.bucket_docs + opt_.batch_size - 1) / opt_.batch_size * opt_.batch_size;
