@@ -141,7 +141,8 @@ def main():
         for line in p.stdout.splitlines():
             r = json.loads(line)
             rows.append({"impl": "c3", "threads": r["threads"], "seconds": r["best_s"],
-                         "tokens": r["tokens"], "cold_mb_per_s": r["cold_mb_per_s"]})
+                         "tokens": r["tokens"], "cold_mb_per_s": r["cold_mb_per_s"],
+                         "cpu_mb_per_s": r["cpu_mb_per_s"]})
 
     for r in rows:
         r["mb_per_s"] = round(n_bytes / r["seconds"] / 1e6, 2)

@@ -8,6 +8,8 @@
 #include <mutex>
 #include <thread>
 
+#include <time.h>
+
 #include <fmt/format.h>
 
 #include "util/error.h"
@@ -40,15 +42,21 @@ class Barrier {
   int64_t gen_ = 0;
 };
 
+int64_t thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
 }  // namespace
 
 std::string EncodeBenchResult::json() const {
   return fmt::format(
       "{{\"docs\": {}, \"bytes\": {}, \"tokens\": {}, \"threads\": {}, \"passes\": {}, "
       "\"cold_s\": {:.4f}, \"cold_mb_per_s\": {:.2f}, \"best_s\": {:.4f}, \"mb_per_s\": {:.2f}, "
-      "\"tokens_per_s\": {:.0f}}}",
+      "\"tokens_per_s\": {:.0f}, \"cpu_s\": {:.4f}, \"cpu_mb_per_s\": {:.2f}}}",
       docs, bytes, tokens, threads, passes, cold_s, cold_mb_per_s(), best_s, mb_per_s(),
-      tokens_per_s());
+      tokens_per_s(), cpu_s, cpu_mb_per_s());
 }
 
 EncodeBenchResult bench_encode(const BpeTokenizer& tok, const std::vector<std::string>& texts,
@@ -62,7 +70,7 @@ EncodeBenchResult bench_encode(const BpeTokenizer& tok, const std::vector<std::s
 
   Barrier barrier(r.threads + 1);
   std::atomic<size_t> next{0};
-  std::atomic<int64_t> tokens{0};
+  std::atomic<int64_t> tokens{0}, cpu_ns{0};
   std::vector<std::string> errors(r.threads);
   std::vector<std::thread> workers;
   for (int t = 0; t < r.threads; ++t) {
@@ -70,6 +78,7 @@ EncodeBenchResult bench_encode(const BpeTokenizer& tok, const std::vector<std::s
       std::vector<int32_t> ids;
       for (int p = 0; p < r.passes; ++p) {
         barrier.wait();
+        const int64_t cpu0 = thread_cpu_ns();
         int64_t local = 0;
         for (size_t i; (i = next.fetch_add(1)) < texts.size();) {
           ids.clear();
@@ -81,24 +90,28 @@ EncodeBenchResult bench_encode(const BpeTokenizer& tok, const std::vector<std::s
           local += static_cast<int64_t>(ids.size());
         }
         tokens += local;
+        cpu_ns += thread_cpu_ns() - cpu0;
         barrier.wait();
       }
     });
   }
-  std::vector<double> secs;
+  std::vector<double> secs, cpu;
   for (int p = 0; p < r.passes; ++p) {
     next = 0;
     tokens = 0;
+    cpu_ns = 0;
     barrier.wait();
     auto t0 = std::chrono::steady_clock::now();
     barrier.wait();
     secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     r.tokens = tokens;
+    cpu.push_back(cpu_ns * 1e-9);
   }
   for (auto& w : workers) w.join();
   for (const auto& e : errors) C3_CHECK(e.empty(), "benchmark: encoding failed: {}", e);
   r.cold_s = secs[0];
   r.best_s = r.passes > 1 ? *std::min_element(secs.begin() + 1, secs.end()) : r.cold_s;
+  r.cpu_s = r.passes > 1 ? *std::min_element(cpu.begin() + 1, cpu.end()) : cpu[0];
   return r;
 }
 

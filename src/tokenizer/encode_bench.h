@@ -14,9 +14,12 @@ struct EncodeBenchResult {
   int threads = 0, passes = 0;
   double cold_s = 0;  // the first pass: word caches start empty
   double best_s = 0;  // the fastest later pass (caches warm, as HF's stay warm); = cold_s if 1 pass
+  double cpu_s = 0;   // CPU time of all workers in the pass with the least CPU time (warm):
+                      // unlike wall time, barely moved by other programs on a busy machine
   double mb_per_s() const { return bytes / best_s / 1e6; }
   double cold_mb_per_s() const { return bytes / cold_s / 1e6; }
   double tokens_per_s() const { return tokens / best_s; }
+  double cpu_mb_per_s() const { return bytes / cpu_s / 1e6; }  // per busy core
   std::string json() const;  // one line, for logs and scripts
 };
 
