@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "model/generate.h"
@@ -183,6 +184,53 @@ TEST_P(Qwen2Golden, CudaBf16) {
   EXPECT_LT(batch, kBf16Tol);
   EXPECT_LT(hidden, 4 * kBf16Tol);  // hidden states are O(1) after the norm, not O(0.1)
   EXPECT_LT(kv, kBf16Tol);
+}
+
+// Device mode, second half: c3 against HF transformers' Qwen2ForCausalLM on the same weights.
+// $C3_HF_LOGITS is a folder of <model>.safetensors written by scripts/device/hf_compare_qwen2.py
+// ({f32,bf16}_{single_logits,batch_logits,greedy_out,ngram3_out}); prints one table row per dtype.
+TEST_P(Qwen2Golden, CompareWithHF) {
+  const char* hf_dir = std::getenv("C3_HF_LOGITS");
+  if (!hf_dir || !*hf_dir) GTEST_SKIP() << "set C3_HF_LOGITS (see scripts/device/golden_model.sh)";
+  torch::NoGradGuard no_grad;
+  const at::Device device = test_device() == "cuda" ? at::Device(at::kCUDA, 0) : at::kCPU;
+  auto hf = io::SafetensorsFile::open(std::string(hf_dir) + "/" + GetParam() + ".safetensors");
+  for (const auto& [tag, dtype] : {std::make_pair(std::string("f32"), at::kFloat),
+                                   std::make_pair(std::string("bf16"), at::kBFloat16)}) {
+    auto m = model::load_qwen2(golden_dir(GetParam()), dtype, device);
+    const at::Tensor single =
+        m->forward(expected_->tensor("single_ids").unsqueeze(0).to(device))[0].cpu();
+    const at::Tensor batch = m->forward(expected_->tensor("batch_ids").to(device)).cpu();
+    const at::Tensor hf_single = hf->tensor(tag + "_single_logits");
+    const at::Tensor hf_batch = hf->tensor(tag + "_batch_logits");
+    model::GenerationConfig greedy;
+    greedy.max_new_tokens = 16;
+    model::GenerationConfig ngram = greedy;
+    ngram.max_new_tokens = 40;
+    ngram.no_repeat_ngram_size = 3;
+    const auto g = model::generate(m, {{to_ids(expected_->tensor("greedy_prompt")), {}}}, greedy)[0];
+    const auto n = model::generate(m, {{to_ids(expected_->tensor("ngram3_prompt")), {}}}, ngram)[0];
+    const double c3_hf = std::max(max_abs_diff(single, hf_single), max_abs_diff(batch, hf_batch));
+    const double c3_gold = std::max(max_abs_diff(single, expected_->tensor("single_logits")),
+                                    max_abs_diff(batch, expected_->tensor("batch_logits")));
+    const double hf_gold = std::max(max_abs_diff(hf_single, expected_->tensor("single_logits")),
+                                    max_abs_diff(hf_batch, expected_->tensor("batch_logits")));
+    const bool g_hf = g == to_ids(hf->tensor(tag + "_greedy_out"));
+    const bool n_hf = n == to_ids(hf->tensor(tag + "_ngram3_out"));
+    const bool g_gold = g == to_ids(expected_->tensor("greedy_out"));
+    const bool n_gold = n == to_ids(expected_->tensor("ngram3_out"));
+    std::printf("| %-24s | %-4s | %-4s | c3-HF %9.3g | c3-golden %9.3g | HF-golden %9.3g | greedy "
+                "c3=HF %-3s c3=golden %-3s | ngram3 c3=HF %-3s c3=golden %-3s |\n",
+                GetParam().c_str(), device.is_cuda() ? "cuda" : "cpu", tag.c_str(), c3_hf, c3_gold,
+                hf_gold, g_hf ? "yes" : "NO", g_gold ? "yes" : "NO", n_hf ? "yes" : "NO",
+                n_gold ? "yes" : "NO");
+    if (dtype == at::kFloat) {
+      EXPECT_LT(c3_hf, kFp32Tol);
+      EXPECT_TRUE(g_hf && n_hf) << "fp32 ids differ from HF";
+    } else {
+      EXPECT_LT(c3_hf, kBf16Tol);  // HF in bf16 also rounds its RoPE frequencies to bf16
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Qwen2, Qwen2Golden, testing::ValuesIn(golden_models()), param_name);
