@@ -62,7 +62,8 @@ TORCH_MODULE(Qwen2ForCausalLM);
 // mismatches (expected vs got), naming the checkpoint folder.
 void load_parameters(torch::nn::Module& module, const io::Checkpoint& ckpt);
 
-// Saves every named parameter (as `dtype`, e.g. BFloat16 or Float) into dir/model.safetensors.
+// Saves every named parameter (as `dtype`, e.g. BFloat16 or Float) into the safetensors file
+// `path` (e.g. dir/model.safetensors), atomically, with metadata format=pt as transformers expects.
 void save_parameters(const torch::nn::Module& module, const std::string& path,
                      at::ScalarType dtype, const std::map<std::string, std::string>& metadata = {});
 
