@@ -14,8 +14,8 @@ using CommandSetup = std::function<void(CLI::App& root)>;
 int register_command(const std::string& name, CommandSetup setup);
 std::vector<std::pair<std::string, CommandSetup>>& registry();
 
-// "cpu" | "cuda" | "cuda:N" -> at::Device, with a clear error when CUDA is absent.
-std::string device_help();
+// The process's command line (for launchers that re-execute it).
+std::vector<std::string>& raw_args();
 
 }  // namespace c3::cli
 

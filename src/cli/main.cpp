@@ -15,6 +15,11 @@ std::vector<std::pair<std::string, CommandSetup>>& registry() {
   return r;
 }
 
+std::vector<std::string>& raw_args() {
+  static std::vector<std::string> a;
+  return a;
+}
+
 int register_command(const std::string& name, CommandSetup setup) {
   registry().emplace_back(name, std::move(setup));
   return 0;
@@ -23,6 +28,7 @@ int register_command(const std::string& name, CommandSetup setup) {
 }  // namespace c3::cli
 
 int main(int argc, char** argv) {
+  c3::cli::raw_args().assign(argv, argv + argc);
   CLI::App app{"c3: Context Cascade Compression. Compress long text into a few latent vectors "
                "with a small LLM and regenerate it with a larger one."};
   app.require_subcommand(1);

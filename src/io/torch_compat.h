@@ -1,6 +1,7 @@
 // The one place where LibTorch 1.13 (Debian, CPU) and 2.x (CUDA) APIs differ.
 #pragma once
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
 namespace c3::compat {
@@ -30,12 +31,37 @@ inline at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tenso
 #endif
 }
 
-inline bool cuda_available() {
-#if defined(C3_HAVE_CUDA)
-  return true;
+// bf16 autocast on CUDA for a scope (fp32 master weights, bf16 matmuls). A no-op elsewhere.
+class AutocastGuard {
+ public:
+  AutocastGuard(bool enabled, at::Device device) : enabled_(enabled && device.is_cuda()) {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR >= 2
+    prev_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
 #else
-  return false;
+    prev_ = at::autocast::is_enabled();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
 #endif
-}
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR >= 2
+    at::autocast::set_autocast_enabled(at::kCUDA, prev_);
+#else
+    at::autocast::set_enabled(prev_);
+#endif
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool enabled_;
+  bool prev_ = false;
+};
 
 }  // namespace c3::compat

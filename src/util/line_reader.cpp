@@ -121,6 +121,7 @@ bool LineReader::next(std::string& line) {
 
 CorpusReader::CorpusReader(std::vector<std::string> paths) : paths_(std::move(paths)) {
   for (auto& p : paths_) {
+    if (p == "-") continue;  // stdin: size unknown
     std::error_code ec;
     auto sz = std::filesystem::file_size(p, ec);
     if (ec) fail("cannot read corpus file '{}': {}. Check the --corpus/--data paths.", p, ec.message());

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run HERE (Debian 12): unpacks the Debian -dev packages c3 builds against into .deps/, so that
+# the GPU machine (which has LibTorch but none of these, and no network) can build c3 too.
+# Carry .deps with the device call and source scripts/device/env.sh there.
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+PKGS=(nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 libpcre2-dev libpcre2-8-0 libpcre2-16-0
+      libpcre2-32-0 libpcre2-posix3 libutf8proc-dev libutf8proc2 liblzma-dev libxxhash-dev libxxhash0
+      libgtest-dev libgmock-dev pkgconf pkgconf-bin libpkgconf3)
+rm -rf .deps && mkdir -p .deps/debs
+(cd .deps/debs && apt-get download "${PKGS[@]}" >/dev/null)
+for d in .deps/debs/*.deb; do dpkg -x "$d" .deps/root; done
+rm -rf .deps/debs
+# pkg-config files say prefix=/usr: make them relative to where they lie.
+for pc in $(find .deps/root -name '*.pc'); do
+  depth=$(dirname "${pc#.deps/root/usr/}" | awk -F/ '{print NF}')
+  rel=$(printf '/..%.0s' $(seq 1 "$depth"))
+  sed -i "s|^prefix=/usr|prefix=\${pcfiledir}${rel}|" "$pc"
+done
+du -sh .deps

@@ -1,0 +1,244 @@
+// C3Model: the cascade's forward passes (compress, decompress, teacher-forced loss) and its
+// checkpoint layout.
+#include "c3/c3_model.h"
+
+#include <filesystem>
+
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "model/generate.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+#include "util/hash.h"
+
+namespace c3::cascade {
+namespace fs = std::filesystem;
+
+std::string decoder_prompt_text(int64_t latent_token_len) {
+  std::string slots = "<img>";
+  for (int64_t i = 0; i < latent_token_len; ++i) slots += "<imgpad>";
+  slots += "</img>";
+  return "<|im_start|>system\nYou should follow the instructions carefully and explain your "
+         "answers in detail.<|im_end|><|im_start|>user\n" +
+         slots + "\nRepeat the text: <|im_end|><|im_start|>assistant\n";
+}
+
+std::string encoder_input_text(const std::string& context, int64_t latent_token_len) {
+  std::string s = context + "<img>";
+  for (int64_t i = 0; i < latent_token_len; ++i) s += "<imgpad>";
+  return s + "</img>";
+}
+
+namespace {
+
+// A special token must exist in the tokenizer, and agree with config.json where it names one.
+int64_t special_id(const tokenizer::BpeTokenizer& tok, const char* text, int64_t from_config) {
+  int64_t id = tok.token_id(text);
+  C3_CHECK(id >= 0, "tokenizer.json has no token '{}'; C3 needs <img>, </img>, <imgpad>, "
+           "<|im_start|> and <|im_end|>. Train the tokenizer with `c3 tokenizer train`.", text);
+  C3_CHECK(from_config < 0 || from_config == id,
+           "config.json says '{}' is token {} but tokenizer.json gives {}; they must agree", text,
+           from_config, id);
+  return id;
+}
+
+at::Tensor long_tensor(const std::vector<int64_t>& v) {
+  return at::tensor(at::ArrayRef<int64_t>(v), at::TensorOptions().dtype(at::kLong));
+}
+
+}  // namespace
+
+C3ModelImpl::C3ModelImpl(const C3Config& cfg, std::shared_ptr<const tokenizer::BpeTokenizer> tok)
+    : config(cfg), tok_(std::move(tok)) {
+  const int64_t L = cfg.latent_token_len;
+  encoder = register_module("encoder", model::Qwen2ForCausalLM(cfg.encoder));
+  decoder = register_module("decoder", model::Qwen2ForCausalLM(cfg.decoder));
+  // Registered inside the decoder's `model` so that their names are the official keys.
+  Q = decoder->model->register_module("Q", torch::nn::Embedding(L, cfg.encoder.hidden_size));
+  mm_projector = decoder->model->register_module(
+      "mm_projector",
+      torch::nn::Linear(torch::nn::LinearOptions(cfg.encoder.hidden_size, cfg.decoder.hidden_size)));
+
+  special_id(*tok_, "<img>", cfg.im_start_token);
+  special_id(*tok_, "</img>", cfg.im_end_token);
+  const int64_t patch = special_id(*tok_, "<imgpad>", cfg.im_patch_token);
+  im_end_id_ = special_id(*tok_, "<|im_end|>", -1);
+  special_id(*tok_, "<|im_start|>", -1);
+  int64_t eot = tok_->token_id("<|endoftext|>");
+  pad_id_ = eot >= 0 ? eot : 0;
+
+  for (int32_t id : tok_->encode(decoder_prompt_text(L))) prompt_ids_.push_back(id);
+  for (size_t i = 0; i < prompt_ids_.size(); ++i)
+    if (prompt_ids_[i] == patch) prompt_slots_.push_back(static_cast<int64_t>(i));
+  C3_CHECK(static_cast<int64_t>(prompt_slots_.size()) == L,
+           "the decoder prompt tokenized to {} <imgpad> tokens, expected L = {}; is <imgpad> a "
+           "special token of tokenizer.json?", prompt_slots_.size(), L);
+  C3_CHECK(cfg.encoder.vocab_size >= tok_->vocab_size() && cfg.decoder.vocab_size >= tok_->vocab_size(),
+           "tokenizer.json has {} tokens but the encoder/decoder vocab_size are {}/{}",
+           tok_->vocab_size(), cfg.encoder.vocab_size, cfg.decoder.vocab_size);
+}
+
+at::Device C3ModelImpl::device() const { return Q->weight.device(); }
+
+std::vector<int64_t> C3ModelImpl::encoder_input_ids(const std::vector<int32_t>& context) const {
+  std::vector<int64_t> ids(context.begin(), context.end());
+  ids.push_back(config.im_start_token);
+  ids.insert(ids.end(), config.latent_token_len, config.im_patch_token);
+  ids.push_back(config.im_end_token);
+  return ids;
+}
+
+at::Tensor C3ModelImpl::encode_queries(const std::vector<std::vector<int32_t>>& contexts) {
+  C3_CHECK(!contexts.empty(), "compress: empty batch");
+  const int64_t B = static_cast<int64_t>(contexts.size()), L = config.latent_token_len;
+  const int64_t C = config.encoder.hidden_size;
+  std::vector<int64_t> lens(B);
+  int64_t T = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    lens[b] = static_cast<int64_t>(contexts[b].size()) + L + 2;
+    T = std::max(T, lens[b]);
+  }
+  // Right padding: each row's query slots end its real tokens, so causal attention never sees a
+  // pad and no attention mask is needed (the fast path on GPU).
+  std::vector<int64_t> flat(B * T, pad_id_), slot_start(B);
+  for (int64_t b = 0; b < B; ++b) {
+    auto row = encoder_input_ids(contexts[b]);
+    std::copy(row.begin(), row.end(), flat.begin() + b * T);
+    slot_start[b] = lens[b] - 1 - L;
+  }
+  const at::Device dev = device();
+  at::Tensor ids = long_tensor(flat).view({B, T}).to(dev);                        // [B, T]
+  at::Tensor idx = long_tensor(slot_start).to(dev).unsqueeze(1) +
+                   at::arange(L, at::TensorOptions().dtype(at::kLong).device(dev));  // [B, L]
+  at::Tensor idx3 = idx.unsqueeze(-1).expand({B, L, C});                          // [B, L, C]
+
+  at::Tensor embeds = encoder->embed(ids);                                        // [B, T, C]
+  at::Tensor queries = Q->weight.unsqueeze(0).expand({B, L, C}).to(embeds.scalar_type());
+  embeds = embeds.scatter(1, idx3, queries);  // the <imgpad> embeddings become Q
+  at::Tensor hidden = encoder->hidden(embeds, {});                                // [B, T, C]
+  return hidden.gather(1, idx3);                                                  // [B, L, C]
+}
+
+at::Tensor C3ModelImpl::compress(const std::vector<std::vector<int32_t>>& contexts) {
+  return mm_projector->forward(encode_queries(contexts));  // [B, L, C_dec]
+}
+
+at::Tensor C3ModelImpl::prompt_embeds(const at::Tensor& latents) {
+  const int64_t B = latents.size(0), L = config.latent_token_len;
+  const int64_t C = config.decoder.hidden_size, P = static_cast<int64_t>(prompt_ids_.size());
+  TORCH_CHECK(latents.dim() == 3 && latents.size(1) == L && latents.size(2) == C,
+              "latents must be [B, ", L, ", ", C, "], got ", latents.sizes());
+  const at::Device dev = device();
+  at::Tensor ids = long_tensor(prompt_ids_).to(dev).unsqueeze(0).expand({B, P});  // [B, P]
+  at::Tensor embeds = decoder->embed(ids);                                         // [B, P, C]
+  at::Tensor idx3 = long_tensor(prompt_slots_).to(dev).view({1, L, 1}).expand({B, L, C});
+  return embeds.scatter(1, idx3, latents.to(dev, embeds.scalar_type()));
+}
+
+std::vector<std::vector<int64_t>> C3ModelImpl::decompress(const at::Tensor& latents,
+                                                          const DecompressOptions& opt) {
+  at::Tensor pe = prompt_embeds(latents);
+  std::vector<model::Prompt> prompts(pe.size(0));
+  for (int64_t b = 0; b < pe.size(0); ++b) {
+    prompts[b].ids = prompt_ids_;
+    prompts[b].embeds = pe[b];
+  }
+  model::GenerationConfig g;
+  g.max_new_tokens = opt.max_new_tokens;
+  g.no_repeat_ngram_size = opt.no_repeat_ngram_size;
+  if (opt.stop_at_im_end) g.stop_tokens = {im_end_id_};
+  return model::generate(decoder, prompts, g, opt.on_step);
+}
+
+at::Tensor C3ModelImpl::prompt_logits(const at::Tensor& latents) {
+  return decoder->logits(decoder->hidden(prompt_embeds(latents), {}));
+}
+
+LossOutput C3ModelImpl::reconstruction_loss(const std::vector<std::vector<int32_t>>& contexts) {
+  const int64_t B = static_cast<int64_t>(contexts.size());
+  const int64_t P = static_cast<int64_t>(prompt_ids_.size());
+  at::Tensor pe = prompt_embeds(compress(contexts));  // [B, P, C]
+  // Targets: the passage then <|im_end|>, right-padded.
+  int64_t Tt = 0;
+  for (auto& c : contexts) Tt = std::max<int64_t>(Tt, static_cast<int64_t>(c.size()) + 1);
+  std::vector<int64_t> tgt(B * Tt, pad_id_);
+  std::vector<uint8_t> valid(B * Tt, 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& c = contexts[b];
+    for (size_t t = 0; t < c.size(); ++t) {
+      tgt[b * Tt + t] = c[t];
+      valid[b * Tt + t] = 1;
+    }
+    tgt[b * Tt + c.size()] = im_end_id_;
+    valid[b * Tt + c.size()] = 1;
+  }
+  const at::Device dev = device();
+  at::Tensor target = long_tensor(tgt).view({B, Tt}).to(dev);  // [B, Tt]
+  at::Tensor mask = at::tensor(at::ArrayRef<uint8_t>(valid)).view({B, Tt}).to(dev).to(at::kBool);
+  // Teacher forcing: the decoder sees prompt + target[:-1] and predicts target at P-1 ... .
+  at::Tensor inputs = at::cat({pe, decoder->embed(target.narrow(1, 0, Tt - 1))}, 1);
+  at::Tensor hidden = decoder->hidden(inputs, {}).narrow(1, P - 1, Tt);  // [B, Tt, C]
+  at::Tensor h = hidden.index({mask});                                   // [N, C]
+  at::Tensor y = target.index({mask});                                   // [N]
+  at::Tensor logits = decoder->logits(h);                                // [N, V] fp32
+  LossOutput out;
+  out.loss = at::cross_entropy_loss(logits, y);
+  out.n_tokens = at::scalar_tensor(y.size(0), at::TensorOptions().dtype(at::kLong));
+  out.n_correct = logits.detach().argmax(-1).eq(y).sum();
+  return out;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Checkpoints
+
+static void hash_checkpoint(Hasher& h, const std::string& dir) {
+  io::Checkpoint ck = io::Checkpoint::open(dir);
+  for (const auto& name : ck.names()) {
+    auto [ptr, n] = ck.bytes(name);
+    h.update(name);
+    h.update(ptr, n);
+  }
+}
+
+std::string fingerprint_c3(const std::string& dir) {
+  Hasher h;
+  h.update(read_file(fs::path(dir) / "config.json"));
+  h.update(read_file(fs::path(dir) / "llm1" / "config.json"));
+  hash_checkpoint(h, dir);
+  hash_checkpoint(h, (fs::path(dir) / "llm1").string());
+  return h.hex();
+}
+
+LoadedC3 load_c3(const std::string& dir, at::ScalarType dtype, at::Device device) {
+  LoadedC3 out;
+  out.dir = dir;
+  C3Config cfg = C3Config::from_dir(dir);
+  const std::string tok_path = (fs::path(dir) / "tokenizer.json").string();
+  C3_CHECK(fs::exists(tok_path), "model folder '{}' has no tokenizer.json", dir);
+  out.tok = std::make_shared<tokenizer::BpeTokenizer>(tokenizer::BpeTokenizer::from_file(tok_path));
+  out.model = C3Model(cfg, out.tok);
+  out.model->to(device, dtype);
+  model::load_parameters(*out.model->encoder, io::Checkpoint::open((fs::path(dir) / "llm1").string()));
+  model::load_parameters(*out.model->decoder, io::Checkpoint::open(dir));
+  out.model->eval();
+  out.fingerprint = fingerprint_c3(dir);
+  return out;
+}
+
+void save_c3(C3Model& m, const std::string& tokenizer_json, const std::string& dir,
+             at::ScalarType dtype) {
+  fs::create_directories(fs::path(dir) / "llm1");
+  io::save_json((fs::path(dir) / "config.json").string(), m->config.decoder_json());
+  nlohmann::json gen = {{"eos_token_id", m->im_end_id()}, {"transformers_version", "5.17.0"}};
+  io::save_json((fs::path(dir) / "generation_config.json").string(), gen);
+  model::save_parameters(*m->decoder, (fs::path(dir) / "model.safetensors").string(), dtype,
+                         {{"format", "pt"}});
+  io::save_json((fs::path(dir) / "llm1" / "config.json").string(), m->config.encoder.to_json());
+  model::save_parameters(*m->encoder, (fs::path(dir) / "llm1" / "model.safetensors").string(),
+                         dtype, {{"format", "pt"}});
+  const fs::path tok_dst = fs::path(dir) / "tokenizer.json";
+  std::error_code ec;
+  if (!fs::equivalent(tokenizer_json, tok_dst, ec)) write_file_atomic(tok_dst, read_file(tokenizer_json));
+}
+
+}  // namespace c3::cascade

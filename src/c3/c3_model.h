@@ -1,0 +1,99 @@
+// C3Model: encoder LLM + learnable queries Q + projector + decoder LLM, read like the method:
+//   1. run the encoder over the context plus L query slots,
+//   2. gather the final-normed hidden states at the slots      [B, L, C_enc],
+//   3. project them                                            [B, L, C_dec],
+//   4. splice them into the decoder prompt's embeddings,
+//   5. decode.
+#pragma once
+#include <torch/nn.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "c3/c3_config.h"
+#include "model/qwen2_model.h"
+#include "tokenizer/bpe_tokenizer.h"
+
+namespace c3::cascade {
+
+// The official decoder prompt ("mpt" template); {slots} is <img><imgpad>*L</img>.
+std::string decoder_prompt_text(int64_t latent_token_len);
+// The official encoder input: context + <img> + <imgpad>*L + </img>.
+std::string encoder_input_text(const std::string& context, int64_t latent_token_len);
+
+struct DecompressOptions {
+  int64_t max_new_tokens = 4096;
+  int64_t no_repeat_ngram_size = 20;
+  bool stop_at_im_end = true;
+  std::function<void(int64_t)> on_step;  // called after each decode step (rows still running)
+};
+
+// Teacher-forced reconstruction: cross-entropy over the target tokens (passage + <|im_end|>).
+struct LossOutput {
+  at::Tensor loss;       // scalar, mean over target tokens
+  at::Tensor n_tokens;   // scalar long
+  at::Tensor n_correct;  // scalar long: argmax == target (token accuracy)
+};
+
+class C3ModelImpl : public torch::nn::Module {
+ public:
+  C3ModelImpl(const C3Config& cfg, std::shared_ptr<const tokenizer::BpeTokenizer> tok);
+
+  // Encoder input ids for one passage: context ids, <img>, <imgpad> x L, </img>.
+  std::vector<int64_t> encoder_input_ids(const std::vector<int32_t>& context_ids) const;
+  const std::vector<int64_t>& prompt_ids() const { return prompt_ids_; }
+  int64_t im_end_id() const { return im_end_id_; }
+  int64_t latent_len() const { return config.latent_token_len; }
+  const tokenizer::BpeTokenizer& tok() const { return *tok_; }
+  at::Device device() const;
+
+  // Steps 1-2 for a batch of passages (token ids; rows may differ in length; right-padded, so
+  // attention stays purely causal): [B, L, C_enc].
+  at::Tensor encode_queries(const std::vector<std::vector<int32_t>>& contexts);
+  // Steps 1-3: [B, L, C_dec] latents (in the model's dtype).
+  at::Tensor compress(const std::vector<std::vector<int32_t>>& contexts);
+  // Step 4: decoder prompt embeddings with the latents in the <imgpad> slots: [B, P, C_dec].
+  at::Tensor prompt_embeds(const at::Tensor& latents);
+  // Step 5: greedy decoding from latents [B, L, C_dec]; each row stops on its own.
+  std::vector<std::vector<int64_t>> decompress(const at::Tensor& latents,
+                                               const DecompressOptions& opt = {});
+  // Decoder logits over the prompt only, [B, P, V] (golden check).
+  at::Tensor prompt_logits(const at::Tensor& latents);
+  // Training objective; `lm_targets` optional plain-LM auxiliary loss is computed by the trainer.
+  LossOutput reconstruction_loss(const std::vector<std::vector<int32_t>>& contexts);
+
+  C3Config config;
+  model::Qwen2ForCausalLM encoder{nullptr};
+  model::Qwen2ForCausalLM decoder{nullptr};
+  torch::nn::Embedding Q{nullptr};          // decoder key model.Q.weight [L, C_enc]
+  torch::nn::Linear mm_projector{nullptr};  // decoder keys model.mm_projector.{weight,bias}
+
+ private:
+  std::shared_ptr<const tokenizer::BpeTokenizer> tok_;
+  std::vector<int64_t> prompt_ids_;
+  std::vector<int64_t> prompt_slots_;  // positions of the L <imgpad> in prompt_ids_
+  int64_t im_end_id_ = -1, pad_id_ = 0;
+};
+TORCH_MODULE(C3Model);
+
+// A loaded checkpoint: the model, its tokenizer and its fingerprint.
+struct LoadedC3 {
+  C3Model model{nullptr};
+  std::shared_ptr<const tokenizer::BpeTokenizer> tok;
+  std::string fingerprint;  // XXH3-128 over both configs and every weight byte
+  std::string dir;
+};
+
+// Loads the official layout (root config.json + weights, llm1/, tokenizer.json; single or
+// sharded safetensors; both config styles).
+LoadedC3 load_c3(const std::string& dir, at::ScalarType dtype, at::Device device);
+// Fingerprint of a checkpoint folder without building the model.
+std::string fingerprint_c3(const std::string& dir);
+// Writes the official layout into `dir` (created; files written atomically). `tokenizer_json` is
+// the path of the tokenizer.json to copy.
+void save_c3(C3Model& m, const std::string& tokenizer_json, const std::string& dir,
+             at::ScalarType dtype);
+
+}  // namespace c3::cascade

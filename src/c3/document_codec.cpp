@@ -1,0 +1,128 @@
+// Streaming compress/decompress of whole documents through the chunker and .c3 files.
+#include "c3/document_codec.h"
+
+#include <algorithm>
+
+#include "c3/chunker.h"
+#include "util/error.h"
+#include "util/progress_bar.h"
+#include "tokenizer/utf8.h"
+
+namespace c3::cascade {
+
+using tokenizer::find_invalid_utf8;
+
+static size_t utf8_length(std::string_view s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+static bool only_whitespace(std::string_view s) {
+  return s.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos;
+}
+
+CompressResult compress_stream(LoadedC3& m, std::istream& in, const std::string& in_name,
+                               const CompressOptions& opt, const LatentSink& sink) {
+  const int64_t max_tokens =
+      opt.max_passage_tokens > 0 ? opt.max_passage_tokens : m.model->config.max_passage_tokens;
+  C3_CHECK(max_tokens >= 8, "--chunk-tokens must be at least 8, got {}", max_tokens);
+  CompressResult res;
+  std::string pending;
+  std::vector<char> block(opt.block_bytes);
+  ProgressBar bar("compress", 0, "B");
+  bool all_space = true, any_plain = false, eof = false;
+  std::vector<std::vector<int32_t>> batch;
+  std::vector<int64_t> batch_bytes;
+  torch::NoGradGuard no_grad;
+  auto flush = [&]() {
+    if (batch.empty()) return;
+    sink(m.model->compress(batch), batch, batch_bytes);
+    batch.clear();
+    batch_bytes.clear();
+  };
+  int64_t offset = 0;  // byte offset of `pending` in the input
+  while (!eof) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    const size_t got = static_cast<size_t>(in.gcount());
+    if (in.bad()) fail("{}: read error", in_name);
+    eof = got == 0;
+    pending.append(block.data(), got);
+    if (!eof && pending.size() < opt.block_bytes) continue;
+    // Whole blocks up to a paragraph/line/word boundary; the tail waits for the next read.
+    const size_t take = eof ? pending.size() : block_boundary(pending, pending.size() - 1);
+    std::string_view piece(pending.data(), take);
+    const size_t bad = find_invalid_utf8(piece);
+    C3_CHECK(bad == std::string_view::npos,
+             "{}: invalid UTF-8 at byte offset {}. c3 compresses UTF-8 text; convert the input "
+             "(e.g. with iconv) first.", in_name, offset + static_cast<int64_t>(bad));
+    all_space = all_space && only_whitespace(piece);
+    for (const Chunk& c : split_into_chunks(*m.tok, piece, max_tokens)) {
+      for (int32_t id : c.ids) any_plain = any_plain || !m.tok->is_special(id);
+      batch.push_back(c.ids);
+      batch_bytes.push_back(c.byte_end - c.byte_begin);
+      res.tokens += static_cast<int64_t>(c.ids.size());
+      ++res.chunks;
+      if (static_cast<int64_t>(batch.size()) >= opt.batch_size) flush();
+    }
+    res.bytes += static_cast<int64_t>(take);
+    res.chars += static_cast<int64_t>(utf8_length(piece));
+    offset += static_cast<int64_t>(take);
+    pending.erase(0, take);
+    if (opt.progress) bar.set(res.bytes);
+  }
+  C3_CHECK(res.bytes > 0, "{}: the input is empty; there is nothing to compress", in_name);
+  C3_CHECK(!all_space, "{}: the input is only whitespace; there is nothing to compress", in_name);
+  C3_CHECK(any_plain, "{}: the input holds only special tokens (like <|im_end|>); there is no "
+           "text to compress", in_name);
+  flush();
+  if (opt.progress) bar.finish();
+  return res;
+}
+
+CompressResult compress_to_file(LoadedC3& m, std::istream& in, const std::string& in_name,
+                                const std::string& out_path, const CompressOptions& opt) {
+  LatentMeta meta;
+  meta.model_fingerprint = m.fingerprint;
+  meta.tokenizer_hash = m.tok->file_hash();
+  meta.latent_len = m.model->latent_len();
+  meta.hidden = m.model->config.decoder.hidden_size;
+  meta.dtype = opt.dtype;
+  LatentWriter writer(out_path, meta);
+  CompressResult res = compress_stream(
+      m, in, in_name, opt,
+      [&](const at::Tensor& lat, const std::vector<std::vector<int32_t>>& ids,
+          const std::vector<int64_t>& bytes) {
+        std::vector<int64_t> toks;
+        for (auto& c : ids) toks.push_back(static_cast<int64_t>(c.size()));
+        writer.append(lat, bytes, toks);
+      });
+  writer.set_source(res.tokens, res.chars, res.bytes);
+  writer.finish();
+  return res;
+}
+
+std::vector<std::vector<int64_t>> decompress_to_stream(LoadedC3& m, const LatentFile& f,
+                                                       std::ostream& out,
+                                                       const DecompressStreamOptions& opt) {
+  const int64_t n = f.latents.size(0);
+  std::vector<std::vector<int64_t>> all;
+  ProgressBar bar("decompress", n, "chunk");
+  torch::NoGradGuard no_grad;
+  for (int64_t i = 0; i < n; i += opt.batch_size) {
+    const int64_t b = std::min(opt.batch_size, n - i);
+    at::Tensor lat = f.latents.narrow(0, i, b).to(m.model->device(), m.model->Q->weight.scalar_type());
+    auto ids = m.model->decompress(lat, opt.decode);
+    for (auto& row : ids) {
+      std::vector<int32_t> r(row.begin(), row.end());
+      out << m.tok->decode(r, /*skip_special_tokens=*/false);
+      all.push_back(std::move(row));
+    }
+    out.flush();
+    if (opt.progress) bar.set(i + b);
+  }
+  bar.finish();
+  return all;
+}
+
+}  // namespace c3::cascade

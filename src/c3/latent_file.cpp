@@ -1,0 +1,174 @@
+// .c3 files: written through a side file so arbitrarily many chunks stream to disk.
+#include "c3/latent_file.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/ranges.h>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+
+namespace c3::cascade {
+
+namespace {
+
+std::map<std::string, std::string> to_metadata(const LatentMeta& m, int64_t n_chunks) {
+  return {{"format", kLatentFormat},
+          {"format_version", std::to_string(kLatentFormatVersion)},
+          {"model_fingerprint", m.model_fingerprint},
+          {"tokenizer_hash", m.tokenizer_hash},
+          {"latent_token_len", std::to_string(m.latent_len)},
+          {"hidden_size", std::to_string(m.hidden)},
+          {"dtype", m.dtype},
+          {"n_chunks", std::to_string(n_chunks)},
+          {"source_tokens", std::to_string(m.source_tokens)},
+          {"source_chars", std::to_string(m.source_chars)},
+          {"source_bytes", std::to_string(m.source_bytes)},
+          {"chunk_bytes", nlohmann::json(m.chunk_bytes).dump()},
+          {"chunk_tokens", nlohmann::json(m.chunk_tokens).dump()}};
+}
+
+}  // namespace
+
+LatentWriter::LatentWriter(std::string path, LatentMeta meta)
+    : path_(std::move(path)), meta_(std::move(meta)) {
+  C3_CHECK(meta_.dtype == "BF16" || meta_.dtype == "F32", "latent dtype must be BF16 or F32, got {}",
+           meta_.dtype);
+  side_path_ = path_ + ".part." + std::to_string(::getpid());
+  side_ = std::fopen(side_path_.c_str(), "wb+");
+  if (!side_) fail("cannot write '{}': {}", side_path_, std::strerror(errno));
+  ::unlink(side_path_.c_str());  // anonymous from now on: nothing is left behind on a crash
+  meta_.chunk_bytes.clear();
+  meta_.chunk_tokens.clear();
+}
+
+LatentWriter::~LatentWriter() {
+  if (side_) std::fclose(side_);
+}
+
+void LatentWriter::append(const at::Tensor& latents, const std::vector<int64_t>& chunk_bytes,
+                          const std::vector<int64_t>& chunk_tokens) {
+  TORCH_CHECK(latents.dim() == 3 && latents.size(1) == meta_.latent_len &&
+                  latents.size(2) == meta_.hidden,
+              "latents must be [n, ", meta_.latent_len, ", ", meta_.hidden, "]");
+  at::Tensor t = latents.detach()
+                     .to(at::kCPU, meta_.dtype == "BF16" ? at::kBFloat16 : at::kFloat)
+                     .contiguous();
+  const size_t n = t.numel() * t.element_size();
+  if (std::fwrite(t.data_ptr(), 1, n, side_) != n)
+    fail("cannot write '{}': {}. Free some space and retry.", path_, std::strerror(errno));
+  n_chunks_ += latents.size(0);
+  meta_.chunk_bytes.insert(meta_.chunk_bytes.end(), chunk_bytes.begin(), chunk_bytes.end());
+  meta_.chunk_tokens.insert(meta_.chunk_tokens.end(), chunk_tokens.begin(), chunk_tokens.end());
+}
+
+void LatentWriter::set_source(int64_t tokens, int64_t chars, int64_t bytes) {
+  meta_.source_tokens = tokens;
+  meta_.source_chars = chars;
+  meta_.source_bytes = bytes;
+}
+
+void LatentWriter::finish() {
+  C3_CHECK(!done_, "LatentWriter::finish called twice");
+  done_ = true;
+  const int64_t elem = meta_.dtype == "BF16" ? 2 : 4;
+  const int64_t data_bytes = n_chunks_ * meta_.latent_len * meta_.hidden * elem;
+  nlohmann::json header;
+  header["__metadata__"] = to_metadata(meta_, n_chunks_);
+  header["latents"] = {{"dtype", meta_.dtype},
+                       {"shape", {n_chunks_, meta_.latent_len, meta_.hidden}},
+                       {"data_offsets", {0, data_bytes}}};
+  std::string h = header.dump();
+  while (h.size() % 8 != 0) h.push_back(' ');
+  if (std::fflush(side_) != 0) fail("cannot write '{}': {}", path_, std::strerror(errno));
+  write_file_atomic(path_, [&](std::ostream& out) {
+    uint64_t n = h.size();
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
+    out.write(reinterpret_cast<const char*>(len), 8);
+    out.write(h.data(), h.size());
+    std::rewind(side_);
+    std::vector<char> buf(1 << 20);
+    size_t got;
+    while ((got = std::fread(buf.data(), 1, buf.size(), side_)) > 0) out.write(buf.data(), got);
+    if (std::ferror(side_)) fail("cannot read back latents for '{}'", path_);
+  });
+}
+
+LatentFile read_latents(const std::string& path) {
+  auto f = io::SafetensorsFile::open(path);
+  const auto& md = f->metadata();
+  auto get = [&](const char* key) -> const std::string& {
+    auto it = md.find(key);
+    if (it == md.end())
+      fail("'{}' is not a .c3 latent file: its metadata lacks '{}'. Make one with `c3 compress`.",
+           path, key);
+    return it->second;
+  };
+  auto get_int = [&](const char* key) -> int64_t {
+    const std::string& s = get(key);
+    try {
+      size_t pos = 0;
+      int64_t v = std::stoll(s, &pos);
+      if (pos != s.size() || v < 0) throw std::invalid_argument(s);
+      return v;
+    } catch (const std::exception&) {
+      fail("'{}': metadata field '{}' must be a non-negative integer, got '{}'", path, key, s);
+    }
+  };
+  C3_CHECK(get("format") == kLatentFormat, "'{}' is not a .c3 latent file (format '{}')", path,
+           get("format"));
+  C3_CHECK(get_int("format_version") == kLatentFormatVersion,
+           "'{}' has .c3 format version {}, this c3 reads version {}; upgrade c3", path,
+           get("format_version"), kLatentFormatVersion);
+  LatentFile out;
+  LatentMeta& m = out.meta;
+  m.model_fingerprint = get("model_fingerprint");
+  m.tokenizer_hash = get("tokenizer_hash");
+  m.latent_len = get_int("latent_token_len");
+  m.hidden = get_int("hidden_size");
+  m.dtype = get("dtype");
+  m.source_tokens = get_int("source_tokens");
+  m.source_chars = get_int("source_chars");
+  m.source_bytes = get_int("source_bytes");
+  const int64_t n = get_int("n_chunks");
+  try {
+    m.chunk_bytes = nlohmann::json::parse(get("chunk_bytes")).get<std::vector<int64_t>>();
+    m.chunk_tokens = nlohmann::json::parse(get("chunk_tokens")).get<std::vector<int64_t>>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("'{}': metadata field chunk_bytes/chunk_tokens is not a JSON integer list ({})", path,
+         e.what());
+  }
+  C3_CHECK(static_cast<int64_t>(m.chunk_bytes.size()) == n &&
+               static_cast<int64_t>(m.chunk_tokens.size()) == n,
+           "'{}': metadata lists {} chunk sizes but n_chunks = {}", path, m.chunk_bytes.size(), n);
+  const io::TensorInfo* t = f->find("latents");
+  C3_CHECK(t != nullptr && f->tensors().size() == 1,
+           "'{}' must hold exactly one tensor named 'latents'", path);
+  C3_CHECK(t->shape.size() == 3 && t->shape[0] == n && t->shape[1] == m.latent_len &&
+               t->shape[2] == m.hidden,
+           "'{}': tensor 'latents' has shape [{}], metadata says [{}, {}, {}]", path,
+           fmt::join(t->shape, ", "), n, m.latent_len, m.hidden);
+  C3_CHECK(io::dtype_name(t->dtype) == m.dtype, "'{}': tensor dtype {} but metadata says {}", path,
+           io::dtype_name(t->dtype), m.dtype);
+  out.latents = f->tensor("latents");
+  return out;
+}
+
+void check_latents_match(const LatentFile& f, const std::string& path,
+                         const std::string& model_fingerprint, int64_t latent_len, int64_t hidden) {
+  C3_CHECK(f.meta.model_fingerprint == model_fingerprint,
+           "'{}' was made by another model (fingerprint {}) than the one loaded ({}). Decompress "
+           "it with the model that compressed it.",
+           path, f.meta.model_fingerprint, model_fingerprint);
+  C3_CHECK(f.meta.latent_len == latent_len && f.meta.hidden == hidden,
+           "'{}' holds {} latents of size {} per chunk but the model expects {} of size {}", path,
+           f.meta.latent_len, f.meta.hidden, latent_len, hidden);
+}
+
+}  // namespace c3::cascade

@@ -1,0 +1,122 @@
+// c3 train: flags -> TrainOptions; --nproc N launches N local processes (data parallel).
+#include <glob.h>
+
+#include <iostream>
+
+#include "cli/command.h"
+#include "eval/plot.h"
+#include "eval/text_metrics.h"
+#include "train/distributed.h"
+#include "train/trainer.h"
+#include "util/error.h"
+
+namespace c3::cli {
+namespace {
+
+// Expands shell-style patterns ('data/train-*.jsonl.xz'); a pattern matching nothing is an error.
+std::vector<std::string> expand(const std::vector<std::string>& patterns, const char* flag) {
+  std::vector<std::string> out;
+  for (const auto& p : patterns) {
+    glob_t g{};
+    int rc = ::glob(p.c_str(), 0, nullptr, &g);
+    if (rc != 0) {
+      globfree(&g);
+      fail("{} '{}': no such file", flag, p);
+    }
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+    globfree(&g);
+  }
+  return out;
+}
+
+void setup_train(CLI::App& root) {
+  auto* app = root.add_subcommand("train", "Train a cascade end to end on reconstruction");
+  static train::TrainOptions o;
+  static std::vector<std::string> train_globs, valid_globs;
+  static int nproc = 1;
+  static bool no_plot = false;
+  auto& i = o.init;
+  app->add_option("--out", o.out_dir, "run folder: checkpoints step-*/, train_log.jsonl, loss.png")->required();
+  app->add_option("--train", train_globs, "training JSONL(.xz) files or patterns")->required();
+  app->add_option("--valid", valid_globs, "held-out JSONL(.xz) for validation");
+  app->add_option("--tokenizer", i.tokenizer, "tokenizer.json (from scratch)");
+  app->add_option("--encoder-config", i.encoder_config, "Qwen2 config.json with the encoder's dims");
+  app->add_option("--decoder-config", i.decoder_config, "Qwen2 config.json with the decoder's dims");
+  app->add_option("--encoder-hf", i.encoder_hf, "HF Qwen2 folder to initialise the encoder from");
+  app->add_option("--decoder-hf", i.decoder_hf, "HF Qwen2 folder to initialise the decoder from");
+  app->add_option("--init", i.from_c3, "c3 checkpoint to start from (weights only)");
+  app->add_option("--latents", i.latents, "L, latent vectors per passage")->capture_default_str();
+  app->add_option("--max-passage-tokens", i.max_passage_tokens, "chunk size the model is meant for")
+      ->capture_default_str();
+  app->add_option("--resume", o.resume, "checkpoint or run folder to resume (bit for bit)");
+  app->add_option("--freeze", o.freeze, "comma list: encoder,decoder,embeddings,queries,projector");
+  app->add_option("--lengths", o.lengths, "passage length distribution: uniform:A-B | loguniform:A-B | fixed:N")
+      ->capture_default_str();
+  app->add_option("--batch-size", o.batch_size, "passages per micro-batch per process")->capture_default_str();
+  app->add_option("--grad-accum", o.grad_accum, "micro-batches per step")->capture_default_str();
+  app->add_option("--data-threads", o.data_threads, "tokenization threads")->capture_default_str();
+  app->add_option("--curriculum-start", o.curriculum_start, "initial length cap (0 = no curriculum)")
+      ->capture_default_str();
+  app->add_option("--curriculum-gate", o.curriculum_gate, "grow the cap when the smoothed loss is below this")
+      ->capture_default_str();
+  app->add_option("--curriculum-grow", o.curriculum_grow, "growth factor of the cap")->capture_default_str();
+  app->add_option("--easy-share", o.easy_share, "share of rows kept at the starting length")
+      ->capture_default_str();
+  app->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
+  app->add_option("--min-lr-ratio", o.min_lr_ratio, "cosine floor as a fraction of --lr")->capture_default_str();
+  app->add_option("--weight-decay", o.weight_decay, "AdamW decay (not on norms, biases, Q)")->capture_default_str();
+  app->add_option("--decay-embeddings", o.decay_embeddings, "also decay embeddings")->capture_default_str();
+  app->add_option("--grad-clip", o.grad_clip, "max global grad norm (0 = off)")->capture_default_str();
+  app->add_option("--warmup", o.warmup_steps, "linear warmup steps")->capture_default_str();
+  app->add_option("--steps", o.max_steps, "optimizer steps")->capture_default_str();
+  app->add_option("--max-minutes", o.max_minutes, "stop and save after this long (0 = off)")->capture_default_str();
+  app->add_option("--aux-lm-weight", o.aux_lm_weight, "weight of the decoder's plain LM loss")->capture_default_str();
+  app->add_option("--bf16", o.bf16, "bf16 autocast on CUDA")->capture_default_str();
+  app->add_flag("--activation-checkpointing", o.activation_checkpointing, "recompute layers in backward");
+  app->add_option("--seed", o.seed, "seed for init and data")->capture_default_str();
+  app->add_option("--device", o.device, "cpu | cuda")->capture_default_str();
+  app->add_option("--save-every", o.save_every, "steps between checkpoints (0 = end only)")->capture_default_str();
+  app->add_option("--keep-last", o.keep_last, "checkpoints kept")->capture_default_str();
+  app->add_option("--eval-every", o.eval_every, "steps between validations (0 = end only)")->capture_default_str();
+  app->add_option("--eval-passages", o.eval_passages, "held-out passages per validation")->capture_default_str();
+  app->add_option("--log-every", o.log_every, "steps between log lines")->capture_default_str();
+  app->add_option("--peak-tflops", o.peak_tflops, "device peak for MFU")->capture_default_str();
+  app->add_option("--nproc", nproc, "processes on this host (data parallel)")->capture_default_str();
+  app->add_flag("--no-plot", no_plot, "skip the loss-curve PNG");
+  app->callback([app]() {
+    if (nproc > 1) {
+      // Re-run this command line once per process, without --nproc.
+      std::vector<std::string> args;
+      const auto& raw = raw_args();
+      for (size_t k = 0; k < raw.size(); ++k) {
+        if (raw[k] == "--nproc") { ++k; continue; }
+        if (raw[k].rfind("--nproc=", 0) == 0) continue;
+        args.push_back(raw[k]);
+      }
+      int rc = train::launch_local(nproc, args);
+      if (rc != 0) fail("c3 train --nproc {}: a worker process failed (exit {})", nproc, rc);
+      return;
+    }
+    o.train_files = expand(train_globs, "--train");
+    o.valid_files = expand(valid_globs, "--valid");
+    o.char_precision = [](const std::string& p, const std::string& r) {
+      return eval::char_precision(p, r);
+    };
+    if (!no_plot)
+      o.plot_losses = [](const std::string& log, const std::string& png) {
+        eval::plot_loss_curves(log, png);
+      };
+    train::TrainResult r = train::train(o);
+    std::cout << nlohmann::json({{"steps", r.steps}, {"final_loss", r.final_loss},
+                                 {"tokens_per_sec", r.tokens_per_sec}, {"mfu", r.mfu},
+                                 {"checkpoint", r.last_checkpoint}})
+                     .dump()
+              << "\n";
+  });
+}
+
+}  // namespace
+
+C3_REGISTER_COMMAND("train", setup_train);
+
+}  // namespace c3::cli

@@ -1,0 +1,29 @@
+// c3 eval: cut held-out passages into token-length bins, round-trip them through the cascade,
+// and score fidelity per bin.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "c3/c3_model.h"
+#include "eval/report.h"
+
+namespace c3::eval {
+
+struct EvalOptions {
+  std::vector<std::string> data;  // JSONL(.xz) files of {"text": ...}
+  std::vector<TokenBin> bins;
+  int64_t per_bin = 32;           // passages per bin
+  int64_t max_docs = 0;           // documents read at most (0 = all)
+  int64_t batch = 16;             // passages per forward pass
+  int64_t no_repeat_ngram = 20;
+  bool token_accuracy = true;     // also teacher-forced token accuracy
+  uint64_t seed = 0;
+  bool progress = true;
+};
+
+// Passages are cut deterministically (seeded by document index and bin), so two runs with the
+// same options score the same text.
+EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::string& model_name);
+
+}  // namespace c3::eval

@@ -1,0 +1,447 @@
+// The training loop: data -> teacher-forced reconstruction loss -> AdamW, with checkpoints,
+// validation, JSON-lines logs and optional data parallelism. Read top to bottom.
+#include "train/trainer.h"
+
+#include <torch/cuda.h>
+#include <torch/optim/adamw.h>
+#include <torch/serialize.h>
+#include <torch/version.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "io/hf_config.h"
+#include "io/torch_compat.h"
+#include "train/data_loader.h"
+#include "train/distributed.h"
+#include "train/lr_schedule.h"
+#include "train/passage_sampler.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+#include "util/jsonl_log.h"
+#include "util/line_reader.h"
+#include "util/progress_bar.h"
+
+#ifndef C3_GIT_COMMIT
+#define C3_GIT_COMMIT "unknown"
+#endif
+
+namespace c3::train {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::set<std::string> split_set(const std::string& s) {
+  std::set<std::string> out;
+  size_t b = 0;
+  while (b <= s.size()) {
+    size_t e = s.find(',', b);
+    if (e == std::string::npos) e = s.size();
+    if (e > b) out.insert(s.substr(b, e - b));
+    b = e + 1;
+  }
+  return out;
+}
+
+// Which parameters train, and which get weight decay (not norms, biases, Q, embeddings).
+struct ParamSplit {
+  std::vector<at::Tensor> decay, no_decay, all;
+};
+
+ParamSplit split_parameters(cascade::C3Model& m, const TrainOptions& opt) {
+  const std::set<std::string> frozen = split_set(opt.freeze);
+  for (const auto& f : frozen)
+    C3_CHECK(f == "encoder" || f == "decoder" || f == "embeddings" || f == "queries" ||
+                 f == "projector",
+             "--freeze: unknown part '{}'; use encoder, decoder, embeddings, queries, projector", f);
+  ParamSplit s;
+  for (auto& p : m->named_parameters()) {
+    const std::string& name = p.key();
+    at::Tensor t = p.value();
+    const bool is_q = name.find("model.Q.") != std::string::npos;
+    const bool is_proj = name.find("mm_projector") != std::string::npos;
+    const bool is_emb = name.find("embed_tokens") != std::string::npos ||
+                        name.find("lm_head") != std::string::npos;
+    bool freeze = (is_q && frozen.count("queries")) || (is_proj && frozen.count("projector")) ||
+                  (is_emb && frozen.count("embeddings"));
+    if (!is_q && !is_proj) {
+      if (name.rfind("encoder.", 0) == 0 && frozen.count("encoder")) freeze = true;
+      if (name.rfind("decoder.", 0) == 0 && frozen.count("decoder")) freeze = true;
+    }
+    t.set_requires_grad(!freeze);
+    if (freeze) continue;
+    s.all.push_back(t);
+    const bool decay = t.dim() >= 2 && !is_q && (!is_emb || opt.decay_embeddings);
+    (decay ? s.decay : s.no_decay).push_back(t);
+  }
+  return s;
+}
+
+// Training FLOPs for one passage of T text tokens (forward + backward = 3x forward).
+struct FlopModel {
+  double enc_layer_params = 0, dec_layer_params = 0;
+  int64_t enc_layers = 0, dec_layers = 0, enc_c = 0, dec_c = 0, vocab = 0, L = 0, P = 0;
+  double passage(int64_t T) const {
+    const double te = T + L + 2, td = P + T + 1;
+    double f = 2.0 * (enc_layer_params * te + dec_layer_params * td) + 2.0 * dec_c * vocab * (T + 1);
+    f += 2.0 * enc_layers * enc_c * te * te + 2.0 * dec_layers * dec_c * td * td;  // causal attn
+    return 3.0 * f;
+  }
+};
+
+FlopModel flop_model(cascade::C3Model& m) {
+  FlopModel f;
+  for (auto& p : m->encoder->model->layers->named_parameters()) f.enc_layer_params += p.value().numel();
+  for (auto& p : m->decoder->model->layers->named_parameters()) f.dec_layer_params += p.value().numel();
+  f.enc_layers = m->config.encoder.num_hidden_layers;
+  f.dec_layers = m->config.decoder.num_hidden_layers;
+  f.enc_c = m->config.encoder.hidden_size;
+  f.dec_c = m->config.decoder.hidden_size;
+  f.vocab = m->config.decoder.vocab_size;
+  f.L = m->latent_len();
+  f.P = static_cast<int64_t>(m->prompt_ids().size());
+  return f;
+}
+
+// Plain next-token loss of the decoder on the passages (the auxiliary LM objective).
+at::Tensor decoder_lm_loss(cascade::C3Model& m, const std::vector<std::vector<int32_t>>& ids) {
+  int64_t T = 0;
+  for (auto& r : ids) T = std::max<int64_t>(T, static_cast<int64_t>(r.size()));
+  if (T < 2) return at::zeros({}, m->Q->weight.options().dtype(at::kFloat));
+  const int64_t B = static_cast<int64_t>(ids.size());
+  std::vector<int64_t> flat(B * T, 0), valid(B * T, 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (size_t t = 0; t < ids[b].size(); ++t) {
+      flat[b * T + t] = ids[b][t];
+      valid[b * T + t] = 1;
+    }
+  const at::Device dev = m->device();
+  at::Tensor x = at::tensor(flat).view({B, T}).to(dev);
+  at::Tensor v = at::tensor(valid).view({B, T}).to(dev).narrow(1, 1, T - 1).to(at::kBool);
+  at::Tensor h = m->decoder->hidden(m->decoder->embed(x.narrow(1, 0, T - 1)), {});  // [B, T-1, C]
+  at::Tensor logits = m->decoder->logits(h.index({v}));
+  return at::cross_entropy_loss(logits, x.narrow(1, 1, T - 1).index({v}));
+}
+
+// Held-out passages, cut deterministically from the valid files.
+std::vector<Passage> valid_passages(const tokenizer::BpeTokenizer& tok, const TrainOptions& opt,
+                                    const LengthDist& dist) {
+  std::vector<Passage> out;
+  if (opt.valid_files.empty() || opt.eval_passages <= 0) return out;
+  CorpusReader reader(opt.valid_files);
+  std::string text;
+  int64_t i = 0;
+  while (static_cast<int64_t>(out.size()) < opt.eval_passages && reader.next(text)) {
+    // Targets spread evenly over the length distribution.
+    const double frac = opt.eval_passages > 1 ? double(out.size()) / (opt.eval_passages - 1) : 1.0;
+    const int64_t target = dist.lo + static_cast<int64_t>(frac * (dist.hi - dist.lo));
+    Passage p = cut_passage(tok, text, target, 1000003ull * (i++) + opt.seed);
+    if (p.n_tokens() >= std::min<int64_t>(dist.lo, target) / 2 && p.n_tokens() > 0) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<int32_t> truncated(const std::vector<int32_t>& ids, int64_t n) {
+  return std::vector<int32_t>(ids.begin(), ids.begin() + std::min<int64_t>(n, ids.size()));
+}
+
+void prune_checkpoints(const std::string& run_dir, int64_t keep) {
+  std::vector<fs::path> steps;
+  for (auto& e : fs::directory_iterator(run_dir))
+    if (e.is_directory() && e.path().filename().string().rfind("step-", 0) == 0)
+      steps.push_back(e.path());
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + keep < steps.size(); ++i) fs::remove_all(steps[i]);
+}
+
+}  // namespace
+
+std::string latest_checkpoint(const std::string& run_dir) {
+  if (fs::exists(fs::path(run_dir) / "trainer_state.json")) return run_dir;
+  std::string best;
+  if (!fs::is_directory(run_dir)) return best;
+  for (auto& e : fs::directory_iterator(run_dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind("step-", 0) == 0 &&
+        fs::exists(e.path() / "trainer_state.json") && e.path().string() > best)
+      best = e.path().string();
+  }
+  return best;
+}
+
+TrainResult train(const TrainOptions& opt) {
+  // ---- 1. processes, device, seeds -------------------------------------------------------
+  DistEnv env = DistEnv::from_env();
+  at::Device device(opt.device);
+  if (device.is_cuda() && env.is_distributed()) device = at::Device(at::kCUDA, env.local_rank);
+  const bool rank0 = env.rank == 0;
+  const bool use_bf16 = opt.bf16 && device.is_cuda();
+  C3_CHECK(!opt.out_dir.empty(), "c3 train needs --out DIR for checkpoints and logs");
+  C3_CHECK(!opt.train_files.empty(), "c3 train needs --train FILES (JSONL, optionally .xz)");
+  C3_CHECK(opt.batch_size > 0 && opt.grad_accum > 0 && opt.max_steps > 0,
+           "--batch-size, --grad-accum and --steps must be positive");
+  if (rank0) fs::create_directories(opt.out_dir);
+
+  // ---- 2. model (fresh, or from a checkpoint when resuming) ------------------------------
+  std::string resume_dir = opt.resume.empty() ? "" : latest_checkpoint(opt.resume);
+  C3_CHECK(opt.resume.empty() || !resume_dir.empty(),
+           "--resume '{}': no checkpoint there (expected a step-* folder with trainer_state.json)",
+           opt.resume);
+  std::string tok_path;
+  ModelInit init = opt.init;
+  if (!resume_dir.empty()) init = ModelInit{resume_dir};
+  cascade::C3Model model = build_model(init, &tok_path);
+  const tokenizer::BpeTokenizer& tok = model->tok();
+  model->to(device);
+  model->train();
+  model->encoder->model->activation_checkpointing = opt.activation_checkpointing;
+  model->decoder->model->activation_checkpointing = opt.activation_checkpointing;
+  std::unique_ptr<DataParallel> dp;
+  if (env.is_distributed()) {
+    dp = std::make_unique<DataParallel>(env, device);
+    dp->broadcast_parameters(*model);
+  }
+
+  // ---- 3. optimizer ----------------------------------------------------------------------
+  ParamSplit params = split_parameters(model, opt);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  auto group_opts = [&](double wd) {
+    auto o = std::make_unique<torch::optim::AdamWOptions>(opt.lr);
+    o->betas({opt.beta1, opt.beta2}).eps(opt.eps).weight_decay(wd);
+    return o;
+  };
+  groups.emplace_back(params.decay, group_opts(opt.weight_decay));
+  groups.emplace_back(params.no_decay, group_opts(0.0));
+  torch::optim::AdamW optimizer(groups, torch::optim::AdamWOptions(opt.lr));
+  LrSchedule schedule{opt.lr, opt.min_lr_ratio, opt.warmup_steps, opt.max_steps};
+
+  // ---- 4. data ---------------------------------------------------------------------------
+  const LengthDist dist = LengthDist::parse(opt.lengths);
+  DataOptions dopt;
+  dopt.files = opt.train_files;
+  dopt.lengths = dist;
+  dopt.batch_size = opt.batch_size * env.world_size;  // the loader counts the global batch
+  dopt.seed = opt.seed;
+  dopt.n_threads = opt.data_threads;
+  dopt.rank = env.rank;
+  dopt.world_size = env.world_size;
+  dopt.bucket_docs = opt.bucket_docs;
+  DataLoader loader(tok, dopt);
+  std::vector<Passage> valid = rank0 ? valid_passages(tok, opt, dist) : std::vector<Passage>{};
+
+  // ---- 5. resume state -------------------------------------------------------------------
+  int64_t step = 0, tokens_seen = 0;
+  int64_t cur_len = opt.curriculum_start > 0 ? opt.curriculum_start : dist.hi;
+  double smooth_loss = -1;
+  if (!resume_dir.empty()) {
+    io::JsonFile st = io::JsonFile::load((fs::path(resume_dir) / "trainer_state.json").string());
+    step = st.required<int64_t>("step");
+    tokens_seen = st.required<int64_t>("tokens_seen");
+    cur_len = st.required<int64_t>("curriculum_len");
+    smooth_loss = st.required<double>("smooth_loss");
+    loader.restore(st.json().at("data"));
+    torch::serialize::InputArchive ar;
+    ar.load_from((fs::path(resume_dir) / "optimizer.pt").string(), device);
+    optimizer.load(ar);
+  }
+
+  // ---- 6. logging ------------------------------------------------------------------------
+  std::unique_ptr<JsonlLog> log;
+  const std::string log_path = (fs::path(opt.out_dir) / "train_log.jsonl").string();
+  const FlopModel flops = flop_model(model);
+  if (rank0) {
+    log = std::make_unique<JsonlLog>(log_path, /*append=*/!resume_dir.empty());
+    nlohmann::json start = {
+        {"event", "start"}, {"git_commit", C3_GIT_COMMIT}, {"libtorch", TORCH_VERSION},
+        {"device", device.str()}, {"world_size", env.world_size}, {"bf16", use_bf16},
+        {"params", count_parameters(*model)}, {"resume", resume_dir},
+        {"encoder", model->config.encoder.to_json()}, {"decoder", model->config.decoder.to_json()},
+        {"latents", model->latent_len()}, {"lengths", opt.lengths}, {"batch_size", opt.batch_size},
+        {"grad_accum", opt.grad_accum}, {"lr", opt.lr}, {"steps", opt.max_steps},
+        {"aux_lm_weight", opt.aux_lm_weight}, {"curriculum_start", opt.curriculum_start},
+        {"seed", opt.seed}};
+    log->write(start);
+    std::fprintf(stderr, "c3 train: %s, %lld params, device %s x%d, %s\n", TORCH_VERSION,
+                 static_cast<long long>(count_parameters(*model)), device.str().c_str(),
+                 env.world_size, use_bf16 ? "bf16 autocast" : "fp32");
+  }
+
+  // ---- 7. validation: loss on held-out passages and char precision of greedy decoding -----
+  auto validate = [&](int64_t at_step) {
+    if (!rank0 || valid.empty()) return;
+    torch::NoGradGuard ng;
+    model->eval();
+    compat::AutocastGuard ac(use_bf16, device);
+    double loss = 0, prec = 0;
+    int64_t n_prec = 0, correct = 0, total = 0;
+    for (const Passage& p : valid) {
+      std::vector<std::vector<int32_t>> one = {truncated(p.ids, cur_len)};
+      auto out = model->reconstruction_loss(one);
+      loss += out.loss.item<double>();
+      correct += out.n_correct.item<int64_t>();
+      total += out.n_tokens.item<int64_t>();
+    }
+    if (opt.char_precision) {
+      for (size_t i = 0; i < valid.size() && i < 4; ++i) {
+        auto ids = truncated(valid[i].ids, cur_len);
+        std::string ref = tok.decode(ids);
+        cascade::DecompressOptions d;
+        d.max_new_tokens = static_cast<int64_t>(ids.size()) + 16;
+        auto gen = model->decompress(model->compress({ids}), d);
+        prec += opt.char_precision(tok.decode(std::vector<int32_t>(gen[0].begin(), gen[0].end())), ref);
+        ++n_prec;
+      }
+    }
+    nlohmann::json rec = {{"event", "valid"}, {"step", at_step},
+                          {"valid_loss", loss / valid.size()},
+                          {"valid_token_accuracy", total ? double(correct) / total : 0.0},
+                          {"curriculum_len", cur_len}};
+    if (n_prec) rec["valid_char_precision"] = prec / n_prec;
+    log->write(rec);
+    std::fprintf(stderr, "\n[valid] step %lld loss %.4f token acc %.4f%s\n",
+                 static_cast<long long>(at_step), loss / valid.size(),
+                 total ? double(correct) / total : 0.0,
+                 n_prec ? fmt::format(" char precision {:.4f}", prec / n_prec).c_str() : "");
+    model->train();
+  };
+
+  // ---- 8. checkpoints: written to a temp folder, then renamed (atomic) --------------------
+  std::string last_ckpt;
+  auto save = [&](int64_t at_step) {
+    if (!rank0) return;
+    const std::string name = fmt::format("step-{:07d}", at_step);
+    const fs::path final_dir = fs::path(opt.out_dir) / name;
+    const fs::path tmp = fs::path(opt.out_dir) / (".tmp-" + name);
+    fs::remove_all(tmp);
+    cascade::save_c3(model, tok_path, tmp.string(), at::kFloat);
+    torch::serialize::OutputArchive ar;
+    optimizer.save(ar);
+    ar.save_to((tmp / "optimizer.pt").string());
+    nlohmann::json st = {{"step", at_step}, {"tokens_seen", tokens_seen},
+                         {"curriculum_len", cur_len}, {"smooth_loss", smooth_loss},
+                         {"data", loader.state()}, {"seed", opt.seed}};
+    io::save_json((tmp / "trainer_state.json").string(), st);
+    fsync_dir(tmp);
+    fs::remove_all(final_dir);
+    fs::rename(tmp, final_dir);
+    fsync_dir(opt.out_dir);
+    prune_checkpoints(opt.out_dir, std::max<int64_t>(1, opt.keep_last));
+    last_ckpt = final_dir.string();
+  };
+
+  // ---- 9. the loop -----------------------------------------------------------------------
+  TrainResult res;
+  ProgressBar bar("train", opt.max_steps, "step");
+  bar.set(step);
+  const auto t_start = Clock::now();
+  double timed_seconds = 0, timed_flops = 0;
+  int64_t timed_tokens = 0;
+  const int64_t warm_steps = step + 3;  // the first steps (allocator, kernels) are not timed
+  while (step < opt.max_steps) {
+    if (opt.max_minutes > 0 && seconds_since(t_start) > opt.max_minutes * 60) break;
+    const auto t_step = Clock::now();
+    const double lr = schedule.at(step);
+    for (auto& g : optimizer.param_groups())
+      static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+
+    double step_loss = 0, step_flops = 0;
+    int64_t step_tokens = 0, step_correct = 0, step_targets = 0;
+    for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
+      Batch batch = loader.next();
+      std::vector<std::vector<int32_t>> ids;
+      for (size_t i = 0; i < batch.passages.size(); ++i) {
+        // The curriculum caps length; an easy share of rows stays short throughout.
+        const bool easy = opt.easy_share > 0 && opt.curriculum_start > 0 &&
+                          (i + step) % 100 < static_cast<size_t>(opt.easy_share * 100);
+        auto row = truncated(batch.passages[i].ids, easy ? opt.curriculum_start : cur_len);
+        if (row.empty()) continue;
+        step_tokens += static_cast<int64_t>(row.size());
+        step_flops += flops.passage(static_cast<int64_t>(row.size()));
+        ids.push_back(std::move(row));
+      }
+      if (ids.empty()) continue;
+      compat::AutocastGuard ac(use_bf16, device);
+      cascade::LossOutput out = model->reconstruction_loss(ids);
+      at::Tensor loss = out.loss;
+      if (opt.aux_lm_weight > 0) loss = loss + opt.aux_lm_weight * decoder_lm_loss(model, ids);
+      (loss / opt.grad_accum).backward();
+      step_loss += out.loss.item<double>() / opt.grad_accum;
+      step_correct += out.n_correct.item<int64_t>();
+      step_targets += out.n_tokens.item<int64_t>();
+    }
+    // Gradients are synchronised once per optimizer step, after the last micro-batch: syncing
+    // every micro-batch would multiply communication by grad_accum for the same result.
+    if (dp) {
+      dp->allreduce_gradients(params.all);
+      step_loss = dp->allreduce_mean(step_loss);
+    }
+    double grad_norm = 0;
+    if (opt.grad_clip > 0)
+      grad_norm = torch::nn::utils::clip_grad_norm_(params.all, opt.grad_clip);
+    optimizer.step();
+    optimizer.zero_grad();
+    ++step;
+    const int64_t world_tokens = step_tokens * env.world_size;
+    tokens_seen += world_tokens;
+    if (device.is_cuda()) torch::cuda::synchronize();
+    const double dt = seconds_since(t_step);
+    if (step > warm_steps) {
+      timed_seconds += dt;
+      timed_tokens += world_tokens;
+      timed_flops += step_flops * env.world_size;
+    }
+    smooth_loss = smooth_loss < 0 ? step_loss : 0.9 * smooth_loss + 0.1 * step_loss;
+    // Curriculum: grow the length cap once the (smoothed) loss says the current one is learnt.
+    if (opt.curriculum_start > 0 && cur_len < dist.hi && smooth_loss < opt.curriculum_gate) {
+      cur_len = std::min<int64_t>(dist.hi, static_cast<int64_t>(std::ceil(cur_len * opt.curriculum_grow)));
+      smooth_loss = -1;
+      if (rank0) log->write({{"event", "curriculum"}, {"step", step}, {"curriculum_len", cur_len}});
+    }
+    if (rank0) {
+      const double tps = timed_seconds > 0 ? timed_tokens / timed_seconds : world_tokens / dt;
+      const double mfu = timed_seconds > 0 ? timed_flops / timed_seconds / (opt.peak_tflops * 1e12) : 0;
+      if (step % opt.log_every == 0 || step == opt.max_steps) {
+        log->write({{"event", "step"}, {"step", step}, {"loss", step_loss}, {"lr", lr},
+                   {"grad_norm", grad_norm}, {"tokens_per_sec", tps}, {"mfu", mfu},
+                   {"token_accuracy", step_targets ? double(step_correct) / step_targets : 0.0},
+                   {"tokens_seen", tokens_seen}, {"curriculum_len", cur_len},
+                   {"elapsed_s", seconds_since(t_start)}});
+      }
+      bar.set_postfix(fmt::format("loss {:.3f} len {} {:.0f} tok/s", step_loss, cur_len, tps));
+      if (opt.progress) bar.set(step);
+      res.tokens_per_sec = tps;
+      res.mfu = mfu;
+    }
+    res.final_loss = step_loss;
+    if (opt.eval_every > 0 && step % opt.eval_every == 0 && step < opt.max_steps) validate(step);
+    if (opt.save_every > 0 && step % opt.save_every == 0 && step < opt.max_steps) save(step);
+  }
+  bar.finish();
+  validate(step);
+  save(step);
+  if (dp) dp->barrier();
+  res.steps = step;
+  res.last_checkpoint = last_ckpt;
+  if (rank0) {
+    log->write({{"event", "end"}, {"step", step}, {"loss", res.final_loss},
+               {"tokens_per_sec", res.tokens_per_sec}, {"mfu", res.mfu},
+               {"wall_s", seconds_since(t_start)}, {"checkpoint", last_ckpt}});
+    if (opt.plot_losses) {
+      try {
+        opt.plot_losses(log_path, (fs::path(opt.out_dir) / "loss.png").string());
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "c3 train: loss plot skipped: %s\n", e.what());
+      }
+    }
+  }
+  return res;
+}
+
+}  // namespace c3::train

@@ -1,0 +1,83 @@
+// c3 train: end-to-end training of a cascade on reconstruction.
+//
+//   one process:   c3 train --tokenizer tok.json --encoder-config enc.json --decoder-config dec.json \
+//                    --train 'data/train-*.jsonl.xz' --valid data/valid.jsonl.xz --out runs/x
+//   one host, N GPUs (or CPU processes):   c3 train --nproc N ...same flags...
+//   several hosts: run `c3 train` on each with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
+//   MASTER_PORT set, as torchrun does (README, "Distributed training").
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "train/model_init.h"
+
+namespace c3::train {
+
+struct TrainOptions {
+  ModelInit init;              // how the model starts (ignored when resuming)
+  std::string resume;          // a checkpoint folder, or a run folder (its latest checkpoint)
+  std::string freeze;          // comma list of: encoder, decoder, embeddings, queries, projector
+
+  // Data
+  std::vector<std::string> train_files, valid_files;
+  std::string lengths = "uniform:64-1280";  // passage token-length distribution
+  int64_t batch_size = 16;     // passages per micro-batch per process
+  int64_t grad_accum = 1;      // micro-batches per optimizer step
+  int data_threads = 2;        // background tokenization threads
+  int64_t bucket_docs = 512;   // documents per bucketing chunk
+
+  // Loss-gated curriculum over passage length: passages are cut to at most `cur_len` tokens,
+  // starting at curriculum_start; whenever the smoothed loss falls below curriculum_gate,
+  // cur_len grows by curriculum_grow (up to the distribution's max). 0 = off.
+  int64_t curriculum_start = 0;
+  double curriculum_gate = 0.5;
+  double curriculum_grow = 1.5;
+  double easy_share = 0.0;     // share of each batch kept at <= curriculum_start tokens
+
+  // Optimisation
+  double lr = 1e-3;
+  double min_lr_ratio = 0.1;
+  double weight_decay = 0.1;
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double grad_clip = 1.0;      // 0 = off
+  int64_t warmup_steps = 100;
+  int64_t max_steps = 1000;
+  double max_minutes = 0;      // stop (and save) after this much training time; 0 = off
+  bool decay_embeddings = false;
+  double aux_lm_weight = 0.0;  // weight of a plain next-token loss on the decoder
+  bool bf16 = true;            // bf16 autocast with fp32 master weights (CUDA only)
+  bool activation_checkpointing = false;
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  double peak_tflops = 989.0;  // for MFU (H100 SXM dense bf16)
+
+  // Output and monitoring (rank 0 only)
+  std::string out_dir;
+  int64_t save_every = 0;      // steps between checkpoints; 0 = only at the end
+  int64_t keep_last = 2;
+  int64_t eval_every = 0;      // steps between validations; 0 = only at the end
+  int64_t eval_passages = 8;   // held-out passages for valid loss / char precision
+  int64_t log_every = 10;
+  bool progress = true;
+
+  // Injected by the CLI from the eval layer (train may not depend on eval).
+  std::function<double(const std::string& pred, const std::string& ref)> char_precision;
+  std::function<void(const std::string& log_jsonl, const std::string& png)> plot_losses;
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  double final_loss = 0;
+  double tokens_per_sec = 0;  // text tokens / s, all ranks, warmup and eval excluded
+  double mfu = 0;
+  std::string last_checkpoint;
+};
+
+TrainResult train(const TrainOptions& opt);
+
+// The newest complete checkpoint under a run folder ("" when none).
+std::string latest_checkpoint(const std::string& run_dir);
+
+}  // namespace c3::train
