@@ -1,6 +1,7 @@
 // Helpers shared by the model tests: the golden Qwen2 cases, diffs, temp folders, running `c3`.
 #pragma once
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <torch/torch.h>
 
 #include <cstdio>
