@@ -360,7 +360,14 @@ TrainResult train(const TrainOptions& opt) {
         // The curriculum caps length; an easy share of rows stays short throughout.
         const bool easy = opt.easy_share > 0 && opt.curriculum_start > 0 &&
                           (i + step) % 100 < static_cast<size_t>(opt.easy_share * 100);
-        auto row = truncated(batch.passages[i].ids, easy ? opt.curriculum_start : cur_len);
+        int64_t cap = easy ? opt.curriculum_start : cur_len;
+        if (opt.curriculum_start > 0) {
+          // Below the cap, lengths vary: a fixed length teaches the queries fixed positions,
+          // which break as soon as lengths change (C3-SPEC.md, training probes).
+          Rng rng = Rng::keyed({opt.seed, static_cast<uint64_t>(step), i});
+          cap = rng.uniform_int(std::max<int64_t>(8, cap / 4), cap);
+        }
+        auto row = truncated(batch.passages[i].ids, cap);
         if (row.empty()) continue;
         step_tokens += static_cast<int64_t>(row.size());
         step_flops += flops.passage(static_cast<int64_t>(row.size()));
