@@ -285,8 +285,9 @@ TEST(Tokenizer, EncodeIsThreadSafe) {
   for (int e : errors) EXPECT_EQ(e, 0);
 }
 
-TEST(Tokenizer, AddedTokenFlagsFollowHf) {
-  // A toy vocabulary: bytes plus added tokens with lstrip / rstrip / single_word / normalized.
+// A toy vocabulary (id = byte value) plus added tokens with lstrip / rstrip / single_word /
+// normalized, GPT-2's ByteLevel pre-tokenizer and NFC.
+static BpeTokenizer toy_tokenizer(bool add_prefix_space) {
   nlohmann::json vocab = nlohmann::json::object();
   for (int b = 0; b < 256; ++b) {
     std::string t = c3::tokenizer::bytes_to_token(std::string(1, char(b)));
@@ -305,10 +306,15 @@ TEST(Tokenizer, AddedTokenFlagsFollowHf) {
   nlohmann::json j = {
       {"added_tokens", added},
       {"normalizer", {{"type", "NFC"}}},
-      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+      {"pre_tokenizer",
+       {{"type", "ByteLevel"}, {"add_prefix_space", add_prefix_space}, {"use_regex", true}}},
       {"decoder", {{"type", "ByteLevel"}}},
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
-  auto tok = BpeTokenizer::from_json(j.dump());
+  return BpeTokenizer::from_json(j.dump());
+}
+
+TEST(Tokenizer, AddedTokenFlagsFollowHf) {
+  auto tok = toy_tokenizer(false);
   auto ids = [&](const std::string& s) { return ids_str(tok.encode(s)); };
   EXPECT_EQ(ids("a  <L>b"), ids_str({'a', 300, 'b'}));   // lstrip eats the spaces on its left
   EXPECT_EQ(ids("a<R> \n b"), ids_str({'a', 301, 'b'}));  // rstrip eats spaces and newlines
@@ -316,4 +322,11 @@ TEST(Tokenizer, AddedTokenFlagsFollowHf) {
   EXPECT_EQ(ids("a word b"), ids_str({'a', ' ', 302, ' ', 'b'}));
   EXPECT_EQ(ids("awordb").find("302"), std::string::npos);  // single_word: not inside a word
   EXPECT_EQ(ids("cafe\u0301!"), ids_str({303, '!'}));      // normalized: found after NFC
+}
+
+TEST(Tokenizer, ByteLevelPrefixSpaceGoesOnEveryPiece) {
+  auto tok = toy_tokenizer(true);
+  EXPECT_TRUE(tok.encode("").empty());
+  EXPECT_EQ(ids_str(tok.encode("a")), ids_str({' ', 'a'}));
+  EXPECT_EQ(ids_str(tok.encode(" a<R>b")), ids_str({' ', 'a', 301, ' ', 'b'}));
 }

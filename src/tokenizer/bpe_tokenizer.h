@@ -44,6 +44,7 @@ class BpeTokenizer {
   struct Impl;
 
  private:
+  BpeTokenizer() = default;  // only from_file / from_json make one
   std::shared_ptr<const Impl> impl_;
 };
 

@@ -267,6 +267,7 @@ PreTokenizer PreTokenizer::qwen2() {
 
 void PreTokenizer::apply(const Step& st, std::string_view piece,
                          std::vector<std::string_view>& out, std::deque<std::string>& scratch) {
+  if (piece.empty()) return;  // HF drops empty pieces before each step (no prefix space either)
   if (st.add_prefix_space && (piece.empty() || piece[0] != ' ')) {
     scratch.push_back(" " + std::string(piece));
     piece = scratch.back();
