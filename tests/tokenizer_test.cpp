@@ -39,7 +39,8 @@ const BpeTokenizer& qwen() {
     fs::create_directories(dir);
     std::string cmd = fmt::format("tar -xJf '{}' -C '{}'", tar.string(), dir.string());
     if (std::system(cmd.c_str()) != 0) throw std::runtime_error("failed: " + cmd);
-    return std::make_unique<BpeTokenizer>(BpeTokenizer::from_file((dir / "tokenizer.json").string()));
+    auto path = (dir / "tokenizer.json").string();
+    return std::make_unique<BpeTokenizer>(BpeTokenizer::from_file(path));
   }();
   return *tok;
 }
@@ -62,7 +63,9 @@ std::vector<QwenCase> qwen_cases() {
   return cases;
 }
 
-std::string ids_str(const std::vector<int32_t>& v) { return fmt::format("[{}]", fmt::join(v, ", ")); }
+std::string ids_str(const std::vector<int32_t>& v) {
+  return fmt::format("[{}]", fmt::join(v, ", "));
+}
 
 // Reads an I64 tensor from a safetensors file: 8-byte little-endian header size, JSON, data.
 std::vector<int32_t> read_i64_tensor(const fs::path& path, const std::string& name) {

@@ -81,8 +81,9 @@ def main():
         mismatches += 1
         if mismatches <= a.show:
             k = next((j for j in range(min(len(h), len(o))) if h[j] != o[j]), min(len(h), len(o)))
+            pieces = [tok.id_to_token(x) for x in h[k:k + 5]]
             print(f"text {i}: first difference at token {k}: HF {h[max(0, k - 3):k + 5]} "
-                  f"c3 {o[max(0, k - 3):k + 5]}; HF tokens {[tok.id_to_token(x) for x in h[k:k + 5]]}")
+                  f"c3 {o[max(0, k - 3):k + 5]}; HF tokens {pieces}")
 
     # Decoding: HF's decode of HF's ids against the NFC text, and (with --c3) c3's decode.
     hf_text = tok.decode_batch(hf, skip_special_tokens=False)

@@ -12,13 +12,16 @@ MIN="${1:-4}"
 log() { echo; echo "== $*"; }
 log machine; nvidia-smi -L; nproc
 log build
-cmake -S . -B build-gpu -G Ninja -DC3_BUILD_BENCH=OFF > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
-ninja -C build-gpu c3 model_tests c3_tests >> "$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -20; exit 1; }
+cmake -S . -B build-gpu -G Ninja -DC3_BUILD_BENCH=OFF > /tmp/build.log 2>&1 || { tail -30 /tmp/build.log; exit 1; }
+ninja -C build-gpu c3 model_tests c3_tests >> /tmp/build.log 2>&1 || { grep -E "error" /tmp/build.log | head -20; exit 1; }
 C3=build-gpu/c3
+if [ -z "${SKIP_CHECKS:-}" ]; then
 log "golden: Qwen2 models, bf16 on CUDA (and fp32 on CPU)"
-C3_TEST_DEVICE=cuda ./build-gpu/tests/model_tests 2>&1 | grep -E "max abs|ids|PASSED|FAILED|OK \]" | grep -v "^\[       OK" | head -40
+C3_TEST_DEVICE=cuda ./build-gpu/tests/model_tests > "$OUT/model_tests_cuda.log" 2>&1; grep -iE "cuda|bf16" "$OUT/model_tests_cuda.log" | grep -v "^\[ RUN" | head -20; tail -3 "$OUT/model_tests_cuda.log"
 log "golden: c3-tiny cascade, bf16 on CUDA"
 C3_TEST_DEVICE=cuda C3_NO_PROGRESS=1 ./build-gpu/tests/c3_tests 2>&1 | grep -E "max abs|ids equal|PASSED|FAILED"
+log "golden: c3-tiny cascade, fp32 on CUDA (ids exact)"
+C3_TEST_DEVICE=cuda C3_TEST_DTYPE=f32 C3_NO_PROGRESS=1 ./build-gpu/tests/c3_tests 2>&1 | grep -E "max abs|ids equal|PASSED|FAILED"
 log "Python safetensors loads what c3 writes"
 python3 scripts/device/check_safetensors.py $C3 --testdata "$C3_TESTDATA" 2>&1 | tail -4
 log "HF tokenizers vs c3 on the whole valid set (shipped tokenizer)"
@@ -29,6 +32,7 @@ QTOK=$(find /tmp/qwen -name tokenizer.json | head -1)
 $C3 tokenize --tokenizer "$QTOK" --bench "$DATA/valid.jsonl.xz" --threads 1 2>&1 | tail -1
 $C3 tokenize --tokenizer "$QTOK" --bench "$DATA/valid.jsonl.xz" --threads 16 2>&1 | tail -1
 timeout 120 python3 scripts/device/bench_tokenizer_hf.py --tokenizer "$QTOK" --texts "$DATA/valid.jsonl.xz" --threads 16 2>&1 | tail -6
+fi
 log "train c3-small ($MIN min)"
 rm -rf /tmp/run
 C3_NO_PROGRESS=1 $C3 train --out /tmp/run --device cuda --train "$DATA/train-*.jsonl.xz" --valid "$DATA/valid.jsonl.xz" \

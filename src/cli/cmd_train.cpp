@@ -55,6 +55,7 @@ void setup_train(CLI::App& root) {
   app->add_option("--batch-size", o.batch_size, "passages per micro-batch per process")->capture_default_str();
   app->add_option("--grad-accum", o.grad_accum, "micro-batches per step")->capture_default_str();
   app->add_option("--data-threads", o.data_threads, "tokenization threads")->capture_default_str();
+  app->add_option("--bucket-docs", o.bucket_docs, "documents per length-bucketing chunk")->capture_default_str();
   app->add_option("--curriculum-start", o.curriculum_start, "initial length cap (0 = no curriculum)")
       ->capture_default_str();
   app->add_option("--curriculum-gate", o.curriculum_gate, "grow the cap when the smoothed loss is below this")

@@ -327,7 +327,8 @@ void BpeTokenizer::Impl::bpe_heap(Scratch& sc) const {
         heap.push({w->rank, prev[pos]});
     }
     if (next[pos] >= 0) {
-      if (const PairMap::Value* w = merges.find(ids[pos], ids[next[pos]])) heap.push({w->rank, pos});
+      const PairMap::Value* w = merges.find(ids[pos], ids[next[pos]]);
+      if (w) heap.push({w->rank, pos});
     }
   }
   int k = 0;

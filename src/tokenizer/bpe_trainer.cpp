@@ -322,7 +322,8 @@ std::string BpeTrainer::train() {
       json_str(kQwen2Pattern), byte_level_cfg);
   out += "  \"post_processor\": " + byte_level_cfg + ",\n";
   out += "  \"decoder\": " + byte_level_cfg + ",\n";
-  out += "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
+  out += "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n"
+         "    \"unk_token\": null,\n"
          "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
          "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n"
          "    \"vocab\": {";

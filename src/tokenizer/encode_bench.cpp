@@ -63,7 +63,8 @@ EncodeBenchResult bench_encode(const BpeTokenizer& tok, const std::vector<std::s
                                int threads, int passes) {
   C3_CHECK(!texts.empty(), "benchmark: no texts to encode");
   EncodeBenchResult r;
-  r.threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  r.threads = threads > 0 ? threads : cores;
   r.passes = std::max(1, passes);
   r.docs = static_cast<int64_t>(texts.size());
   for (const auto& t : texts) r.bytes += static_cast<int64_t>(t.size());

@@ -169,7 +169,8 @@ Regex::Regex(const std::string& pattern, bool allow_fast_path) : pattern_(patter
   }
   // The JIT makes matching several times faster; without it (rare builds) pcre2_match is used.
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
-  code_ = std::shared_ptr<void>(code, [](void* c) { pcre2_code_free(static_cast<pcre2_code*>(c)); });
+  code_ = std::shared_ptr<void>(code,
+                                [](void* c) { pcre2_code_free(static_cast<pcre2_code*>(c)); });
 }
 
 namespace {
