@@ -4,8 +4,9 @@ on the same texts with the same tokenizer.json (the Qwen one by default). MB = 1
 UTF-8 text; every number is the best of --repeat passes after one warm-up pass (HF's and
 tiktoken's caches stay warm; c3 also reports its cold first pass).
 
-c3 runs as bench/tokenizer_bench. The device image lacks our Debian libraries, so build it
-statically here (x86-64) and carry it:
+c3 runs as `c3 tokenize --bench` (--c3 BIN) or as bench/tokenizer_bench (--c3-bench BIN); both
+use the same code. Where c3 itself cannot be built, build tokenizer_bench statically (x86-64)
+and carry it:
     g++ -std=c++17 -O2 -static -DFMT_HEADER_ONLY -Isrc bench/tokenizer_bench.cpp \\
         src/tokenizer/*.cpp src/util/*.cpp -lpcre2-8 -lutf8proc -llzma -lxxhash -pthread \\
         -o tools/tokenizer_bench
@@ -105,6 +106,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokenizer", required=True)
     ap.add_argument("--texts", required=True, help="JSONL(.xz) with {\"text\": ...} lines")
+    ap.add_argument("--c3", help="c3 binary (runs `c3 tokenize --bench`)")
     ap.add_argument("--c3-bench", help="tokenizer_bench binary (see the docstring)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="the 'all threads' count")
@@ -134,11 +136,20 @@ def main():
                 print(f"{w} worker failed: {p.stderr.strip()[-2000:]}", file=sys.stderr)
                 continue
             rows += [json.loads(line) for line in p.stdout.splitlines()]
+    c3_lines = []
     if a.c3_bench:
         p = subprocess.run([a.c3_bench, a.tokenizer, a.texts, "--threads", f"1,{a.threads}",
                             "--repeat", str(a.repeat + 1)], capture_output=True, text=True,
                            check=True)
-        for line in p.stdout.splitlines():
+        c3_lines = p.stdout.splitlines()
+    elif a.c3:
+        for threads in sorted({1, a.threads}):
+            p = subprocess.run([a.c3, "tokenize", "--tokenizer", a.tokenizer, "--bench", a.texts,
+                                "--threads", str(threads), "--repeat", str(a.repeat + 1)],
+                               capture_output=True, text=True, check=True)
+            c3_lines += p.stdout.splitlines()
+    for line in c3_lines:
+        if line.strip():
             r = json.loads(line)
             rows.append({"impl": "c3", "threads": r["threads"], "seconds": r["best_s"],
                          "tokens": r["tokens"], "cold_mb_per_s": r["cold_mb_per_s"],
