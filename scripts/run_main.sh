@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install, build, and run the main job: round-trip a sample text through the shipped model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DC3_BUILD_TESTS=OFF -DC3_BUILD_BENCH=OFF >/dev/null
+ninja -C build c3
+./build/c3 roundtrip --model models/c3-small "${1:-docs/sample.txt}"
