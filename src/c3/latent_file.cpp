@@ -41,7 +41,9 @@ LatentWriter::LatentWriter(std::string path, LatentMeta meta)
            meta_.dtype);
   side_path_ = path_ + ".part." + std::to_string(::getpid());
   side_ = std::fopen(side_path_.c_str(), "wb+");
-  if (!side_) fail("cannot write '{}': {}", side_path_, std::strerror(errno));
+  if (!side_)
+    fail("cannot write '{}': {}. Check that its folder exists and is writable, or choose another "
+         "-o path.", path_, std::strerror(errno));
   ::unlink(side_path_.c_str());  // anonymous from now on: nothing is left behind on a crash
   meta_.chunk_bytes.clear();
   meta_.chunk_tokens.clear();

@@ -19,6 +19,14 @@
 namespace c3::cli {
 namespace {
 
+// nlohmann's parse errors quote the last token read, which can be megabytes long: keep errors
+// to one readable line.
+static std::string clip_json_error(const char* what) {
+  std::string s(what);
+  return s.size() > 300 ? s.substr(0, 300) + "... (cut)" : s;
+}
+
+
 using tokenizer::BpeTokenizer;
 
 struct TokenizeOptions {
@@ -104,7 +112,9 @@ void run_jsonl(const TokenizeOptions& o, const BpeTokenizer& tok) {
     try {
       j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::parse_error& e) {
-      fail("stdin line {}: not JSON (at byte {}): {}", ln, e.byte, e.what());
+      fail("stdin line {}: not JSON (at byte {}): {}", ln, e.byte, clip_json_error(e.what()));
+    } catch (const nlohmann::json::exception& e) {  // e.g. a number out of range (1e999)
+      fail("stdin line {}: not valid JSON: {}", ln, clip_json_error(e.what()));
     }
     if (o.decode) {
       std::string text = tok.decode(ids_from_json(j, fmt::format("stdin line {}", ln)),
@@ -136,7 +146,10 @@ void run_plain(const TokenizeOptions& o, const BpeTokenizer& tok) {
       try {
         ids = ids_from_json(nlohmann::json::parse(in), "stdin");
       } catch (const nlohmann::json::parse_error& e) {
-        fail("stdin: not a JSON array of ids (at byte {}): {}", e.byte, e.what());
+        fail("stdin: not a JSON array of ids (at byte {}): {}", e.byte,
+             clip_json_error(e.what()));
+      } catch (const nlohmann::json::exception& e) {
+        fail("stdin: not a JSON array of ids: {}", clip_json_error(e.what()));
       }
     } else {
       // Whitespace- or comma-separated integers.

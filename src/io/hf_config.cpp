@@ -5,6 +5,14 @@
 
 namespace c3::io {
 
+// nlohmann's parse errors quote the last token read, which can be megabytes long: keep errors
+// to one readable line.
+static std::string clip_json_error(const char* what) {
+  std::string s(what);
+  return s.size() > 300 ? s.substr(0, 300) + "... (cut)" : s;
+}
+
+
 JsonFile JsonFile::load(const std::string& path) {
   const std::string text = read_file(path);  // names the file when it is missing
   nlohmann::json j;
@@ -12,7 +20,10 @@ JsonFile JsonFile::load(const std::string& path) {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     fail("config '{}' is not valid JSON (at byte {}): {}. Fix the file or re-export it.", path,
-         e.byte, e.what());
+         e.byte, clip_json_error(e.what()));
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number out of range (1e999)
+    fail("config '{}' is not valid JSON: {}. Fix the file or re-export it.", path,
+         clip_json_error(e.what()));
   }
   if (!j.is_object())
     fail("config '{}' holds a JSON {}, but a config must be an object {{...}}.", path,

@@ -21,6 +21,14 @@
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "c3 needs a little-endian host");
 
 namespace c3::io {
+
+// nlohmann's parse errors quote the last token read, which can be megabytes long: keep errors
+// to one readable line.
+static std::string clip_json_error(const char* what) {
+  std::string s(what);
+  return s.size() > 300 ? s.substr(0, 300) + "... (cut)" : s;
+}
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -80,7 +88,8 @@ json parse_header(const std::string& path, const char* text, size_t n) {
   try {
     header = json::parse(text, text + n, cb);
   } catch (const json::exception& e) {
-    fail("safetensors file '{}': the JSON header is malformed ({}). {}", path, e.what(), kHint);
+    fail("safetensors file '{}': the JSON header is malformed ({}). {}", path,
+         clip_json_error(e.what()), kHint);
   }
   if (!duplicate.empty()) {
     if (duplicate_depth == 1)

@@ -23,6 +23,14 @@
 
 namespace c3::tokenizer {
 
+// nlohmann's parse errors quote the last token read, which can be megabytes long: keep errors
+// to one readable line.
+static std::string clip_json_error(const char* what) {
+  std::string s(what);
+  return s.size() > 300 ? s.substr(0, 300) + "... (cut)" : s;
+}
+
+
 namespace {
 
 // (left id, right id) -> (rank, merged id), open addressing: the BPE inner loop is these lookups.
@@ -139,7 +147,7 @@ BpeTokenizer BpeTokenizer::from_json(std::string_view text, const std::string& o
   try {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON: {}", origin, e.what());
+    fail("{}: not valid JSON: {}", origin, clip_json_error(e.what()));
   }
   try {
     const auto& model = j.at("model");

@@ -14,6 +14,14 @@
 
 namespace c3 {
 
+// nlohmann's parse errors quote the last token read, which can be megabytes long: keep errors
+// to one readable line.
+static std::string clip_json_error(const char* what) {
+  std::string s(what);
+  return s.size() > 300 ? s.substr(0, 300) + "... (cut)" : s;
+}
+
+
 struct LineReader::Lzma {
   lzma_stream strm = LZMA_STREAM_INIT;
   std::vector<uint8_t> raw;
@@ -152,7 +160,7 @@ bool CorpusReader::next(std::string& text) {
       j = nlohmann::json::parse(line_);
     } catch (const nlohmann::json::exception& e) {
       fail("{}: not valid JSON ({}). Each line must be an object like {{\"text\": \"...\"}}.", where(),
-           e.what());
+           clip_json_error(e.what()));
     }
     if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
       fail("{}: expected an object with a string field \"text\"", where());
