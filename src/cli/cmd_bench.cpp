@@ -1,4 +1,6 @@
 // c3 bench: speed of compress / decompress / prefill on a checkpoint or a random-init cascade.
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 
@@ -83,6 +85,11 @@ void setup_bench(CLI::App& root) {
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       return;
     }
+    o.on_row = [](const eval::BenchRow& x) {
+      std::fprintf(stderr, "  %-10s batch %3lld ngram %2lld: %10.2f ms %12.1f tok/s\n",
+                   x.step.c_str(), (long long)x.batch, (long long)x.ngram, x.seconds * 1e3,
+                   x.tokens_per_s);
+    };
     eval::BenchReport r = eval::run_speed_bench(net, o, meta);
     std::cout << eval::render_bench_table(r) << std::flush;
     if (!json_out.empty()) write_file_atomic(json_out, eval::bench_report_json(r).dump(2) + "\n");

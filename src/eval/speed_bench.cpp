@@ -195,6 +195,7 @@ BenchReport run_speed_bench(cascade::C3Model& m, const SpeedBenchOptions& o,
     row.tokens_per_s = tokens_per_call / row.seconds;
     row.peak_bytes = cuda_peaks(dev).first;
     r.rows.push_back(row);
+    if (o.on_row) o.on_row(row);
   };
 
   for (int64_t b : batches) {

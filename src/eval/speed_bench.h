@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -11,16 +12,6 @@
 #include "c3/c3_model.h"
 
 namespace c3::eval {
-
-struct SpeedBenchOptions {
-  int64_t batch = 16;            // the large batch (batch 1 is always measured too)
-  int64_t passage_tokens = 1024;  // random non-special ids per passage
-  int64_t new_tokens = 128;      // generated per row (stop disabled)
-  int64_t repeats = 5;           // timed runs per figure; the figure is their median
-  int64_t warmup = 1;            // untimed runs before them
-  std::vector<int64_t> ngram_sizes = {0, 20};  // no_repeat_ngram_size values for decompress
-  uint64_t seed = 0;
-};
 
 // One measured step. `seconds` is the median wall time of one call.
 struct BenchRow {
@@ -33,6 +24,17 @@ struct BenchRow {
   double tokens_per_s = 0;      // compress: passage tokens in; decompress: generated tokens out;
                                 // prefill: decoder prompt tokens
   int64_t peak_bytes = -1;      // CUDA: caching allocator's peak during this step; -1 on the CPU
+};
+
+struct SpeedBenchOptions {
+  int64_t batch = 16;            // the large batch (batch 1 is always measured too)
+  int64_t passage_tokens = 1024;  // random non-special ids per passage
+  int64_t new_tokens = 128;      // generated per row (stop disabled)
+  int64_t repeats = 5;           // timed runs per figure; the figure is their median
+  int64_t warmup = 1;            // untimed runs before them
+  std::vector<int64_t> ngram_sizes = {0, 20};  // no_repeat_ngram_size values for decompress
+  uint64_t seed = 0;
+  std::function<void(const BenchRow&)> on_row;  // called as each row is measured (progress)
 };
 
 // Reference figures for one H100 SXM (dense bf16, HBM3).
