@@ -110,8 +110,9 @@ FlopModel flop_model(cascade::C3Model& m) {
   return f;
 }
 
-// Plain next-token loss of the decoder on the passages (the auxiliary LM objective).
-at::Tensor decoder_lm_loss(cascade::C3Model& m, const std::vector<std::vector<int32_t>>& ids) {
+// Plain next-token loss of the decoder on the passages (the auxiliary LM objective), summed over
+// its targets (the caller weights it per token).
+at::Tensor decoder_lm_loss_sum(cascade::C3Model& m, const std::vector<std::vector<int32_t>>& ids) {
   int64_t T = 0;
   for (auto& r : ids) T = std::max<int64_t>(T, static_cast<int64_t>(r.size()));
   if (T < 2) return at::zeros({}, m->Q->weight.options().dtype(at::kFloat));
@@ -127,7 +128,8 @@ at::Tensor decoder_lm_loss(cascade::C3Model& m, const std::vector<std::vector<in
   at::Tensor v = at::tensor(valid).view({B, T}).to(dev).narrow(1, 1, T - 1).to(at::kBool);
   at::Tensor h = m->decoder->hidden(m->decoder->embed(x.narrow(1, 0, T - 1)), {});  // [B, T-1, C]
   at::Tensor logits = m->decoder->logits(h.index({v}));
-  return at::cross_entropy_loss(logits, x.narrow(1, 1, T - 1).index({v}));
+  return at::cross_entropy_loss(logits, x.narrow(1, 1, T - 1).index({v}), {},
+                                at::Reduction::Sum);
 }
 
 // Held-out passages, cut deterministically from the valid files.
@@ -196,7 +198,10 @@ TrainResult train(const TrainOptions& opt) {
            opt.resume);
   std::string tok_path;
   ModelInit init = opt.init;
-  if (!resume_dir.empty()) init = ModelInit{resume_dir};
+  if (!resume_dir.empty()) {
+    init = ModelInit{};
+    init.from_c3 = resume_dir;
+  }
   cascade::C3Model model = build_model(init, &tok_path);
   const tokenizer::BpeTokenizer& tok = model->tok();
   model->to(device);
@@ -346,48 +351,80 @@ TrainResult train(const TrainOptions& opt) {
   const int64_t warm_steps = step + 3;  // the first steps (allocator, kernels) are not timed
   while (step < opt.max_steps) {
     if (opt.max_minutes > 0 && seconds_since(t_start) > opt.max_minutes * 60) break;
+    if (opt.stop_at_step > 0 && step >= opt.stop_at_step) break;
     const auto t_step = Clock::now();
     const double lr = schedule.at(step);
     for (auto& g : optimizer.param_groups())
       static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 
-    double step_loss = 0, step_flops = 0;
-    int64_t step_tokens = 0, step_correct = 0, step_targets = 0;
+    // Gather the step's micro-batches first: the loss is weighted per token over all of them
+    // and over all ranks, so the global token counts must be known before the first backward.
+    double step_flops = 0;
+    int64_t step_correct = 0;
+    std::vector<std::vector<std::vector<int32_t>>> micro_ids;
+    int64_t counts[3] = {0, 0, 0};  // text tokens, target tokens (+<|im_end|>), aux LM targets
     for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
       Batch batch = loader.next();
       std::vector<std::vector<int32_t>> ids;
       for (size_t i = 0; i < batch.passages.size(); ++i) {
+        // The row's index in the global batch (the loader gives rank r rows r, r+W, ...): keying
+        // the cap on it gives every row the same cap under any world size.
+        const uint64_t row = i * env.world_size + env.rank;
         // The curriculum caps length; an easy share of rows stays short throughout.
         const bool easy = opt.easy_share > 0 && opt.curriculum_start > 0 &&
-                          (i + step) % 100 < static_cast<size_t>(opt.easy_share * 100);
+                          (row + step) % 100 < static_cast<size_t>(opt.easy_share * 100);
         int64_t cap = easy ? opt.curriculum_start : cur_len;
         if (opt.curriculum_start > 0) {
           // Below the cap, lengths vary: a fixed length teaches the queries fixed positions,
           // which break as soon as lengths change (C3-SPEC.md, training probes).
-          Rng rng = Rng::keyed({opt.seed, static_cast<uint64_t>(step), i});
+          Rng rng = Rng::keyed({opt.seed, static_cast<uint64_t>(step), row});
           cap = rng.uniform_int(std::max<int64_t>(8, cap / 4), cap);
         }
-        auto row = truncated(batch.passages[i].ids, cap);
-        if (row.empty()) continue;
-        step_tokens += static_cast<int64_t>(row.size());
-        step_flops += flops.passage(static_cast<int64_t>(row.size()));
-        ids.push_back(std::move(row));
+        auto r = truncated(batch.passages[i].ids, cap);
+        if (r.empty()) continue;
+        const int64_t n = static_cast<int64_t>(r.size());
+        step_flops += flops.passage(n);
+        counts[0] += n;
+        counts[1] += n + 1;
+        counts[2] += n - 1;
+        ids.push_back(std::move(r));
       }
-      if (ids.empty()) continue;
+      micro_ids.push_back(std::move(ids));
+    }
+    at::Tensor global_counts = at::tensor(at::ArrayRef<int64_t>(counts, 3));
+    if (dp) {
+      global_counts = global_counts.to(device);
+      dp->allreduce_sum(global_counts);
+      global_counts = global_counts.cpu();
+    }
+    const int64_t world_text = global_counts[0].item<int64_t>();
+    const int64_t world_targets = global_counts[1].item<int64_t>();
+    const int64_t world_lm = global_counts[2].item<int64_t>();
+    C3_CHECK(world_targets > 0, "step {}: every passage of the batch is empty", step);
+
+    // Each micro-batch adds sum(token losses) * W / (all target tokens of the step, all ranks):
+    // after the ranks' gradients are averaged, that is the mean over every target token of the
+    // step. A mean per micro-batch (or per rank) would weight a token by 1 / its batch's token
+    // count, so results would change with grad_accum and world size whenever lengths differ.
+    double step_loss = 0;  // this rank's share of the step's mean loss
+    const double W = env.world_size;
+    for (const auto& ids : micro_ids) {
+      if (ids.empty()) continue;  // an undefined grad counts as zeros in the all-reduce
       compat::AutocastGuard ac(use_bf16, device);
       cascade::LossOutput out = model->reconstruction_loss(ids);
-      at::Tensor loss = out.loss;
-      if (opt.aux_lm_weight > 0) loss = loss + opt.aux_lm_weight * decoder_lm_loss(model, ids);
-      (loss / opt.grad_accum).backward();
-      step_loss += out.loss.item<double>() / opt.grad_accum;
+      at::Tensor loss = out.loss * (out.n_tokens.item<double>() * W / world_targets);
+      if (opt.aux_lm_weight > 0 && world_lm > 0)
+        loss = loss + decoder_lm_loss_sum(model, ids) * (opt.aux_lm_weight * W / world_lm);
+      loss.backward();
+      step_loss += out.loss.item<double>() * out.n_tokens.item<double>() / world_targets;
       step_correct += out.n_correct.item<int64_t>();
-      step_targets += out.n_tokens.item<int64_t>();
     }
+    const int64_t step_targets = counts[1];  // this rank's, for its token accuracy
     // Gradients are synchronised once per optimizer step, after the last micro-batch: syncing
     // every micro-batch would multiply communication by grad_accum for the same result.
     if (dp) {
       dp->allreduce_gradients(params.all);
-      step_loss = dp->allreduce_mean(step_loss);
+      step_loss = dp->allreduce_mean(step_loss * W);  // the sum over ranks: the global mean
     }
     double grad_norm = 0;
     if (opt.grad_clip > 0)
@@ -395,7 +432,7 @@ TrainResult train(const TrainOptions& opt) {
     optimizer.step();
     optimizer.zero_grad();
     ++step;
-    const int64_t world_tokens = step_tokens * env.world_size;
+    const int64_t world_tokens = world_text;
     tokens_seen += world_tokens;
     if (device.is_cuda()) torch::cuda::synchronize();
     const double dt = seconds_since(t_step);
@@ -436,6 +473,7 @@ TrainResult train(const TrainOptions& opt) {
   if (dp) dp->barrier();
   res.steps = step;
   res.last_checkpoint = last_ckpt;
+  res.model = model;
   if (rank0) {
     log->write({{"event", "end"}, {"step", step}, {"loss", res.final_loss},
                {"tokens_per_sec", res.tokens_per_sec}, {"mfu", res.mfu},

@@ -1,6 +1,6 @@
 // c3 train: end-to-end training of a cascade on reconstruction.
 //
-//   one process:   c3 train --tokenizer tok.json --encoder-config enc.json --decoder-config dec.json \
+//   one process:   c3 train --tokenizer tok.json --encoder-config enc.json --decoder-config dec.json
 //                    --train 'data/train-*.jsonl.xz' --valid data/valid.jsonl.xz --out runs/x
 //   one host, N GPUs (or CPU processes):   c3 train --nproc N ...same flags...
 //   several hosts: run `c3 train` on each with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
@@ -45,6 +45,9 @@ struct TrainOptions {
   int64_t warmup_steps = 100;
   int64_t max_steps = 1000;
   double max_minutes = 0;      // stop (and save) after this much training time; 0 = off
+  // Stop (and save) once this step is reached, as an interruption would; the lr schedule still
+  // spans max_steps, so --resume continues the same run. 0 = off.
+  int64_t stop_at_step = 0;
   bool decay_embeddings = false;
   double aux_lm_weight = 0.0;  // weight of a plain next-token loss on the decoder
   bool bf16 = true;            // bf16 autocast with fp32 master weights (CUDA only)
@@ -73,6 +76,7 @@ struct TrainResult {
   double tokens_per_sec = 0;  // text tokens / s, all ranks, warmup and eval excluded
   double mfu = 0;
   std::string last_checkpoint;
+  cascade::C3Model model{nullptr};  // the trained model (every rank holds the same weights)
 };
 
 TrainResult train(const TrainOptions& opt);

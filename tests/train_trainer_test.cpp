@@ -1,0 +1,535 @@
+// Trainer tests (CPU, tiny cascades): overfitting to exact reconstruction, gradients against
+// finite differences, bit-for-bit resume, 2 Gloo processes against 1, checkpoint retention and
+// the JSON-lines log.
+//
+// The 2-process test re-runs this binary through launch_local() with C3_TRAINER_TEST_MODE set;
+// the children run only TrainerWorker.Run, which is skipped in a normal run.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "c3/c3_model.h"
+#include "io/safetensors.h"
+#include "testdata.h"
+#include "train/distributed.h"
+#include "train/model_init.h"
+#include "train/trainer.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using c3::train::TrainOptions;
+using c3::train::TrainResult;
+
+// A fresh, empty folder under the build tree (kept after the test, for a look when one fails).
+fs::path fresh_dir(const std::string& name) {
+  const fs::path p = c3::test::binary_dir() / "test_out" / "train_trainer" / name;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+void write_file(const fs::path& p, const std::string& text) {
+  std::ofstream f(p, std::ios::binary);
+  f << text;
+  ASSERT_TRUE(f.good()) << "cannot write " << p;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// A Qwen2 config.json with tiny dims; vocab_size is grown to the tokenizer's by build_model.
+void write_qwen2_config(const fs::path& p, int hidden, int layers, int heads, int kv_heads,
+                        int intermediate) {
+  nlohmann::json c = {{"architectures", {"Qwen2ForCausalLM"}},
+                      {"model_type", "qwen2"},
+                      {"hidden_size", hidden},
+                      {"intermediate_size", intermediate},
+                      {"num_hidden_layers", layers},
+                      {"num_attention_heads", heads},
+                      {"num_key_value_heads", kv_heads},
+                      {"vocab_size", 16},
+                      {"rms_norm_eps", 1e-6},
+                      {"rope_theta", 10000.0},
+                      {"max_position_embeddings", 1024},
+                      {"tie_word_embeddings", true},
+                      {"hidden_act", "silu"}};
+  write_file(p, c.dump(2));
+}
+
+void write_corpus(const fs::path& p, const std::vector<std::string>& texts) {
+  std::string out;
+  for (const auto& t : texts) out += nlohmann::json({{"text", t}}).dump() + "\n";
+  write_file(p, out);
+}
+
+// Documents of 30-70 words from a fixed word list and a fixed LCG: long enough for passages to
+// be cut at seeded places, so the data position matters for resume.
+std::vector<std::string> synthetic_docs(int n) {
+  static const char* kWords[] = {"the",   "river", "stone", "light",  "quiet", "north", "paper",
+                                 "green", "seven", "under", "market", "cold",  "after", "small",
+                                 "house", "road",  "winter", "bright", "over", "and"};
+  uint64_t x = 12345;
+  std::vector<std::string> docs;
+  for (int d = 0; d < n; ++d) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    const int words = 30 + static_cast<int>((x >> 33) % 41);
+    std::string s;
+    for (int w = 0; w < words; ++w) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      if (w) s += ' ';
+      s += kWords[(x >> 33) % 20];
+    }
+    docs.push_back(s + ".");
+  }
+  return docs;
+}
+
+fs::path tiny_tokenizer() { return c3::test::testdata("c3/c3-tiny/tokenizer.json"); }
+
+// Options for a tiny cascade (hidden 64, 2+2 layers, L = 8) trained on `dir`/corpus.jsonl,
+// writing into `dir`/`run`. Configs and corpus must already be in `dir`.
+TrainOptions tiny_options(const fs::path& dir, const std::string& run) {
+  TrainOptions o;
+  o.init.tokenizer = tiny_tokenizer().string();
+  o.init.encoder_config = (dir / "encoder.json").string();
+  o.init.decoder_config = (dir / "decoder.json").string();
+  o.init.latents = 8;
+  o.init.max_passage_tokens = 128;
+  o.init.seed = 7;
+  o.train_files = {(dir / "corpus.jsonl").string()};
+  o.lengths = "fixed:64";
+  o.batch_size = 2;
+  o.data_threads = 1;
+  o.bucket_docs = 4;
+  o.lr = 3e-3;
+  o.warmup_steps = 2;
+  o.max_steps = 8;
+  o.seed = 3;
+  o.eval_passages = 0;
+  o.log_every = 1;
+  o.progress = false;
+  o.out_dir = (dir / run).string();
+  return o;
+}
+
+void write_tiny_setup(const fs::path& dir, const std::vector<std::string>& docs) {
+  write_qwen2_config(dir / "encoder.json", 64, 2, 4, 2, 128);
+  write_qwen2_config(dir / "decoder.json", 64, 2, 4, 2, 128);
+  write_corpus(dir / "corpus.jsonl", docs);
+}
+
+std::vector<nlohmann::json> read_log(const fs::path& path, const std::string& event) {
+  std::vector<nlohmann::json> out;
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) {
+      auto j = nlohmann::json::parse(line);
+      if (j.value("event", "") == event) out.push_back(j);
+    }
+  return out;
+}
+
+std::vector<std::string> step_folders(const fs::path& run) {
+  std::vector<std::string> out;
+  for (auto& e : fs::directory_iterator(run))
+    if (e.is_directory()) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Every tensor of both safetensors files of two checkpoints (decoder side and llm1/), bit for
+// bit; returns the number of tensors compared.
+int expect_same_checkpoint(const fs::path& a, const fs::path& b) {
+  int n = 0;
+  for (const char* sub : {"", "llm1"}) {
+    auto ca = c3::io::Checkpoint::open((a / sub).string());
+    auto cb = c3::io::Checkpoint::open((b / sub).string());
+    EXPECT_EQ(ca.names(), cb.names());
+    for (const auto& name : ca.names()) {
+      at::Tensor ta = ca.tensor(name), tb = cb.tensor(name);
+      EXPECT_TRUE(torch::equal(ta, tb)) << sub << "/" << name << " differs, max abs diff "
+                                        << (ta - tb).abs().max().item<double>();
+      ++n;
+    }
+  }
+  return n;
+}
+
+class Trainer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    setenv("C3_NO_PROGRESS", "1", 1);
+    ASSERT_TRUE(fs::exists(tiny_tokenizer())) << tiny_tokenizer() << " is missing";
+  }
+};
+
+// ---- 1. overfitting: a few passages must come back exactly from their latents --------------
+
+TEST_F(Trainer, OverfitsFewPassagesToExactReconstruction) {
+  const fs::path dir = fresh_dir("overfit");
+  const std::vector<std::string> texts = {
+      "The quick brown fox jumps over the lazy dog near the river.",
+      "Seven small boats sailed across the calm sea at dawn.",
+      "A cold winter road leads north to the old paper market.",
+  };
+  write_tiny_setup(dir, texts);
+  TrainOptions o = tiny_options(dir, "run");
+  o.batch_size = 3;  // the whole corpus every step: plain full-batch training
+  o.bucket_docs = 3;
+  o.max_steps = 150;
+  o.warmup_steps = 10;
+  o.weight_decay = 0;
+  o.log_every = 50;
+  const TrainResult r = c3::train::train(o);
+  EXPECT_EQ(r.steps, 150);
+  EXPECT_LT(r.final_loss, 0.05);
+
+  // Reload from the checkpoint, so the saved layout is what reconstructs.
+  c3::cascade::LoadedC3 l = c3::cascade::load_c3(r.last_checkpoint, at::kFloat, at::kCPU);
+  torch::NoGradGuard ng;
+  for (const auto& text : texts) {
+    const std::vector<int32_t> ids = l.tok->encode(text);
+    c3::cascade::DecompressOptions d;
+    d.max_new_tokens = static_cast<int64_t>(ids.size()) + 8;
+    auto gen = l.model->decompress(l.model->compress({ids}), d);
+    const std::string back = l.tok->decode(std::vector<int32_t>(gen[0].begin(), gen[0].end()));
+    EXPECT_EQ(back, text) << "passage of " << ids.size() << " tokens, final loss " << r.final_loss;
+  }
+}
+
+// ---- 2. gradients of reconstruction_loss against central finite differences (double) ----------
+
+// The same objective as reconstruction_loss, but entirely in double: the model's logits() rounds
+// to fp32, which would swamp a finite difference. Its value is checked against the real one.
+at::Tensor reconstruction_loss_f64(c3::cascade::C3Model& m,
+                                   const std::vector<std::vector<int32_t>>& ctx) {
+  const int64_t B = static_cast<int64_t>(ctx.size());
+  const int64_t P = static_cast<int64_t>(m->prompt_ids().size());
+  int64_t Tt = 0;
+  for (auto& c : ctx) Tt = std::max<int64_t>(Tt, static_cast<int64_t>(c.size()) + 1);
+  std::vector<int64_t> tgt(B * Tt, 0);
+  std::vector<uint8_t> valid(B * Tt, 0);
+  for (int64_t b = 0; b < B; ++b) {
+    for (size_t t = 0; t <= ctx[b].size(); ++t) {
+      tgt[b * Tt + t] = t < ctx[b].size() ? ctx[b][t] : m->im_end_id();
+      valid[b * Tt + t] = 1;
+    }
+  }
+  at::Tensor target = torch::tensor(tgt, torch::kLong).view({B, Tt});
+  at::Tensor mask = torch::tensor(at::ArrayRef<uint8_t>(valid)).view({B, Tt}).to(torch::kBool);
+  at::Tensor pe = m->prompt_embeds(m->compress(ctx));  // [B, P, C]
+  at::Tensor in = torch::cat({pe, m->decoder->embed(target.narrow(1, 0, Tt - 1))}, 1);
+  at::Tensor h = m->decoder->hidden(in, {}).narrow(1, P - 1, Tt).index({mask});  // [N, C]
+  at::Tensor logits = torch::linear(h, m->decoder->model->embed_tokens->weight);  // tied
+  return torch::cross_entropy_loss(logits, target.index({mask}));
+}
+
+TEST_F(Trainer, GradientsMatchFiniteDifferences) {
+  const fs::path dir = fresh_dir("gradcheck");
+  // Different encoder and decoder widths, so the projector is not square.
+  write_qwen2_config(dir / "encoder.json", 16, 1, 2, 1, 32);
+  write_qwen2_config(dir / "decoder.json", 24, 1, 2, 1, 48);
+  c3::train::ModelInit init;
+  init.tokenizer = tiny_tokenizer().string();
+  init.encoder_config = (dir / "encoder.json").string();
+  init.decoder_config = (dir / "decoder.json").string();
+  init.latents = 4;
+  init.seed = 11;
+  std::string tok_path;
+  c3::cascade::C3Model m = c3::train::build_model(init, &tok_path);
+  m->to(at::kDouble);
+  {
+    // Init (std 0.02, norms at 1, biases at 0) leaves the encoder's gradients tiny, below what
+    // the fp32 rounding inside RMSNorm lets a finite difference resolve; noise of std 0.2 makes
+    // every path through the cascade matter.
+    torch::NoGradGuard ng;
+    torch::manual_seed(5);
+    for (auto& p : m->parameters()) p.add_(torch::randn_like(p) * 0.2);
+  }
+  const std::vector<std::vector<int32_t>> ctx = {m->tok().encode("the small river"),
+                                                 m->tok().encode("seven cold winter roads north")};
+  ASSERT_NE(ctx[0].size(), ctx[1].size()) << "rows of different lengths exercise the padding";
+
+  m->zero_grad();
+  c3::cascade::LossOutput out = m->reconstruction_loss(ctx);
+  out.loss.backward();
+  {
+    torch::NoGradGuard ng;
+    const double ref = reconstruction_loss_f64(m, ctx).item<double>();
+    EXPECT_NEAR(out.loss.item<double>(), ref, 1e-6 * ref) << "the f64 objective is not the same";
+  }
+
+  const std::vector<std::string> checked = {
+      "decoder.model.Q.weight",
+      "decoder.model.mm_projector.weight",
+      "decoder.model.mm_projector.bias",
+      "encoder.model.embed_tokens.weight",
+      "encoder.model.layers.0.self_attn.q_proj.weight",
+      "encoder.model.layers.0.input_layernorm.weight",
+      "decoder.model.layers.0.self_attn.v_proj.bias",
+      "decoder.model.layers.0.mlp.down_proj.weight",
+      "decoder.model.norm.weight",
+  };
+  // Derivatives along 3 directions per tensor: the gradient itself (checks its norm), a random
+  // unit vector (checks its direction) and its largest element. The reference is a 6-point
+  // central difference, error O(h^6), with h = 1e-2: the model's RMSNorm computes in fp32 (as HF
+  // does), and that rounding, ~1e-9 of the loss, would swamp the smaller steps of a plain
+  // 2-point difference. The errors are relative to the gradient's norm (to the element itself
+  // for the largest element); about 1e-4 is what the fp32 rounding leaves.
+  constexpr double kStep = 1e-2, kTol = 3e-4;
+  auto named = m->named_parameters();
+  torch::NoGradGuard ng;
+  torch::manual_seed(9);
+  auto derivative = [&](at::Tensor& p, const at::Tensor& v) {
+    auto diff = [&](int j) {
+      p.add_(v, j * kStep);
+      const double up = reconstruction_loss_f64(m, ctx).item<double>();
+      p.sub_(v, 2 * j * kStep);
+      const double down = reconstruction_loss_f64(m, ctx).item<double>();
+      p.add_(v, j * kStep);
+      return up - down;
+    };
+    return (45 * diff(1) - 9 * diff(2) + diff(3)) / (60 * kStep);
+  };
+  for (const auto& name : checked) {
+    ASSERT_TRUE(named.contains(name)) << "no parameter " << name;
+    at::Tensor p = named[name];
+    ASSERT_TRUE(p.grad().defined()) << name << " got no gradient";
+    const at::Tensor g = p.grad().clone();
+    const double gnorm = g.norm().item<double>();
+    ASSERT_GT(gnorm, 1e-3) << name << ": too small a gradient to check";
+    const at::Tensor r = torch::randn_like(g);
+    const at::Tensor rand_dir = r / r.norm();
+    at::Tensor top_dir = torch::zeros_like(g);
+    const int64_t top = g.abs().flatten().argmax().item<int64_t>();
+    top_dir.view({-1})[top].fill_(1.0);
+    const double gtop = g.view({-1})[top].item<double>();
+
+    const double along_g = std::abs(derivative(p, g / gnorm) - gnorm) / gnorm;
+    const double along_r =
+        std::abs(derivative(p, rand_dir) - (g * rand_dir).sum().item<double>()) / gnorm;
+    const double along_top = std::abs(derivative(p, top_dir) - gtop) / std::abs(gtop);
+    EXPECT_LT(along_g, kTol) << name << ": along the gradient";
+    EXPECT_LT(along_r, kTol) << name << ": along a random direction";
+    EXPECT_LT(along_top, kTol) << name << ": element " << top;
+    std::printf("[gradcheck] %-46s |grad| %.3e, relative error %.1e %.1e %.1e\n", name.c_str(),
+                gnorm, along_g, along_r, along_top);
+  }
+}
+
+// ---- 3. resume: N steps straight == N/2 steps, then --resume for N/2, bit for bit -------------
+
+// Variable lengths, two micro-batches, a growing curriculum with an easy share: every piece of
+// state that resume must restore (data position, schedule step, AdamW moments, curriculum cap
+// and smoothed loss, tokens seen) changes the result.
+TrainOptions resume_options(const fs::path& dir, const std::string& run) {
+  TrainOptions o = tiny_options(dir, run);
+  o.lengths = "uniform:8-64";
+  o.grad_accum = 2;
+  o.curriculum_start = 12;
+  o.curriculum_gate = 100;  // grows every step until the cap reaches 64, past the resume point
+  o.easy_share = 0.25;
+  o.max_steps = 8;
+  return o;
+}
+
+TEST_F(Trainer, ResumeContinuesBitForBit) {
+  const fs::path dir = fresh_dir("resume");
+  write_tiny_setup(dir, synthetic_docs(10));
+
+  const TrainResult straight = c3::train::train(resume_options(dir, "straight"));
+  ASSERT_EQ(straight.steps, 8);
+
+  TrainOptions first = resume_options(dir, "halves");
+  first.stop_at_step = 4;
+  const TrainResult half = c3::train::train(first);
+  ASSERT_EQ(half.steps, 4);
+  ASSERT_EQ(fs::path(half.last_checkpoint).filename(), "step-0000004");
+
+  TrainOptions second = resume_options(dir, "halves");
+  second.resume = (dir / "halves").string();  // the run folder: its latest checkpoint
+  second.init = {};                           // the model must come from the checkpoint
+  const TrainResult resumed = c3::train::train(second);
+  ASSERT_EQ(resumed.steps, 8);
+
+  const fs::path a = straight.last_checkpoint, b = resumed.last_checkpoint;
+  ASSERT_EQ(a.filename(), "step-0000008");
+  ASSERT_EQ(b.filename(), "step-0000008");
+  const int n = expect_same_checkpoint(a, b);
+  EXPECT_GT(n, 20);
+  // Data position, tokens seen, curriculum and smoothed loss: the same state, so a further
+  // resume would stay identical too. (optimizer.pt can't be compared as bytes: LibTorch keys
+  // its AdamW state by tensor addresses. Steps 5-8 above used the restored moments, though.)
+  EXPECT_EQ(nlohmann::json::parse(read_file(a / "trainer_state.json")),
+            nlohmann::json::parse(read_file(b / "trainer_state.json")));
+
+  // The appended log holds the same 8 step losses and learning rates.
+  auto la = read_log(dir / "straight" / "train_log.jsonl", "step");
+  auto lb = read_log(dir / "halves" / "train_log.jsonl", "step");
+  ASSERT_EQ(la.size(), 8u);
+  ASSERT_EQ(lb.size(), 8u);
+  for (size_t i = 0; i < la.size(); ++i) {
+    EXPECT_EQ(la[i]["step"], lb[i]["step"]);
+    EXPECT_EQ(la[i]["loss"].get<double>(), lb[i]["loss"].get<double>()) << "step " << i + 1;
+    EXPECT_EQ(la[i]["lr"].get<double>(), lb[i]["lr"].get<double>()) << "step " << i + 1;
+    EXPECT_EQ(la[i]["curriculum_len"], lb[i]["curriculum_len"]) << "step " << i + 1;
+  }
+  EXPECT_EQ(la.back()["tokens_seen"], lb.back()["tokens_seen"]);
+  EXPECT_EQ(read_log(dir / "halves" / "train_log.jsonl", "start").size(), 2u);
+}
+
+// ---- 4. two Gloo processes with batch B == one process with batch 2B -------------------------
+
+constexpr double kDistTol = 1e-6;
+
+// Variable lengths (so ranks see different token counts), two micro-batches and a curriculum: a
+// per-rank mean loss or a rank-local curriculum key would break the match.
+TrainOptions dist_options(const fs::path& dir, const std::string& run, int64_t batch) {
+  TrainOptions o = tiny_options(dir, run);
+  o.lengths = "uniform:8-48";
+  o.batch_size = batch;
+  o.grad_accum = 2;
+  o.curriculum_start = 16;
+  o.curriculum_gate = 100;
+  o.easy_share = 0.5;
+  o.lr = 1e-3;
+  o.max_steps = 4;
+  return o;
+}
+
+void save_params(const c3::cascade::C3Model& m, const fs::path& path) {
+  std::vector<at::Tensor> ps;
+  for (auto& p : m->parameters()) ps.push_back(p.detach().clone());
+  torch::save(ps, path.string());
+}
+
+TEST(TrainerWorker, Run) {
+  const char* mode = std::getenv("C3_TRAINER_TEST_MODE");
+  if (!mode) GTEST_SKIP() << "runs only as a child of Trainer.TwoGlooProcessesMatchOneProcess";
+  ASSERT_EQ(std::string(mode), "dp");
+  setenv("C3_NO_PROGRESS", "1", 1);
+  const fs::path dir = std::getenv("C3_TRAINER_TEST_DIR");
+  const TrainResult r = c3::train::train(dist_options(dir, "two", 2));
+  ASSERT_EQ(r.steps, 4);
+  const char* rank = std::getenv("RANK");
+  save_params(r.model, dir / (std::string("rank") + rank + ".pt"));
+}
+
+TEST_F(Trainer, TwoGlooProcessesMatchOneProcess) {
+  if (!c3::train::DataParallel::available(at::kCPU)) GTEST_SKIP() << "this build has no Gloo";
+  const fs::path dir = fresh_dir("dist");
+  write_tiny_setup(dir, synthetic_docs(12));
+
+  const TrainResult one = c3::train::train(dist_options(dir, "one", 4));
+  ASSERT_EQ(one.steps, 4);
+  save_params(one.model, dir / "one.pt");
+
+  {
+    setenv("C3_TRAINER_TEST_MODE", "dp", 1);
+    setenv("C3_TRAINER_TEST_DIR", dir.c_str(), 1);
+    const int rc = c3::train::launch_local(
+        2, {"train_tests", "--gtest_filter=TrainerWorker.Run", "--gtest_brief=1"});
+    unsetenv("C3_TRAINER_TEST_MODE");
+    unsetenv("C3_TRAINER_TEST_DIR");
+    ASSERT_EQ(rc, 0) << "a worker failed; its output is above";
+  }
+  std::vector<at::Tensor> ref, r0, r1;
+  torch::load(ref, (dir / "one.pt").string());
+  torch::load(r0, (dir / "rank0.pt").string());
+  torch::load(r1, (dir / "rank1.pt").string());
+  ASSERT_EQ(r0.size(), ref.size());
+  ASSERT_EQ(r1.size(), ref.size());
+  double max_diff = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_TRUE(torch::equal(r0[i], r1[i])) << "parameter " << i << " differs between ranks";
+    max_diff = std::max(max_diff, (r0[i] - ref[i]).abs().max().item<double>());
+  }
+  std::printf("[dist] max |2 processes - 1 process| over %zu parameters: %.3g (tolerance %.0e)\n",
+              ref.size(), max_diff, kDistTol);
+  EXPECT_LE(max_diff, kDistTol);
+
+  // Rank 0's checkpoint holds rank 0's weights; both runs logged the same global losses.
+  auto l1 = read_log(dir / "one" / "train_log.jsonl", "step");
+  auto l2 = read_log(dir / "two" / "train_log.jsonl", "step");
+  ASSERT_EQ(l1.size(), l2.size());
+  for (size_t i = 0; i < l1.size(); ++i) {
+    EXPECT_NEAR(l1[i]["loss"].get<double>(), l2[i]["loss"].get<double>(), 1e-5);
+    EXPECT_EQ(l1[i]["tokens_seen"], l2[i]["tokens_seen"]);
+    EXPECT_EQ(l1[i]["curriculum_len"], l2[i]["curriculum_len"]);
+  }
+}
+
+// ---- 5. checkpoints: keep the last K; a crashed write is ignored on resume --------------------
+
+TEST_F(Trainer, KeepsLastKCheckpointsAndResumeIgnoresStaleTemp) {
+  const fs::path dir = fresh_dir("retention");
+  write_tiny_setup(dir, synthetic_docs(6));
+  TrainOptions o = tiny_options(dir, "run");
+  o.lengths = "fixed:16";
+  o.max_steps = 5;
+  o.save_every = 1;
+  o.keep_last = 2;
+  const fs::path run = o.out_dir;
+  ASSERT_EQ(c3::train::train(o).steps, 5);
+  EXPECT_EQ(step_folders(run), (std::vector<std::string>{"step-0000004", "step-0000005"}));
+
+  // A crash in the middle of writing step 6: a temp folder with a half-written state.
+  const fs::path stale = run / ".tmp-step-0000006";
+  fs::create_directories(stale);
+  write_file(stale / "trainer_state.json", "{\"step\": 6, \"tokens_");
+  EXPECT_EQ(c3::train::latest_checkpoint(run.string()), (run / "step-0000005").string());
+
+  o.resume = run.string();
+  o.max_steps = 6;
+  const TrainResult r = c3::train::train(o);
+  EXPECT_EQ(r.steps, 6);
+  auto starts = read_log(run / "train_log.jsonl", "start");
+  ASSERT_EQ(starts.size(), 2u);
+  EXPECT_EQ(starts[1]["resume"], (run / "step-0000005").string());
+  EXPECT_EQ(step_folders(run), (std::vector<std::string>{"step-0000005", "step-0000006"}));
+}
+
+// ---- 6. the JSON-lines log --------------------------------------------------------------------
+
+TEST_F(Trainer, LogHasTheMonitoringFields) {
+  const fs::path dir = fresh_dir("log");
+  write_tiny_setup(dir, synthetic_docs(6));
+  TrainOptions o = tiny_options(dir, "run");
+  o.lengths = "uniform:8-24";
+  o.max_steps = 6;
+  o.log_every = 2;
+  c3::train::train(o);
+  auto steps = read_log(fs::path(o.out_dir) / "train_log.jsonl", "step");
+  ASSERT_EQ(steps.size(), 3u);  // steps 2, 4, 6
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const auto& s = steps[i];
+    EXPECT_EQ(s.value("step", -1), static_cast<int>(2 * (i + 1)));
+    for (const char* key : {"loss", "lr", "tokens_per_sec", "mfu", "grad_norm"}) {
+      ASSERT_TRUE(s.contains(key) && s[key].is_number()) << "no number '" << key << "' in " << s;
+      EXPECT_TRUE(std::isfinite(s[key].get<double>())) << key << " in " << s;
+      EXPECT_GE(s[key].get<double>(), 0) << key << " in " << s;
+    }
+    EXPECT_GT(s["loss"].get<double>(), 0);
+    EXPECT_GT(s["lr"].get<double>(), 0);
+    EXPECT_GT(s["tokens_per_sec"].get<double>(), 0);
+    EXPECT_GT(s["grad_norm"].get<double>(), 0);
+  }
+  EXPECT_EQ(read_log(fs::path(o.out_dir) / "train_log.jsonl", "start").size(), 1u);
+  EXPECT_EQ(read_log(fs::path(o.out_dir) / "train_log.jsonl", "end").size(), 1u);
+}
+
+}  // namespace
