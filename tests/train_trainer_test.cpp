@@ -340,8 +340,11 @@ TrainOptions resume_options(const fs::path& dir, const std::string& run) {
   TrainOptions o = tiny_options(dir, run);
   o.lengths = "uniform:8-64";
   o.grad_accum = 2;
+  // The cap grows every step (12, 36, 64) and then stays: the resume point at step 4 sees a cap
+  // other than the start and a smoothed loss that is accumulating, not just reset.
   o.curriculum_start = 12;
-  o.curriculum_gate = 100;  // grows every step until the cap reaches 64, past the resume point
+  o.curriculum_gate = 100;
+  o.curriculum_grow = 3;
   o.easy_share = 0.25;
   o.max_steps = 8;
   return o;
