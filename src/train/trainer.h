@@ -1,7 +1,8 @@
 // c3 train: end-to-end training of a cascade on reconstruction.
 //
-//   one process:   c3 train --tokenizer tok.json --encoder-config enc.json --decoder-config dec.json
-//                    --train 'data/train-*.jsonl.xz' --valid data/valid.jsonl.xz --out runs/x
+//   one process:   c3 train --tokenizer tok.json --encoder-config enc.json
+//                    --decoder-config dec.json --train 'data/train-*.jsonl.xz'
+//                    --valid data/valid.jsonl.xz --out runs/x
 //   one host, N GPUs (or CPU processes):   c3 train --nproc N ...same flags...
 //   several hosts: run `c3 train` on each with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
 //   MASTER_PORT set, as torchrun does (README, "Distributed training").
