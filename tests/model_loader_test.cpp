@@ -109,9 +109,15 @@ TEST(Qwen2Config, StopTokensPreferGenerationConfig) {
   Qwen2Config c = Qwen2Config::from_json(io::JsonFile(base_config(), "c.json"));
   c.eos_token_id = {5};
   EXPECT_EQ(model::read_stop_tokens(dir.str(), c), std::vector<int64_t>({5}));
-  io::save_json(dir.str("generation_config.json"), {{"eos_token_id", {8, 9}}});
+  // Built step by step: GCC 13 miscompiles (segfaults on) the nested initializer-list form of
+  // this JSON with nlohmann 3.11.2, as seen on the GPU machine.
+  nlohmann::json gen = nlohmann::json::object();
+  gen["eos_token_id"] = nlohmann::json::array({8, 9});
+  io::save_json(dir.str("generation_config.json"), gen);
   EXPECT_EQ(model::read_stop_tokens(dir.str(), c), std::vector<int64_t>({8, 9}));
-  io::save_json(dir.str("generation_config.json"), {{"do_sample", false}});
+  nlohmann::json no_eos = nlohmann::json::object();
+  no_eos["do_sample"] = false;
+  io::save_json(dir.str("generation_config.json"), no_eos);
   EXPECT_EQ(model::read_stop_tokens(dir.str(), c), std::vector<int64_t>({5}));
 }
 
