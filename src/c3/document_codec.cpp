@@ -2,6 +2,7 @@
 #include "c3/document_codec.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "c3/chunker.h"
 #include "util/error.h"
@@ -30,7 +31,9 @@ CompressResult compress_stream(LoadedC3& m, std::istream& in, const std::string&
   CompressResult res;
   std::string pending;
   std::vector<char> block(opt.block_bytes);
-  ProgressBar bar("compress", 0, "B");
+  // Only drawn when asked for: a bar that is never advanced would still print on finish().
+  std::optional<ProgressBar> bar;
+  if (opt.progress) bar.emplace("compress", 0, "B");
   bool all_space = true, any_plain = false, eof = false;
   std::vector<std::vector<int32_t>> batch;
   std::vector<int64_t> batch_bytes;
@@ -69,14 +72,14 @@ CompressResult compress_stream(LoadedC3& m, std::istream& in, const std::string&
     res.chars += static_cast<int64_t>(utf8_length(piece));
     offset += static_cast<int64_t>(take);
     pending.erase(0, take);
-    if (opt.progress) bar.set(res.bytes);
+    if (bar) bar->set(res.bytes);
   }
   C3_CHECK(res.bytes > 0, "{}: the input is empty; there is nothing to compress", in_name);
   C3_CHECK(!all_space, "{}: the input is only whitespace; there is nothing to compress", in_name);
   C3_CHECK(any_plain, "{}: the input holds only special tokens (like <|im_end|>); there is no "
            "text to compress", in_name);
   flush();
-  if (opt.progress) bar.finish();
+  if (bar) bar->finish();
   return res;
 }
 
@@ -107,7 +110,8 @@ std::vector<std::vector<int64_t>> decompress_to_stream(LoadedC3& m, const Latent
                                                        const DecompressStreamOptions& opt) {
   const int64_t n = f.latents.size(0);
   std::vector<std::vector<int64_t>> all;
-  ProgressBar bar("decompress", n, "chunk");
+  std::optional<ProgressBar> bar;
+  if (opt.progress) bar.emplace("decompress", n, "chunk");
   torch::NoGradGuard no_grad;
   for (int64_t i = 0; i < n; i += opt.batch_size) {
     const int64_t b = std::min(opt.batch_size, n - i);
@@ -119,9 +123,9 @@ std::vector<std::vector<int64_t>> decompress_to_stream(LoadedC3& m, const Latent
       all.push_back(std::move(row));
     }
     out.flush();
-    if (opt.progress) bar.set(i + b);
+    if (bar) bar->set(i + b);
   }
-  bar.finish();
+  if (bar) bar->finish();
   return all;
 }
 
