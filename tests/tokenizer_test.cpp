@@ -1,5 +1,6 @@
 // Tokenizer tests: HF-produced golden ids (Qwen, c3-tiny), UTF-8 handling, streaming, threads.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -35,12 +36,16 @@ const BpeTokenizer& qwen() {
   static std::unique_ptr<BpeTokenizer> tok = [] {
     fs::path tar = c3::test::testdata("tokenizer/qwen-tokenizer.tar.xz");
     if (!fs::exists(tar)) throw std::runtime_error("missing golden data " + tar.string());
-    fs::path dir = c3::test::binary_dir() / "testdata_tokenizer" / "qwen";
+    // One folder per process: ctest -j runs several of these tests at once, and one must never
+    // read a tokenizer.json that another is still extracting.
+    fs::path dir = c3::test::binary_dir() / "testdata_tokenizer" / ("qwen-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     std::string cmd = fmt::format("tar -xJf '{}' -C '{}'", tar.string(), dir.string());
     if (std::system(cmd.c_str()) != 0) throw std::runtime_error("failed: " + cmd);
     auto path = (dir / "tokenizer.json").string();
-    return std::make_unique<BpeTokenizer>(BpeTokenizer::from_file(path));
+    auto loaded = std::make_unique<BpeTokenizer>(BpeTokenizer::from_file(path));
+    fs::remove_all(dir);
+    return loaded;
   }();
   return *tok;
 }
