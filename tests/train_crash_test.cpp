@@ -290,3 +290,48 @@ TEST_F(TrainCrash, DISABLED_ResumedRunSavesMoreThanKeepLastCheckpoints) {
   EXPECT_EQ(fs::path(c3::train::latest_checkpoint((dir / "run").string())).filename(),
             "step-0000006");
 }
+
+// A run resumed at step S with --stop-at-step S saves step S again (so does the loop's last save
+// before --stop-at-step / --max-minutes ends it). The re-save deletes step-S with remove_all and
+// then renames the new folder in: a SIGKILL during remove_all leaves a step-S that still has
+// trainer_state.json but no llm1/ or tokenizer.json, --resume picks it and fails. This kills at
+// exactly that moment. Disabled until src/train/trainer.cpp skips re-saving a saved step and
+// never deletes a checkpoint before its replacement is in place.
+TEST_F(TrainCrash, DISABLED_ResaveOfTheSameStepNeverLeavesABrokenNewest) {
+  const fs::path dir = fresh_dir("resave");
+  write_setup(dir);
+  const fs::path run = dir / "run", ckpt = run / "step-0000001";
+  auto args = [&](int64_t stop, bool resume) {
+    std::vector<std::string> a = train_args(dir, "run", stop, resume ? run.string() : "");
+    for (size_t k = 0; k + 1 < a.size(); ++k)
+      if (a[k] == "--keep-last") a[k + 1] = "1";
+    return a;
+  };
+  auto wait_ok = [&](pid_t pid) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir / "stderr.log");
+  };
+  wait_ok(spawn(args(1, false), dir));
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const pid_t pid = spawn(args(1, true), dir);
+    int status = 0;
+    bool killed = false;
+    while (::waitpid(pid, &status, WNOHANG) == 0) {
+      if (fs::exists(run / ".tmp-step-0000001") && !fs::exists(ckpt / "tokenizer.json") &&
+          fs::exists(ckpt / "trainer_state.json")) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        killed = true;
+        break;
+      }
+    }
+    if (!killed) continue;  // missed the moment: try again
+    const std::string newest_ckpt = c3::train::latest_checkpoint(run.string());
+    ASSERT_FALSE(newest_ckpt.empty()) << "the kill left no checkpoint";
+    check_checkpoint(newest_ckpt);
+    wait_ok(spawn(args(2, true), dir));
+    return;
+  }
+  GTEST_SKIP() << "never caught the re-save inside remove_all";
+}
