@@ -7,6 +7,7 @@
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "model/generate.h"
+#include "model/upload.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/hash.h"
@@ -57,7 +58,7 @@ C3ModelImpl::C3ModelImpl(const C3Config& cfg, std::shared_ptr<const tokenizer::B
   Q = decoder->model->register_module("Q", torch::nn::Embedding(L, cfg.encoder.hidden_size));
   mm_projector = decoder->model->register_module(
       "mm_projector",
-      torch::nn::Linear(torch::nn::LinearOptions(cfg.encoder.hidden_size, cfg.decoder.hidden_size)));
+      model::Linear(cfg.encoder.hidden_size, cfg.decoder.hidden_size));
 
   special_id(*tok_, "<img>", cfg.im_start_token);
   special_id(*tok_, "</img>", cfg.im_end_token);
@@ -107,8 +108,8 @@ at::Tensor C3ModelImpl::encode_queries(const std::vector<std::vector<int32_t>>& 
     slot_start[b] = lens[b] - 1 - L;
   }
   const at::Device dev = device();
-  at::Tensor ids = long_tensor(flat).view({B, T}).to(dev);                        // [B, T]
-  at::Tensor idx = long_tensor(slot_start).to(dev).unsqueeze(1) +
+  at::Tensor ids = model::upload(long_tensor(flat).view({B, T}), dev);            // [B, T]
+  at::Tensor idx = model::upload(long_tensor(slot_start), dev).unsqueeze(1) +
                    at::arange(L, at::TensorOptions().dtype(at::kLong).device(dev));  // [B, L]
   at::Tensor idx3 = idx.unsqueeze(-1).expand({B, L, C});                          // [B, L, C]
 
@@ -129,9 +130,9 @@ at::Tensor C3ModelImpl::prompt_embeds(const at::Tensor& latents) {
   TORCH_CHECK(latents.dim() == 3 && latents.size(1) == L && latents.size(2) == C,
               "latents must be [B, ", L, ", ", C, "], got ", latents.sizes());
   const at::Device dev = device();
-  at::Tensor ids = long_tensor(prompt_ids_).to(dev).unsqueeze(0).expand({B, P});  // [B, P]
+  at::Tensor ids = model::upload(long_tensor(prompt_ids_), dev).unsqueeze(0).expand({B, P});
   at::Tensor embeds = decoder->embed(ids);                                         // [B, P, C]
-  at::Tensor idx3 = long_tensor(prompt_slots_).to(dev).view({1, L, 1}).expand({B, L, C});
+  at::Tensor idx3 = model::upload(long_tensor(prompt_slots_), dev).view({1, L, 1}).expand({B, L, C});
   return embeds.scatter(1, idx3, latents.to(dev, embeds.scalar_type()));
 }
 
@@ -158,29 +159,29 @@ LossOutput C3ModelImpl::reconstruction_loss(const std::vector<std::vector<int32_
   const int64_t B = static_cast<int64_t>(contexts.size());
   const int64_t P = static_cast<int64_t>(prompt_ids_.size());
   at::Tensor pe = prompt_embeds(compress(contexts));  // [B, P, C]
-  // Targets: the passage then <|im_end|>, right-padded.
+  // Targets: the passage then <|im_end|>, right-padded. `rows` picks each real target's hidden
+  // state out of the flattened [B * S, C] decoder output (built here, so no mask -> nonzero sync).
   int64_t Tt = 0;
   for (auto& c : contexts) Tt = std::max<int64_t>(Tt, static_cast<int64_t>(c.size()) + 1);
-  std::vector<int64_t> tgt(B * Tt, pad_id_);
-  std::vector<uint8_t> valid(B * Tt, 0);
+  const int64_t S = P + Tt - 1;  // decoder input length
+  std::vector<int64_t> tgt(B * Tt, pad_id_), rows, y_host;
   for (int64_t b = 0; b < B; ++b) {
     const auto& c = contexts[b];
-    for (size_t t = 0; t < c.size(); ++t) {
-      tgt[b * Tt + t] = c[t];
-      valid[b * Tt + t] = 1;
+    for (size_t t = 0; t <= c.size(); ++t) {
+      const int64_t id = t < c.size() ? c[t] : im_end_id_;
+      tgt[b * Tt + t] = id;
+      rows.push_back(b * S + P - 1 + static_cast<int64_t>(t));  // the state that predicts t
+      y_host.push_back(id);
     }
-    tgt[b * Tt + c.size()] = im_end_id_;
-    valid[b * Tt + c.size()] = 1;
   }
   const at::Device dev = device();
-  at::Tensor target = long_tensor(tgt).view({B, Tt}).to(dev);  // [B, Tt]
-  at::Tensor mask = at::tensor(at::ArrayRef<uint8_t>(valid)).view({B, Tt}).to(dev).to(at::kBool);
+  at::Tensor target = model::upload(long_tensor(tgt).view({B, Tt}), dev);  // [B, Tt]
   // Teacher forcing: the decoder sees prompt + target[:-1] and predicts target at P-1 ... .
-  at::Tensor inputs = at::cat({pe, decoder->embed(target.narrow(1, 0, Tt - 1))}, 1);
-  at::Tensor hidden = decoder->hidden(inputs, {}).narrow(1, P - 1, Tt);  // [B, Tt, C]
-  at::Tensor h = hidden.index({mask});                                   // [N, C]
-  at::Tensor y = target.index({mask});                                   // [N]
-  at::Tensor logits = decoder->logits(h);                                // [N, V] fp32
+  at::Tensor inputs = at::cat({pe, decoder->embed(target.narrow(1, 0, Tt - 1))}, 1);  // [B, S, C]
+  at::Tensor hidden = decoder->hidden(inputs, {});                                     // [B, S, C]
+  at::Tensor h = hidden.reshape({B * S, hidden.size(2)}).index_select(0, model::upload(long_tensor(rows), dev));
+  at::Tensor y = model::upload(long_tensor(y_host), dev);  // [N]
+  at::Tensor logits = decoder->logits(h);                  // [N, V] fp32
   LossOutput out;
   out.loss = at::cross_entropy_loss(logits, y);
   out.n_tokens = at::scalar_tensor(y.size(0), at::TensorOptions().dtype(at::kLong));
@@ -216,7 +217,10 @@ LoadedC3 load_c3(const std::string& dir, at::ScalarType dtype, at::Device device
   const std::string tok_path = (fs::path(dir) / "tokenizer.json").string();
   C3_CHECK(fs::exists(tok_path), "model folder '{}' has no tokenizer.json", dir);
   out.tok = std::make_shared<tokenizer::BpeTokenizer>(tokenizer::BpeTokenizer::from_file(tok_path));
-  out.model = C3Model(cfg, out.tok);
+  {
+    model::ParameterPlacement place(device, dtype);  // every weight is loaded: skip the random init
+    out.model = C3Model(cfg, out.tok);
+  }
   out.model->to(device, dtype);
   model::load_parameters(*out.model->encoder, io::Checkpoint::open((fs::path(dir) / "llm1").string()));
   model::load_parameters(*out.model->decoder, io::Checkpoint::open(dir));

@@ -76,6 +76,8 @@ void setup_train(CLI::App& root) {
   app->add_option("--aux-lm-weight", o.aux_lm_weight, "weight of the decoder's plain LM loss")->capture_default_str();
   app->add_option("--bf16", o.bf16, "bf16 autocast on CUDA")->capture_default_str();
   app->add_flag("--activation-checkpointing", o.activation_checkpointing, "recompute layers in backward");
+  app->add_flag("!--no-overlap", o.overlap_allreduce,
+                "data-parallel: all-reduce gradients after backward instead of during it");
   app->add_option("--seed", o.seed, "seed for init and data")->capture_default_str();
   app->add_option("--device", o.device, "cpu | cuda")->capture_default_str();
   app->add_option("--save-every", o.save_every, "steps between checkpoints (0 = end only)")->capture_default_str();

@@ -64,4 +64,24 @@ class AutocastGuard {
   bool prev_ = false;
 };
 
+// AdamW over whole lists in one fused CUDA kernel (LibTorch >= 2.1). Grads are divided by
+// `grad_scale` first when it is defined (used to clip without a host sync). Returns false where
+// the kernel does not exist (1.13, CPU tensors); the caller then uses its multi-tensor path.
+inline bool fused_adamw_(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
+                         at::TensorList exp_avg_sq, at::TensorList steps, double lr, double beta1,
+                         double beta2, double weight_decay, double eps, const at::Tensor& grad_scale) {
+#if TORCH_VERSION_MAJOR >= 2
+  if (params.empty() || !params[0].is_cuda()) return false;
+  at::_fused_adamw_(params, grads, exp_avg, exp_avg_sq, {}, steps, lr, beta1, beta2, weight_decay,
+                    eps, /*amsgrad=*/false, /*maximize=*/false,
+                    grad_scale.defined() ? c10::optional<at::Tensor>(grad_scale) : c10::nullopt,
+                    c10::nullopt);
+  return true;
+#else
+  (void)params, (void)grads, (void)exp_avg, (void)exp_avg_sq, (void)steps, (void)lr, (void)beta1;
+  (void)beta2, (void)weight_decay, (void)eps, (void)grad_scale;
+  return false;
+#endif
+}
+
 }  // namespace c3::compat

@@ -3,17 +3,18 @@
 #include "train/trainer.h"
 
 #include <torch/cuda.h>
-#include <torch/optim/adamw.h>
-#include <torch/serialize.h>
 #include <torch/version.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "io/hf_config.h"
 #include "io/torch_compat.h"
+#include "model/upload.h"
+#include "train/adamw.h"
 #include "train/data_loader.h"
 #include "train/distributed.h"
 #include "train/lr_schedule.h"
@@ -49,6 +50,47 @@ std::set<std::string> split_set(const std::string& s) {
   }
   return out;
 }
+
+// C3_TRAIN_PROFILE=1: where a step's time goes. Each mark() waits for the device, so profiled
+// steps are slower than normal ones; the shares are what matters.
+class PhaseTimer {
+ public:
+  PhaseTimer(at::Device device, bool on) : device_(device), on_(on) {}
+  void start() {
+    if (!on_) return;
+    sync();
+    last_ = Clock::now();
+    cur_.clear();
+  }
+  void mark(const std::string& phase) {
+    if (!on_) return;
+    sync();
+    const auto now = Clock::now();
+    cur_[phase] += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+  void keep() {  // count the step just timed
+    if (!on_) return;
+    for (auto& [k, v] : cur_) total_[k] += v;
+    ++steps_;
+  }
+  bool on() const { return on_; }
+  nlohmann::json report() const {
+    nlohmann::json j = {{"event", "profile"}, {"steps", steps_}};
+    for (auto& [k, v] : total_) j["ms_per_step"][k] = steps_ ? 1e3 * v / steps_ : 0.0;
+    return j;
+  }
+
+ private:
+  void sync() {
+    if (device_.is_cuda()) torch::cuda::synchronize();
+  }
+  at::Device device_;
+  bool on_;
+  Clock::time_point last_;
+  std::map<std::string, double> cur_, total_;
+  int64_t steps_ = 0;
+};
 
 // Which parameters train, and which get weight decay (not norms, biases, Q, embeddings).
 struct ParamSplit {
@@ -117,19 +159,23 @@ at::Tensor decoder_lm_loss_sum(cascade::C3Model& m, const std::vector<std::vecto
   for (auto& r : ids) T = std::max<int64_t>(T, static_cast<int64_t>(r.size()));
   if (T < 2) return at::zeros({}, m->Q->weight.options().dtype(at::kFloat));
   const int64_t B = static_cast<int64_t>(ids.size());
-  std::vector<int64_t> flat(B * T, 0), valid(B * T, 0);
+  std::vector<int64_t> flat(B * T, 0), rows, y;  // rows: states (of [B * (T-1)]) with a target
   for (int64_t b = 0; b < B; ++b)
     for (size_t t = 0; t < ids[b].size(); ++t) {
       flat[b * T + t] = ids[b][t];
-      valid[b * T + t] = 1;
+      if (t > 0) {
+        rows.push_back(b * (T - 1) + static_cast<int64_t>(t) - 1);
+        y.push_back(ids[b][t]);
+      }
     }
   const at::Device dev = m->device();
-  at::Tensor x = at::tensor(flat).view({B, T}).to(dev);
-  at::Tensor v = at::tensor(valid).view({B, T}).to(dev).narrow(1, 1, T - 1).to(at::kBool);
+  auto up = [&](const std::vector<int64_t>& v) {
+    return model::upload(at::tensor(at::ArrayRef<int64_t>(v), at::kLong), dev);
+  };
+  at::Tensor x = up(flat).view({B, T});
   at::Tensor h = m->decoder->hidden(m->decoder->embed(x.narrow(1, 0, T - 1)), {});  // [B, T-1, C]
-  at::Tensor logits = m->decoder->logits(h.index({v}));
-  return at::cross_entropy_loss(logits, x.narrow(1, 1, T - 1).index({v}), {},
-                                at::Reduction::Sum);
+  at::Tensor logits = m->decoder->logits(h.reshape({B * (T - 1), h.size(2)}).index_select(0, up(rows)));
+  return at::cross_entropy_loss(logits, up(y), {}, at::Reduction::Sum);
 }
 
 // Held-out passages, cut deterministically from the valid files.
@@ -216,15 +262,12 @@ TrainResult train(const TrainOptions& opt) {
 
   // ---- 3. optimizer ----------------------------------------------------------------------
   ParamSplit params = split_parameters(model, opt);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  auto group_opts = [&](double wd) {
-    auto o = std::make_unique<torch::optim::AdamWOptions>(opt.lr);
-    o->betas({opt.beta1, opt.beta2}).eps(opt.eps).weight_decay(wd);
-    return o;
-  };
-  groups.emplace_back(params.decay, group_opts(opt.weight_decay));
-  groups.emplace_back(params.no_decay, group_opts(0.0));
-  torch::optim::AdamW optimizer(groups, torch::optim::AdamWOptions(opt.lr));
+  AdamW optimizer(params.decay, params.no_decay, opt.weight_decay,
+                  AdamWConfig{opt.beta1, opt.beta2, opt.eps});
+  // DDP's overlap: each gradient bucket's all-reduce starts while backward still runs. Not with
+  // activation checkpointing, whose recomputation can deliver a parameter's grad twice.
+  const bool overlap = dp && opt.overlap_allreduce && !opt.activation_checkpointing;
+  if (overlap) dp->register_overlap(params.all);
   LrSchedule schedule{opt.lr, opt.min_lr_ratio, opt.warmup_steps, opt.max_steps};
 
   // ---- 4. data ---------------------------------------------------------------------------
@@ -252,9 +295,7 @@ TrainResult train(const TrainOptions& opt) {
     cur_len = st.required<int64_t>("curriculum_len");
     smooth_loss = st.required<double>("smooth_loss");
     loader.restore(st.json().at("data"));
-    torch::serialize::InputArchive ar;
-    ar.load_from((fs::path(resume_dir) / "optimizer.pt").string(), device);
-    optimizer.load(ar);
+    optimizer.load((fs::path(resume_dir) / "optimizer.pt").string());
   }
 
   // ---- 6. logging ------------------------------------------------------------------------
@@ -326,9 +367,7 @@ TrainResult train(const TrainOptions& opt) {
     const fs::path tmp = fs::path(opt.out_dir) / (".tmp-" + name);
     fs::remove_all(tmp);
     cascade::save_c3(model, tok_path, tmp.string(), at::kFloat);
-    torch::serialize::OutputArchive ar;
-    optimizer.save(ar);
-    ar.save_to((tmp / "optimizer.pt").string());
+    optimizer.save((tmp / "optimizer.pt").string());
     nlohmann::json st = {{"step", at_step}, {"tokens_seen", tokens_seen},
                          {"curriculum_len", cur_len}, {"smooth_loss", smooth_loss},
                          {"data", loader.state()}, {"seed", opt.seed}};
@@ -348,19 +387,19 @@ TrainResult train(const TrainOptions& opt) {
   const auto t_start = Clock::now();
   double timed_seconds = 0, timed_flops = 0;
   int64_t timed_tokens = 0;
+  const char* prof_env = std::getenv("C3_TRAIN_PROFILE");
+  PhaseTimer phases(device, prof_env && std::string(prof_env) == "1");
   const int64_t warm_steps = step + 3;  // the first steps (allocator, kernels) are not timed
   while (step < opt.max_steps) {
     if (opt.max_minutes > 0 && seconds_since(t_start) > opt.max_minutes * 60) break;
     if (opt.stop_at_step > 0 && step >= opt.stop_at_step) break;
     const auto t_step = Clock::now();
     const double lr = schedule.at(step);
-    for (auto& g : optimizer.param_groups())
-      static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    phases.start();
 
     // Gather the step's micro-batches first: the loss is weighted per token over all of them
     // and over all ranks, so the global token counts must be known before the first backward.
     double step_flops = 0;
-    int64_t step_correct = 0;
     std::vector<std::vector<std::vector<int32_t>>> micro_ids;
     int64_t counts[3] = {0, 0, 0};  // text tokens, target tokens (+<|im_end|>), aux LM targets
     for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
@@ -391,55 +430,75 @@ TrainResult train(const TrainOptions& opt) {
       }
       micro_ids.push_back(std::move(ids));
     }
-    at::Tensor global_counts = at::tensor(at::ArrayRef<int64_t>(counts, 3));
+    int64_t world_counts[3] = {counts[0], counts[1], counts[2]};
     if (dp) {
-      global_counts = global_counts.to(device);
-      dp->allreduce_sum(global_counts);
-      global_counts = global_counts.cpu();
+      at::Tensor t = at::tensor(at::ArrayRef<int64_t>(counts, 3)).to(device);
+      dp->allreduce_sum(t);
+      t = t.cpu();
+      for (int k = 0; k < 3; ++k) world_counts[k] = t[k].item<int64_t>();
     }
-    const int64_t world_text = global_counts[0].item<int64_t>();
-    const int64_t world_targets = global_counts[1].item<int64_t>();
-    const int64_t world_lm = global_counts[2].item<int64_t>();
+    const int64_t world_text = world_counts[0], world_targets = world_counts[1];
+    const int64_t world_lm = world_counts[2];
     C3_CHECK(world_targets > 0, "step {}: every passage of the batch is empty", step);
+    phases.mark("data");
 
     // Each micro-batch adds sum(token losses) * W / (all target tokens of the step, all ranks):
     // after the ranks' gradients are averaged, that is the mean over every target token of the
     // step. A mean per micro-batch (or per rank) would weight a token by 1 / its batch's token
     // count, so results would change with grad_accum and world size whenever lengths differ.
-    double step_loss = 0;  // this rank's share of the step's mean loss
+    // Loss and accuracy stay on the device until the step's end: no host sync per micro-batch.
     const double W = env.world_size;
-    for (const auto& ids : micro_ids) {
+    at::Tensor loss_sum, correct_sum;  // this rank's share of the step's mean loss; its hits
+    int64_t last_nonempty = -1;
+    for (size_t k = 0; k < micro_ids.size(); ++k)
+      if (!micro_ids[k].empty()) last_nonempty = static_cast<int64_t>(k);
+    if (overlap && last_nonempty < 0) dp->arm_overlap();  // no grads here: zeros to the others
+    for (size_t k = 0; k < micro_ids.size(); ++k) {
+      const auto& ids = micro_ids[k];
       if (ids.empty()) continue;  // an undefined grad counts as zeros in the all-reduce
-      compat::AutocastGuard ac(use_bf16, device);
-      cascade::LossOutput out = model->reconstruction_loss(ids);
-      at::Tensor loss = out.loss * (out.n_tokens.item<double>() * W / world_targets);
-      if (opt.aux_lm_weight > 0 && world_lm > 0)
-        loss = loss + decoder_lm_loss_sum(model, ids) * (opt.aux_lm_weight * W / world_lm);
+      at::Tensor loss, tokens_loss;
+      {
+        compat::AutocastGuard ac(use_bf16, device);
+        cascade::LossOutput out = model->reconstruction_loss(ids);
+        const double n = static_cast<double>(out.n_tokens.item<int64_t>());  // a CPU tensor
+        tokens_loss = out.loss.detach() * (n / world_targets);
+        loss = out.loss * (n * W / world_targets);
+        if (opt.aux_lm_weight > 0 && world_lm > 0)
+          loss = loss + decoder_lm_loss_sum(model, ids) * (opt.aux_lm_weight * W / world_lm);
+        loss_sum = loss_sum.defined() ? loss_sum + tokens_loss : tokens_loss;
+        correct_sum = correct_sum.defined() ? correct_sum + out.n_correct : out.n_correct;
+      }
+      phases.mark("forward");
+      if (overlap && static_cast<int64_t>(k) == last_nonempty) dp->arm_overlap();
       loss.backward();
-      step_loss += out.loss.item<double>() * out.n_tokens.item<double>() / world_targets;
-      step_correct += out.n_correct.item<int64_t>();
+      phases.mark("backward");
     }
     const int64_t step_targets = counts[1];  // this rank's, for its token accuracy
     // Gradients are synchronised once per optimizer step, after the last micro-batch: syncing
     // every micro-batch would multiply communication by grad_accum for the same result.
-    if (dp) {
+    if (overlap) {
+      dp->finish_gradients();
+    } else if (dp) {
       dp->allreduce_gradients(params.all);
-      step_loss = dp->allreduce_mean(step_loss * W);  // the sum over ranks: the global mean
     }
-    double grad_norm = 0;
-    if (opt.grad_clip > 0)
-      grad_norm = torch::nn::utils::clip_grad_norm_(params.all, opt.grad_clip);
-    optimizer.step();
+    phases.mark("allreduce");
+    at::Tensor grad_norm_t = optimizer.step(lr, opt.grad_clip);
     optimizer.zero_grad();
+    phases.mark("optimizer");
+    // The step's one host sync: its loss, needed for the curriculum and the log.
+    double step_loss = loss_sum.defined() ? loss_sum.item<double>() : 0.0;
+    const int64_t step_correct = correct_sum.defined() ? correct_sum.item<int64_t>() : 0;
+    if (dp) step_loss = dp->allreduce_mean(step_loss * W);  // the sum over ranks: the global mean
+    phases.mark("sync");
     ++step;
     const int64_t world_tokens = world_text;
     tokens_seen += world_tokens;
-    if (device.is_cuda()) torch::cuda::synchronize();
     const double dt = seconds_since(t_step);
     if (step > warm_steps) {
       timed_seconds += dt;
       timed_tokens += world_tokens;
       timed_flops += step_flops * env.world_size;
+      phases.keep();
     }
     smooth_loss = smooth_loss < 0 ? step_loss : 0.9 * smooth_loss + 0.1 * step_loss;
     // Curriculum: grow the length cap once the (smoothed) loss says the current one is learnt.
@@ -452,6 +511,7 @@ TrainResult train(const TrainOptions& opt) {
       const double tps = timed_seconds > 0 ? timed_tokens / timed_seconds : world_tokens / dt;
       const double mfu = timed_seconds > 0 ? timed_flops / timed_seconds / (opt.peak_tflops * 1e12) : 0;
       if (step % opt.log_every == 0 || step == opt.max_steps) {
+        const double grad_norm = grad_norm_t.item<double>();
         log->write({{"event", "step"}, {"step", step}, {"loss", step_loss}, {"lr", lr},
                    {"grad_norm", grad_norm}, {"tokens_per_sec", tps}, {"mfu", mfu},
                    {"token_accuracy", step_targets ? double(step_correct) / step_targets : 0.0},
@@ -475,6 +535,10 @@ TrainResult train(const TrainOptions& opt) {
   res.last_checkpoint = last_ckpt;
   res.model = model;
   if (rank0) {
+    if (phases.on()) {
+      log->write(phases.report());
+      std::fprintf(stderr, "c3 train: profile %s\n", phases.report().dump().c_str());
+    }
     log->write({{"event", "end"}, {"step", step}, {"loss", res.final_loss},
                {"tokens_per_sec", res.tokens_per_sec}, {"mfu", res.mfu},
                {"wall_s", seconds_since(t_start)}, {"checkpoint", last_ckpt}});

@@ -53,6 +53,7 @@ struct TrainOptions {
   double aux_lm_weight = 0.0;  // weight of a plain next-token loss on the decoder
   bool bf16 = true;            // bf16 autocast with fp32 master weights (CUDA only)
   bool activation_checkpointing = false;
+  bool overlap_allreduce = true;  // data-parallel: all-reduce gradient buckets during backward
   uint64_t seed = 0;
   std::string device = "cpu";
   double peak_tflops = 989.0;  // for MFU (H100 SXM dense bf16)
