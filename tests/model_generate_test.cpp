@@ -112,6 +112,39 @@ TEST_P(GenerateGolden, RowsStopIndependently) {
   EXPECT_GT(steps, 0);
 }
 
+// The static-cache decode loop (the one CUDA graphs replay) gives the golden ids too: greedy,
+// the n-gram ban, and a ragged batch whose rows stop at different steps.
+TEST_P(GenerateGolden, StaticCacheGivesTheSameIds) {
+  GenerationConfig cfg;
+  cfg.auto_static_cache = false;
+  cfg.static_cache = true;
+  cfg.max_new_tokens = 16;
+  EXPECT_EQ(model::generate(model_, {{to_ids(expected_->tensor("greedy_prompt")), {}}}, cfg)[0],
+            to_ids(expected_->tensor("greedy_out")));
+  cfg.max_new_tokens = 40;
+  cfg.no_repeat_ngram_size = 3;
+  const auto full = to_ids(expected_->tensor("ngram3_out"));
+  EXPECT_EQ(model::generate(model_, {{to_ids(expected_->tensor("ngram3_prompt")), {}}}, cfg)[0],
+            full);
+  const int64_t stop = full[5];
+  const size_t cut = std::find(full.begin(), full.end(), stop) - full.begin();
+  cfg.stop_tokens = {stop};
+  const std::vector<Prompt> prompts = {{to_ids(expected_->tensor("ngram3_prompt")), {}},
+                                       {to_ids(expected_->tensor("greedy_prompt")), {}}};
+  int64_t steps = 0, last_running = -1;
+  const auto out = model::generate(model_, prompts, cfg, [&](int64_t running) {
+    ++steps;
+    last_running = running;
+  });
+  EXPECT_EQ(out[0], std::vector<int64_t>(full.begin(), full.begin() + cut));
+  GenerationConfig dynamic = cfg;
+  dynamic.static_cache = false;
+  EXPECT_EQ(out[1], model::generate(model_, {prompts[1]}, dynamic)[0]);
+  EXPECT_EQ(out, model::generate(model_, prompts, dynamic));
+  EXPECT_GT(steps, static_cast<int64_t>(cut));
+  EXPECT_GE(last_running, 0);
+}
+
 TEST_P(GenerateGolden, GreedyCli) {
   const auto out = cli_generate(golden_dir(GetParam()), to_ids(expected_->tensor("greedy_prompt")),
                                 16, 0);

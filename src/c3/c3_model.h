@@ -68,7 +68,7 @@ class C3ModelImpl : public torch::nn::Module {
   model::Qwen2ForCausalLM encoder{nullptr};
   model::Qwen2ForCausalLM decoder{nullptr};
   torch::nn::Embedding Q{nullptr};          // decoder key model.Q.weight [L, C_enc]
-  torch::nn::Linear mm_projector{nullptr};  // decoder keys model.mm_projector.{weight,bias}
+  model::Linear mm_projector{nullptr};  // decoder keys model.mm_projector.{weight,bias}
 
  private:
   std::shared_ptr<const tokenizer::BpeTokenizer> tok_;

@@ -11,6 +11,8 @@
 #include <functional>
 #include <random>
 
+#include "model/linear.h"
+#include "model/qwen2_model.h"
 #include "util/error.h"
 
 #ifdef C3_HAVE_CUDA
@@ -126,6 +128,8 @@ cascade::C3Model random_init_cascade(const model::Qwen2Config& encoder,
   cascade::C3Model m{nullptr};
   try {
     torch::NoGradGuard ng;
+    // Linear weights (nearly all of them) are made on the device, then drawn there.
+    model::ParameterPlacement place(device, dtype);
     m = cascade::C3Model(c, tok);
   } catch (...) {
     c10::set_default_dtype(saved);
@@ -133,6 +137,7 @@ cascade::C3Model random_init_cascade(const model::Qwen2Config& encoder,
   }
   c10::set_default_dtype(saved);
   m->to(device, dtype);
+  model::init_weights(*m, 0.02);
   m->eval();
   return m;
 }

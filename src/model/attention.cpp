@@ -61,12 +61,11 @@ Qwen2AttentionImpl::Qwen2AttentionImpl(const Qwen2Config& cfg, int64_t layer_idx
       head_dim(cfg.head_dim()),
       layer_idx(layer_idx) {
   const int64_t C = cfg.hidden_size;
-  using torch::nn::LinearOptions;
-  q_proj = register_module("q_proj", torch::nn::Linear(LinearOptions(C, n_heads * head_dim)));
-  k_proj = register_module("k_proj", torch::nn::Linear(LinearOptions(C, n_kv_heads * head_dim)));
-  v_proj = register_module("v_proj", torch::nn::Linear(LinearOptions(C, n_kv_heads * head_dim)));
+  q_proj = register_module("q_proj", Linear(C, n_heads * head_dim));
+  k_proj = register_module("k_proj", Linear(C, n_kv_heads * head_dim));
+  v_proj = register_module("v_proj", Linear(C, n_kv_heads * head_dim));
   o_proj = register_module("o_proj",
-                           torch::nn::Linear(LinearOptions(n_heads * head_dim, C).bias(false)));
+                           Linear(n_heads * head_dim, C, /*bias=*/false));
 }
 
 at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const RopeTables& rope,
@@ -78,7 +77,13 @@ at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const RopeTables& ro
   const at::Tensor q = apply_rotary(q_lin, rope);                                // [B, H, T, D]
   at::Tensor k = apply_rotary(k_lin, rope);                                      // [B, Hkv, T, D]
 
-  if (cache) {
+  if (cache && cache->static_mode) {
+    // Static step: write at the slot tensor, read a fixed-size window (masked beyond the slot).
+    cache->k[layer_idx].index_copy_(2, cache->slot, k);
+    cache->v[layer_idx].index_copy_(2, cache->slot, v);
+    k = cache->k[layer_idx].narrow(2, 0, cache->attend_len);  // [B, Hkv, S, D]
+    v = cache->v[layer_idx].narrow(2, 0, cache->attend_len);
+  } else if (cache) {
     // Write this step's keys/values into the preallocated cache, then read back every slot so far.
     const int64_t start = cache->len, end = cache->len + T;
     cache->k[layer_idx].slice(2, start, end).copy_(k);

@@ -6,6 +6,7 @@
 #include <torch/nn.h>
 
 #include "model/kv_cache.h"
+#include "model/linear.h"
 #include "model/qwen2_config.h"
 #include "model/rotary.h"
 
@@ -30,7 +31,7 @@ class Qwen2AttentionImpl : public torch::nn::Module {
   // the queries attend over slots [0, cache->len + T).
   at::Tensor forward(const at::Tensor& x, const RopeTables& rope, const AttentionMask& mask,
                      KVCache* cache);
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t n_heads, n_kv_heads, head_dim, layer_idx;
 };
 TORCH_MODULE(Qwen2Attention);

@@ -4,9 +4,12 @@
 #include "model/generate.h"
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 #include "model/sampler.h"
+#include "model/step_graph.h"
+#include "model/upload.h"
 #include "util/error.h"
 
 namespace c3::model {
@@ -80,6 +83,70 @@ void keep_rows(std::vector<T>& v, const std::vector<int64_t>& keep) {
   v = std::move(kept);
 }
 
+
+// The decode loop over a static cache (GenerationConfig::static_cache): rows never leave the
+// batch, the step's inputs live in fixed device buffers, and on CUDA each cache window size gets
+// one captured graph. `logits` holds the prefill's last logits.
+void decode_static(Qwen2ForCausalLM& model, const GenerationConfig& cfg,
+                   const SamplingParams& sampling, std::mt19937_64& rng, KVCache& cache,
+                   at::Tensor logits, std::vector<int64_t> next_pos, std::vector<NgramBan>& bans,
+                   std::vector<std::vector<int64_t>>& out,
+                   const std::function<void(int64_t)>& on_step) {
+  const at::Device dev = logits.device();
+  const int64_t B = static_cast<int64_t>(out.size());
+  const bool ngram = !bans.empty();
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(dev);
+  at::Tensor ids_buf = at::zeros({B, 1}, long_opts), pos_buf = at::zeros({B, 1}, long_opts);
+  cache.enable_static();
+  const bool graphs = cfg.cuda_graphs && StepGraph::available(dev);
+  std::map<int64_t, StepGraph> by_window;  // attend_len -> its graph
+  auto run_step = [&]() {
+    return model->logits(model->hidden(model->embed(ids_buf), {pos_buf, at::Tensor(), &cache})
+                             .select(1, 0));  // [B, V]
+  };
+  std::vector<char> done(B, 0);
+  int64_t running = B;
+  for (int64_t step = 0; step < cfg.max_new_tokens; ++step) {
+    if (ngram) {
+      std::vector<std::vector<int64_t>> banned(B);
+      for (int64_t j = 0; j < B; ++j)
+        if (!done[j]) banned[j] = bans[j].banned();
+      ban_tokens(logits, banned);
+    }
+    const at::Tensor next = sample(logits, sampling, rng);  // [B] CPU
+    std::vector<int64_t> next_ids(next.data_ptr<int64_t>(), next.data_ptr<int64_t>() + B);
+    for (int64_t j = 0; j < B; ++j) {
+      if (done[j]) continue;
+      const int64_t id = next_ids[j];
+      if (std::find(cfg.stop_tokens.begin(), cfg.stop_tokens.end(), id) != cfg.stop_tokens.end()) {
+        done[j] = 1;
+        --running;
+        continue;
+      }
+      out[j].push_back(id);
+      if (ngram) bans[j].push(id);
+    }
+    if (on_step) on_step(running);
+    if (running == 0 || step + 1 == cfg.max_new_tokens) break;
+
+    // Inputs into the fixed buffers (asynchronous copies), then the step.
+    ids_buf.copy_(upload(at::tensor(next_ids, at::kLong).view({B, 1}), dev));
+    pos_buf.copy_(upload(at::tensor(next_pos, at::kLong).view({B, 1}), dev));
+    cache.slot.fill_(cache.len);
+    const int64_t window = std::min<int64_t>(cache.max_len(), (cache.len / 256 + 1) * 256);
+    cache.attend_len = window;
+    if (graphs) {
+      StepGraph& g = by_window[window];
+      if (!g.captured()) g.capture(run_step);
+      logits = g.replay();
+    } else {
+      logits = run_step();
+    }
+    ++cache.len;
+    for (int64_t& p : next_pos) ++p;
+  }
+}
+
 }  // namespace
 
 std::vector<std::vector<int64_t>> generate(Qwen2ForCausalLM& model,
@@ -119,6 +186,12 @@ std::vector<std::vector<int64_t>> generate(Qwen2ForCausalLM& model,
   KVCache cache(mc, B, P + cfg.max_new_tokens, table.scalar_type(), table.device());
   const at::Tensor prefill = model->hidden(batch.embeds, {batch.positions, batch.mask, &cache});
   at::Tensor logits = model->logits(prefill.select(1, P - 1));  // [B, V]
+
+  const bool static_cache = cfg.auto_static_cache ? table.is_cuda() : cfg.static_cache;
+  if (static_cache) {
+    decode_static(model, cfg, sampling, rng, cache, logits, next_pos, bans, out, on_step);
+    return out;
+  }
 
   for (int64_t step = 0; step < cfg.max_new_tokens; ++step) {
     // Sample.

@@ -18,6 +18,14 @@ struct GenerationConfig {
   int64_t top_k = 0;                 // 0 = off
   double top_p = 1.0;                // 1 = off
   uint64_t seed = 0;
+  // Fixed-shape decode steps over a static cache: every row stays in the batch until all stop
+  // (finished rows' tokens are discarded), and each step attends over a window of the cache
+  // rounded up to 256 slots, masked. On CUDA the step is then captured once per window size as a
+  // CUDA graph and replayed (cuda_graphs). Same ids as the dynamic path; on the CPU it only adds
+  // work, so it is off by default there (auto_static_cache picks: on for CUDA).
+  bool auto_static_cache = true;
+  bool static_cache = false;  // used when auto_static_cache is false
+  bool cuda_graphs = true;
 };
 
 // One prompt of the batch: token ids, or precomputed input embeddings [T, C] (the cascade splices

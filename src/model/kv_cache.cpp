@@ -18,7 +18,17 @@ KVCache::KVCache(const Qwen2Config& cfg, int64_t batch, int64_t max_len, at::Sca
   key_valid = at::zeros({batch, max_len}, opts.dtype(at::kBool));
 }
 
+void KVCache::enable_static() {
+  const auto opts = at::TensorOptions().dtype(at::kLong).device(key_valid.device());
+  static_mode = true;
+  slot = at::full({1}, len, opts);
+  slot_index = at::arange(max_len(), opts);
+  attend_len = max_len();
+}
+
 void KVCache::select_rows(const at::Tensor& rows) {
+  C3_CHECK(!static_mode, "KVCache::select_rows: a static cache keeps its rows (CUDA graphs "
+           "captured its tensors)");
   const at::Tensor idx = rows.to(key_valid.device(), at::kLong);
   for (auto& t : k) t = t.index_select(0, idx);
   for (auto& t : v) t = t.index_select(0, idx);

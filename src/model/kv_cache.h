@@ -14,6 +14,16 @@ struct KVCache {
   std::vector<at::Tensor> k, v;  // per layer [B, Hkv, T_max, D]
   at::Tensor key_valid;          // [B, T_max] bool: which cached slots hold real (non-pad) tokens
   int64_t len = 0;               // slots filled so far; the same for every row (rows left-padded)
+
+  // Static mode (a decode step that a CUDA graph can replay): the step writes its keys at the
+  // slot held in `slot` (a device tensor, [1] long) and attends over the first `attend_len`
+  // slots, masked to the valid ones up to `slot`. Shapes then depend only on attend_len, and
+  // the caller advances `len` itself. Set by enable_static().
+  bool static_mode = false;
+  at::Tensor slot;               // [1] long, on the cache's device
+  at::Tensor slot_index;         // [T_max] long: 0, 1, ..., for the causal part of the mask
+  int64_t attend_len = 0;
+  void enable_static();
   int64_t batch() const { return key_valid.size(0); }
   int64_t max_len() const { return key_valid.size(1); }
   // Keeps only the rows in `rows` (a [B'] long tensor), e.g. to drop finished sequences.

@@ -92,7 +92,11 @@ Qwen2ForCausalLM load_qwen2(const std::string& dir, at::ScalarType dtype, at::De
            "config.json and model.safetensors.", dir);
   const Qwen2Config cfg = Qwen2Config::from_file((fs::path(dir) / "config.json").string());
   const io::Checkpoint ckpt = io::Checkpoint::open(dir);
-  Qwen2ForCausalLM model(cfg);
+  Qwen2ForCausalLM model{nullptr};
+  {
+    ParameterPlacement place(device, dtype);  // every weight is loaded: skip the random init
+    model = Qwen2ForCausalLM(cfg);
+  }
   model->to(device, dtype);
   load_parameters(*model, ckpt);
   model->eval();
@@ -113,7 +117,7 @@ void save_qwen2(Qwen2ForCausalLM& m, const std::string& dir, at::ScalarType dtyp
 void init_weights(torch::nn::Module& m, double std) {
   torch::NoGradGuard no_grad;
   for (const auto& sub : m.modules(/*include_self=*/true)) {
-    if (auto* linear = sub->as<torch::nn::LinearImpl>()) {
+    if (auto* linear = sub->as<LinearImpl>()) {
       linear->weight.normal_(0.0, std);
       if (linear->bias.defined()) linear->bias.zero_();
     } else if (auto* embedding = sub->as<torch::nn::EmbeddingImpl>()) {

@@ -3,17 +3,12 @@
 
 namespace c3::model {
 
-namespace {
-torch::nn::LinearOptions no_bias(int64_t in, int64_t out) {
-  return torch::nn::LinearOptions(in, out).bias(false);
-}
-}  // namespace
 
 Qwen2MLPImpl::Qwen2MLPImpl(const Qwen2Config& cfg) {
   const int64_t C = cfg.hidden_size, I = cfg.intermediate_size;
-  gate_proj = register_module("gate_proj", torch::nn::Linear(no_bias(C, I)));
-  up_proj = register_module("up_proj", torch::nn::Linear(no_bias(C, I)));
-  down_proj = register_module("down_proj", torch::nn::Linear(no_bias(I, C)));
+  gate_proj = register_module("gate_proj", Linear(C, I, /*bias=*/false));
+  up_proj = register_module("up_proj", Linear(C, I, /*bias=*/false));
+  down_proj = register_module("down_proj", Linear(I, C, /*bias=*/false));
 }
 
 at::Tensor Qwen2MLPImpl::forward(const at::Tensor& x) {

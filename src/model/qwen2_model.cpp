@@ -35,29 +35,46 @@ at::Tensor Qwen2ModelImpl::forward(const at::Tensor& inputs_embeds, const Forwar
   }
 
   // Which keys are real: this step's mask, appended to the cache's when there is one.
-  at::Tensor key_valid;
-  const at::Tensor step_valid = in.attention_mask.defined()
-                                    ? in.attention_mask.to(device, at::kBool)
-                                    : at::Tensor();
-  if (cache) {
-    C3_CHECK(cache->batch() == B, "KVCache holds {} rows but the input has {}", cache->batch(), B);
-    C3_CHECK(offset + T <= cache->max_len(),
-             "KVCache overflow: {} cached + {} new tokens exceed its {} slots", offset, T,
-             cache->max_len());
-    TORCH_CHECK(cache->k[0].scalar_type() == inputs_embeds.scalar_type(),
-                "KVCache dtype ", cache->k[0].scalar_type(), " != activation dtype ",
-                inputs_embeds.scalar_type());
-    at::Tensor slots = cache->key_valid.slice(1, offset, offset + T);  // [B, T]
-    if (step_valid.defined()) {
-      slots.copy_(step_valid);
-    } else {
-      slots.fill_(true);
-    }
-    key_valid = cache->key_valid.slice(1, 0, offset + T);  // [B, S]
+  AttentionMask mask;
+  if (cache && cache->static_mode) {
+    // Static decode step (graph-safe: no host reads of device values, fixed shapes).
+    TORCH_CHECK(T == 1 && !in.attention_mask.defined() && in.position_ids.defined(),
+                "Qwen2Model: a static-cache step takes one token per row and explicit "
+                "position_ids");
+    TORCH_CHECK(cache->batch() == B && cache->attend_len > 0 &&
+                    cache->attend_len <= cache->max_len(),
+                "Qwen2Model: static cache of ", cache->batch(), " rows, attend_len ",
+                cache->attend_len, "; input has ", B, " rows");
+    cache->key_valid.index_fill_(1, cache->slot, true);
+    const int64_t S = cache->attend_len;
+    const at::Tensor allowed = cache->key_valid.narrow(1, 0, S) &
+                               cache->slot_index.narrow(0, 0, S).le(cache->slot);  // [B, S]
+    mask = {allowed.view({B, 1, 1, S}), false};
   } else {
-    key_valid = step_valid;
+    at::Tensor key_valid;
+    const at::Tensor step_valid = in.attention_mask.defined()
+                                      ? in.attention_mask.to(device, at::kBool)
+                                      : at::Tensor();
+    if (cache) {
+      C3_CHECK(cache->batch() == B, "KVCache holds {} rows but the input has {}", cache->batch(), B);
+      C3_CHECK(offset + T <= cache->max_len(),
+               "KVCache overflow: {} cached + {} new tokens exceed its {} slots", offset, T,
+               cache->max_len());
+      TORCH_CHECK(cache->k[0].scalar_type() == inputs_embeds.scalar_type(),
+                  "KVCache dtype ", cache->k[0].scalar_type(), " != activation dtype ",
+                  inputs_embeds.scalar_type());
+      at::Tensor slots = cache->key_valid.slice(1, offset, offset + T);  // [B, T]
+      if (step_valid.defined()) {
+        slots.copy_(step_valid);
+      } else {
+        slots.fill_(true);
+      }
+      key_valid = cache->key_valid.slice(1, 0, offset + T);  // [B, S]
+    } else {
+      key_valid = step_valid;
+    }
+    mask = build_attention_mask(key_valid, offset, T, device);
   }
-  const AttentionMask mask = build_attention_mask(key_valid, offset, T, device);
 
   at::Tensor position_ids = in.position_ids;
   if (position_ids.defined()) {
@@ -86,7 +103,7 @@ at::Tensor Qwen2ModelImpl::forward(const at::Tensor& inputs_embeds, const Forwar
       h = layer->forward(h, rope, mask, cache);
     }
   }
-  if (cache) cache->len += T;
+  if (cache && !cache->static_mode) cache->len += T;
   return norm->forward(h);  // [B, T, C]
 }
 
@@ -95,7 +112,7 @@ Qwen2ForCausalLMImpl::Qwen2ForCausalLMImpl(const Qwen2Config& cfg) : config_(cfg
   if (!cfg.tie_word_embeddings) {
     lm_head = register_module(
         "lm_head",
-        torch::nn::Linear(torch::nn::LinearOptions(cfg.hidden_size, cfg.vocab_size).bias(false)));
+        Linear(cfg.hidden_size, cfg.vocab_size, /*bias=*/false));
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include "io/safetensors.h"
 #include "model/kv_cache.h"
+#include "model/linear.h"
 #include "model/qwen2_config.h"
 
 namespace c3::model {
@@ -49,7 +50,7 @@ class Qwen2ForCausalLMImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& ids, const ForwardInputs& in = {});  // ids -> logits
   const Qwen2Config& config() const { return config_; }
   Qwen2Model model{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // nullptr when tie_word_embeddings
+  Linear lm_head{nullptr};  // nullptr when tie_word_embeddings
 
  private:
   Qwen2Config config_;
