@@ -23,7 +23,8 @@ fi
 C3=build-gpu/c3
 
 log "NCCL: 2-process equality tests and all-reduce bandwidth"
-C3_DIST_DEVICE=cuda C3_DIST_REQUIRE=1 timeout 120 build-gpu/tests/train_tests --gtest_filter='Distributed*' 2>&1 | tail -6
+C3_DIST_DEVICE=cuda C3_DIST_REQUIRE=1 timeout 120 build-gpu/tests/train_tests --gtest_filter='Distributed*' > "$R/nccl_tests.txt" 2>&1
+echo "exit $?"; grep -E "^\[ +(OK|FAILED|PASSED|SKIPPED) |Segmentation|what\(\)" "$R/nccl_tests.txt" | head -20
 C3_DIST_DEVICE=cuda C3_DIST_REQUIRE=1 C3_DIST_BENCH_MB=256 timeout 60 build-gpu/tests/train_tests --gtest_filter='Distributed.AllreduceBandwidth' 2>&1 | grep -i "GB/s\|bandwidth" | head -3
 
 COMMON=(--train shared/data/corpus/train-00.jsonl.xz --tokenizer models/c3-small/tokenizer.json
@@ -49,6 +50,8 @@ PY
 log "one GPU: c3 train vs PyTorch eager, hidden 1024, batch $BATCH"
 train speed1 1 "$BATCH" "$STEPS" --warmup 5 --log-every 5
 C3_TRAIN_PROFILE=1 train profile1 1 "$BATCH" 15 --warmup 5 --log-every 5
+C3_TRAIN_TRACE=/tmp/trace.json train trace1 1 "$BATCH" 10 --warmup 5 --log-every 5
+[ -f /tmp/trace.json ] && python3 scripts/device/trace_summary.py /tmp/trace.json | tee "$R/trace_summary.txt"
 [ -z "${SKIP_EAGER:-}" ] && timeout 150 python3 bench/train_reference.py --encoder configs/medium-encoder.json \
   --decoder configs/medium-decoder.json --latents 32 --batch "$BATCH" --tokens 512 --steps 20 2>&1 | tail -1 | tee "$R/eager.json"
 train speed1_b64 1 64 20 --warmup 5 --log-every 5

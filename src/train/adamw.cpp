@@ -40,12 +40,13 @@ void AdamW::update_group(Group& g, double lr, const at::Tensor& inv_clip, double
     st.push_back(g.step_t[i]);
   }
   if (ps.empty()) return;
+  // Per-parameter step counts (a parameter may have skipped steps without a grad). The fused
+  // kernel reads them already incremented, as torch.optim does before calling it.
+  at::_foreach_add_(st, 1.0);
   if (compat::fused_adamw_(ps, gs, m, v, st, lr, cfg_.beta1, cfg_.beta2, g.weight_decay, cfg_.eps,
                            inv_clip))
     return;
   if (clip_coef < 1.0) at::_foreach_mul_(gs, clip_coef);
-  // Per-parameter step counts (a parameter may have skipped steps without a grad).
-  at::_foreach_add_(st, 1.0);
   std::vector<at::Scalar> step_size, bc2_sqrt;
   for (const auto& t : st) {
     const double n = t.item<double>();  // CPU tensors on this path: no device sync

@@ -16,6 +16,7 @@
 #include "model/upload.h"
 #include "train/adamw.h"
 #include "train/data_loader.h"
+#include "train/kernel_trace.h"
 #include "train/distributed.h"
 #include "train/lr_schedule.h"
 #include "train/passage_sampler.h"
@@ -389,11 +390,15 @@ TrainResult train(const TrainOptions& opt) {
   int64_t timed_tokens = 0;
   const char* prof_env = std::getenv("C3_TRAIN_PROFILE");
   PhaseTimer phases(device, prof_env && std::string(prof_env) == "1");
-  const int64_t warm_steps = step + 3;  // the first steps (allocator, kernels) are not timed
+  const int64_t warm_steps = step + 3;
+  const char* trace_path = std::getenv("C3_TRAIN_TRACE");
+  KernelTrace trace;  // steps warm_steps+1 .. warm_steps+3 when C3_TRAIN_TRACE is set (rank 0)  // the first steps (allocator, kernels) are not timed
   while (step < opt.max_steps) {
     if (opt.max_minutes > 0 && seconds_since(t_start) > opt.max_minutes * 60) break;
     if (opt.stop_at_step > 0 && step >= opt.stop_at_step) break;
     const auto t_step = Clock::now();
+    if (trace_path && rank0 && step == warm_steps) trace.start();
+    if (trace.running() && step == warm_steps + 3) trace.stop(trace_path);
     const double lr = schedule.at(step);
     phases.start();
 
