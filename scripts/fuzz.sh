@@ -2,9 +2,12 @@
 # Builds the libFuzzer targets in fuzz/ with clang-14 (ASan + UBSan) and runs each for a given time.
 #
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   # default: 60 s, every target
-#   FUZZ_JOBS=2 runs that many targets at once; FUZZ_BUILD_ONLY=1 only builds.
+#   FUZZ_JOBS=2 runs that many targets at once; FUZZ_BUILD_ONLY=1 only builds;
+#   FUZZ_REPLAY_ONLY=1 only replays fuzz/regressions/ (exit 1 if any input still fails).
 # Needs: clang-14 libclang-rt-14-dev (apt). Findings (crash-*, leak-*, timeout-*, oom-*) land in
 # build-fuzz/findings/<target>/; each target's log is build-fuzz/logs/<target>.log.
+# Before fuzzing, every input in fuzz/regressions/<target>/ (past findings) is run once; its
+# result is in build-fuzz/logs/<target>.regressions.log and a failing one fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
@@ -82,6 +85,26 @@ run() {
   echo "fuzz.sh: $t: $((SECONDS - t0))s, ${execs:-?} execs, $found finding(s) in $OUT/findings/$t"
 }
 
+# Past findings: each must now run clean (a c3::Error is fine; UB, a crash or an OOM is not).
+replay_fails=0
+replay() {
+  local t=$1 f log="$OUT/logs/$1.regressions.log"
+  [[ -d fuzz/regressions/$t ]] || return 0
+  : >"$log"
+  for f in fuzz/regressions/"$t"/*; do
+    if "$OUT/${t}_fuzz" -rss_limit_mb=4096 -timeout=10 "$f" >>"$log" 2>&1; then
+      echo "fuzz.sh: $t regression ok:     $f" >&2
+    else
+      echo "fuzz.sh: $t regression FAILS:  $f (see $log)" >&2
+      replay_fails=$((replay_fails + 1))
+    fi
+  done
+}
+for t in "${TARGETS[@]}"; do replay "$t"; done
+if [[ ${FUZZ_REPLAY_ONLY:-0} == 1 ]]; then
+  exit $((replay_fails > 0))
+fi
+
 pids=()
 for t in "${TARGETS[@]}"; do
   run "$t" &
@@ -89,3 +112,7 @@ for t in "${TARGETS[@]}"; do
   if (( ${#pids[@]} >= JOBS )); then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
 done
 wait
+if ((replay_fails > 0)); then
+  echo "fuzz.sh: $replay_fails regression input(s) still fail (fuzz/regressions/)" >&2
+  exit 1
+fi
