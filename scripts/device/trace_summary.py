@@ -18,3 +18,14 @@ t0 = min(e["ts"] for e in kern); t1 = max(e["ts"] + e["dur"] for e in kern)
 print(f"kernels: {len(kern)}, GPU busy {busy/1e3:.1f} ms of {(t1-t0)/1e3:.1f} ms span ({100*busy/(t1-t0):.0f}%)")
 for name, us in by.most_common(25):
     print(f"{us/1e3:9.2f} ms {100*us/busy:5.1f}%  x{cnt[name]:<6d} {name}")
+
+# Host side: which CPU ops take the most wall time (inclusive), to see what keeps the GPU idle.
+cpu = [e for e in ev if e.get("cat") == "cpu_op" and "dur" in e]
+if cpu:
+    tot, n = collections.Counter(), collections.Counter()
+    for e in cpu:
+        tot[e["name"][:70]] += e["dur"]
+        n[e["name"][:70]] += 1
+    print(f"\nCPU ops: {len(cpu)}; top 20 by inclusive time")
+    for name, us in tot.most_common(20):
+        print(f"{us/1e3:9.2f} ms  x{n[name]:<6d} {us/n[name]:8.1f} us/call  {name}")

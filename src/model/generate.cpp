@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <random>
 
 #include "model/sampler.h"
@@ -13,6 +14,20 @@
 #include "util/error.h"
 
 namespace c3::model {
+
+// A static cache, its step inputs and the graphs captured over them (see decode_static).
+struct DecodeSession {
+  DecodeSession(const Qwen2Config& mc, int64_t batch, int64_t max_len, at::ScalarType dtype,
+                at::Device device)
+      : cache(mc, batch, max_len, dtype, device),
+        ids_buf(at::zeros({batch, 1}, at::TensorOptions(at::kLong).device(device))),
+        pos_buf(at::zeros({batch, 1}, at::TensorOptions(at::kLong).device(device))) {
+    cache.enable_static();
+  }
+  KVCache cache;
+  at::Tensor ids_buf, pos_buf;               // [B, 1] long: the step's token and position
+  std::map<int64_t, StepGraph> by_window;    // attend_len -> its graph
+};
 
 namespace {
 
@@ -88,18 +103,18 @@ void keep_rows(std::vector<T>& v, const std::vector<int64_t>& keep) {
 // batch, the step's inputs live in fixed device buffers, and on CUDA each cache window size gets
 // one captured graph. `logits` holds the prefill's last logits.
 void decode_static(Qwen2ForCausalLM& model, const GenerationConfig& cfg,
-                   const SamplingParams& sampling, std::mt19937_64& rng, KVCache& cache,
+                   const SamplingParams& sampling, std::mt19937_64& rng, DecodeSession& session,
                    at::Tensor logits, std::vector<int64_t> next_pos, std::vector<NgramBan>& bans,
                    std::vector<std::vector<int64_t>>& out,
                    const std::function<void(int64_t)>& on_step) {
   const at::Device dev = logits.device();
   const int64_t B = static_cast<int64_t>(out.size());
   const bool ngram = !bans.empty();
-  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(dev);
-  at::Tensor ids_buf = at::zeros({B, 1}, long_opts), pos_buf = at::zeros({B, 1}, long_opts);
-  cache.enable_static();
+  KVCache& cache = session.cache;
+  at::Tensor& ids_buf = session.ids_buf;
+  at::Tensor& pos_buf = session.pos_buf;
+  cache.static_mode = true;
   const bool graphs = cfg.cuda_graphs && StepGraph::available(dev);
-  std::map<int64_t, StepGraph> by_window;  // attend_len -> its graph
   auto run_step = [&]() {
     return model->logits(model->hidden(model->embed(ids_buf), {pos_buf, at::Tensor(), &cache})
                              .select(1, 0));  // [B, V]
@@ -136,7 +151,7 @@ void decode_static(Qwen2ForCausalLM& model, const GenerationConfig& cfg,
     const int64_t window = std::min<int64_t>(cache.max_len(), (cache.len / 256 + 1) * 256);
     cache.attend_len = window;
     if (graphs) {
-      StepGraph& g = by_window[window];
+      StepGraph& g = session.by_window[window];
       if (!g.captured()) g.capture(run_step);
       logits = g.replay();
     } else {
@@ -183,13 +198,35 @@ std::vector<std::vector<int64_t>> generate(Qwen2ForCausalLM& model,
 
   // Prefill: the whole padded prompt batch at once; only the last slot's logits are needed.
   const int64_t B = static_cast<int64_t>(prompts.size()), P = batch.embeds.size(1);
-  KVCache cache(mc, B, P + cfg.max_new_tokens, table.scalar_type(), table.device());
+  const bool static_cache = cfg.auto_static_cache ? table.is_cuda() : cfg.static_cache;
+  std::unique_ptr<KVCache> own_cache;
+  KVCache* cache_ptr = nullptr;
+  if (static_cache) {
+    // Reuse the last session when it fits (same rows, dtype, device; enough slots).
+    auto& s = model->decode_session;
+    const int64_t need = P + cfg.max_new_tokens;
+    if (!s || s->cache.batch() != B || s->cache.max_len() < need ||
+        s->cache.k[0].scalar_type() != table.scalar_type() ||
+        s->cache.k[0].device() != table.device()) {
+      s.reset();  // free the old cache first
+      s = std::make_shared<DecodeSession>(mc, B, (need + 255) / 256 * 256, table.scalar_type(),
+                                          table.device());
+    }
+    cache_ptr = &s->cache;
+    cache_ptr->len = 0;
+    cache_ptr->static_mode = false;  // the prefill writes slots [0, P) the dynamic way
+  } else {
+    own_cache = std::make_unique<KVCache>(mc, B, P + cfg.max_new_tokens, table.scalar_type(),
+                                          table.device());
+    cache_ptr = own_cache.get();
+  }
+  KVCache& cache = *cache_ptr;
   const at::Tensor prefill = model->hidden(batch.embeds, {batch.positions, batch.mask, &cache});
   at::Tensor logits = model->logits(prefill.select(1, P - 1));  // [B, V]
 
-  const bool static_cache = cfg.auto_static_cache ? table.is_cuda() : cfg.static_cache;
   if (static_cache) {
-    decode_static(model, cfg, sampling, rng, cache, logits, next_pos, bans, out, on_step);
+    decode_static(model, cfg, sampling, rng, *model->decode_session, logits, next_pos, bans, out,
+                  on_step);
     return out;
   }
 

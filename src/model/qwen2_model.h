@@ -41,6 +41,8 @@ class Qwen2ModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Qwen2Model);
 
+struct DecodeSession;  // generate.cpp: a static KV cache and its CUDA graphs
+
 class Qwen2ForCausalLMImpl : public torch::nn::Module {
  public:
   explicit Qwen2ForCausalLMImpl(const Qwen2Config& cfg);
@@ -51,6 +53,9 @@ class Qwen2ForCausalLMImpl : public torch::nn::Module {
   const Qwen2Config& config() const { return config_; }
   Qwen2Model model{nullptr};
   Linear lm_head{nullptr};  // nullptr when tie_word_embeddings
+  // Kept between static-cache generate() calls of the same batch size, so that each CUDA graph
+  // is captured once, not once per call (it holds the cache's memory; reset() frees it).
+  std::shared_ptr<DecodeSession> decode_session;
 
  private:
   Qwen2Config config_;
