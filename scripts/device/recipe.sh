@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
 OUT="${OUT:-/tmp/out}"; R="$OUT/recipe"; mkdir -p "$R"
-NPROC="${NPROC:-2}"; MINUTES="${MINUTES:-5}"
+NPROC="${NPROC:-2}"; MINUTES="${MINUTES:-3}"
 DATA=shared/data/corpus
 C3=build-gpu/c3
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True

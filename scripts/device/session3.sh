@@ -24,7 +24,7 @@ RP=$!
   python3 scripts/device/trace_summary.py /tmp/trace.json
 ) > "$OUT/s3/train_speed.txt" 2>&1 &
 SP=$!
-CUDA_VISIBLE_DEVICES=0 SKIP_BUILD=1 OUT="$OUT/s3/bench" timeout 420 bash scripts/device/bench_paper.sh > "$OUT/s3/bench.log" 2>&1
+CUDA_VISIBLE_DEVICES=0 SKIP_BUILD=1 SKIP_SMALL=1 OUT="$OUT/s3/bench" timeout 330 bash scripts/device/bench_paper.sh > "$OUT/s3/bench.log" 2>&1
 echo "== bench"; grep -v "^$" "$OUT/s3/bench.log" | tail -40
 wait $SP; echo "== train speed"; cat "$OUT/s3/train_speed.txt" | tail -50
 wait $RP; echo "== recipe"; tail -40 "$OUT/s3/recipe.log"
