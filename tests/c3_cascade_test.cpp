@@ -110,6 +110,30 @@ TEST(C3Cascade, GreedyOutputsExact) {
   EXPECT_EQ(ngram, want_ngram);
 }
 
+// Known source lengths cap each row at ceil(length_cap * n) + 16 tokens; the kept ids are the
+// uncapped run's prefix, and a row under its cap is untouched.
+TEST(C3Cascade, LengthCapStopsEachRowAtItsSourceLength) {
+  Golden g = load();
+  torch::NoGradGuard ng;
+  auto ctx = g.m.tok->encode(g.cse["context"].get<std::string>());
+  at::Tensor lat = g.m.model->compress({ctx, ctx});
+  cascade::DecompressOptions o;
+  o.stop_at_im_end = false;
+  o.no_repeat_ngram_size = 0;
+  o.max_new_tokens = 60;
+  const auto free_run = g.m.model->decompress(lat, o);
+  ASSERT_EQ(free_run[0].size(), 60u);
+  o.source_tokens = {4, 30};  // caps: ceil(1.5 * 4) + 16 = 22 and 45 + 16 = 61 (> 60)
+  const auto capped = g.m.model->decompress(lat, o);
+  EXPECT_EQ(capped[0], std::vector<int64_t>(free_run[0].begin(), free_run[0].begin() + 22));
+  EXPECT_EQ(capped[1], free_run[1]);
+  o.length_cap = 0;  // off
+  EXPECT_EQ(g.m.model->decompress(lat, o), free_run);
+  o.length_cap = 1.5;
+  o.source_tokens = {4};  // one length for two rows
+  EXPECT_THROW(g.m.model->decompress(lat, o), c3::Error);
+}
+
 TEST(C3Cascade, BatchOfDifferentLengthsEqualsSingles) {
   Golden g = load();
   torch::NoGradGuard ng;

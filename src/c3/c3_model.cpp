@@ -2,10 +2,12 @@
 // checkpoint layout.
 #include "c3/c3_model.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "model/cpu_threads.h"
 #include "model/generate.h"
 #include "model/upload.h"
 #include "util/atomic_file.h"
@@ -121,6 +123,7 @@ at::Tensor C3ModelImpl::encode_queries(const std::vector<std::vector<int32_t>>& 
 }
 
 at::Tensor C3ModelImpl::compress(const std::vector<std::vector<int32_t>>& contexts) {
+  model::SmallModelThreads threads(Q->weight, config.encoder.hidden_size);
   return mm_projector->forward(encode_queries(contexts));  // [B, L, C_dec]
 }
 
@@ -146,9 +149,24 @@ std::vector<std::vector<int64_t>> C3ModelImpl::decompress(const at::Tensor& late
   }
   model::GenerationConfig g;
   g.max_new_tokens = opt.max_new_tokens;
+  std::vector<int64_t> caps;  // per row, from the source lengths
+  if (opt.length_cap > 0 && !opt.source_tokens.empty()) {
+    C3_CHECK(static_cast<int64_t>(opt.source_tokens.size()) == pe.size(0),
+             "decompress: {} source lengths for {} latent rows", opt.source_tokens.size(),
+             pe.size(0));
+    int64_t longest = 0;
+    for (int64_t n : opt.source_tokens) {
+      caps.push_back(static_cast<int64_t>(std::ceil(opt.length_cap * n)) + 16);
+      longest = std::max(longest, caps.back());
+    }
+    g.max_new_tokens = std::min(g.max_new_tokens, longest);
+  }
   g.no_repeat_ngram_size = opt.no_repeat_ngram_size;
   if (opt.stop_at_im_end) g.stop_tokens = {im_end_id_};
-  return model::generate(decoder, prompts, g, opt.on_step);
+  auto out = model::generate(decoder, prompts, g, opt.on_step);
+  for (size_t b = 0; b < caps.size(); ++b)
+    if (static_cast<int64_t>(out[b].size()) > caps[b]) out[b].resize(caps[b]);
+  return out;
 }
 
 at::Tensor C3ModelImpl::prompt_logits(const at::Tensor& latents) {

@@ -27,6 +27,11 @@ struct DecompressOptions {
   int64_t max_new_tokens = 4096;
   int64_t no_repeat_ngram_size = 20;
   bool stop_at_im_end = true;
+  // The source length of each row in tokens, when known (a .c3 file records it per chunk). A
+  // row then stops after ceil(length_cap * n) + 16 tokens: a model that has not emitted
+  // <|im_end|> by then is repeating itself, and on the CPU those tokens cost seconds.
+  std::vector<int64_t> source_tokens;
+  double length_cap = 1.5;  // 0 = off
   std::function<void(int64_t)> on_step;  // called after each decode step (rows still running)
 };
 

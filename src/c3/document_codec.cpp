@@ -116,7 +116,10 @@ std::vector<std::vector<int64_t>> decompress_to_stream(LoadedC3& m, const Latent
   for (int64_t i = 0; i < n; i += opt.batch_size) {
     const int64_t b = std::min(opt.batch_size, n - i);
     at::Tensor lat = f.latents.narrow(0, i, b).to(m.model->device(), m.model->Q->weight.scalar_type());
-    auto ids = m.model->decompress(lat, opt.decode);
+    DecompressOptions d = opt.decode;
+    if (static_cast<int64_t>(f.meta.chunk_tokens.size()) == n)
+      d.source_tokens.assign(f.meta.chunk_tokens.begin() + i, f.meta.chunk_tokens.begin() + i + b);
+    auto ids = m.model->decompress(lat, d);
     for (auto& row : ids) {
       std::vector<int32_t> r(row.begin(), row.end());
       out << m.tok->decode(r, /*skip_special_tokens=*/false);

@@ -39,7 +39,12 @@ struct DecodeFlags {
   int64_t no_repeat_ngram = 20;
   int64_t max_new_tokens = 4096;
   bool no_stop = false;
+  double length_cap = 1.5;
   void add(CLI::App* app) {
+    app->add_option("--length-cap", length_cap,
+                    "stop a chunk after this many times its source tokens (+16), as recorded in "
+                    "the .c3 file; 0 = off")
+        ->capture_default_str();
     app->add_option("--no-repeat-ngram", no_repeat_ngram, "ban repeated n-grams of this size (0 = off)")
         ->capture_default_str();
     app->add_option("--max-new-tokens", max_new_tokens, "cap on generated tokens per chunk")
@@ -51,6 +56,7 @@ struct DecodeFlags {
     o.no_repeat_ngram_size = no_repeat_ngram;
     o.max_new_tokens = max_new_tokens;
     o.stop_at_im_end = !no_stop;
+    o.length_cap = length_cap;
     return o;
   }
 };
@@ -127,17 +133,24 @@ nlohmann::json roundtrip_one(cascade::LoadedC3& m, const std::string& text, cons
   co.max_passage_tokens = chunk_tokens;
   co.progress = false;
   std::vector<at::Tensor> lat;
+  std::vector<int64_t> source_lens;  // tokens per chunk
   auto r = cascade::compress_stream(
       m, in, name, co,
-      [&](const at::Tensor& l, const std::vector<std::vector<int32_t>>&, const std::vector<int64_t>&) {
+      [&](const at::Tensor& l, const std::vector<std::vector<int32_t>>& chunk_ids,
+          const std::vector<int64_t>&) {
         lat.push_back(l);
+        for (const auto& c : chunk_ids) source_lens.push_back(static_cast<int64_t>(c.size()));
       });
   at::Tensor all = at::cat(lat, 0);
   std::string out;
   std::vector<int64_t> ids;
   torch::NoGradGuard ng;
   for (int64_t i = 0; i < all.size(0); i += batch) {
-    auto gen = m.model->decompress(all.narrow(0, i, std::min(batch, all.size(0) - i)), df.options());
+    const int64_t b = std::min(batch, all.size(0) - i);
+    cascade::DecompressOptions d = df.options();
+    if (static_cast<int64_t>(source_lens.size()) == all.size(0))
+      d.source_tokens.assign(source_lens.begin() + i, source_lens.begin() + i + b);
+    auto gen = m.model->decompress(all.narrow(0, i, b), d);
     for (auto& row : gen) {
       out += m.tok->decode(std::vector<int32_t>(row.begin(), row.end()));
       ids.insert(ids.end(), row.begin(), row.end());

@@ -1,4 +1,5 @@
 // c3: the command-line tool. Each subcommand lives in cmd_<name>.cpp.
+#include "io/torch_compat.h"
 #include <algorithm>
 #include <cstdio>
 #include <exception>
@@ -29,6 +30,7 @@ int register_command(const std::string& name, CommandSetup setup) {
 
 int main(int argc, char** argv) {
   c3::cli::raw_args().assign(argv, argv + argc);
+  c3::compat::prefer_flash_attention();
   CLI::App app{"c3: Context Cascade Compression. Compress long text into a few latent vectors "
                "with a small LLM and regenerate it with a larger one."};
   app.require_subcommand(1);

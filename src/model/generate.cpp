@@ -8,6 +8,7 @@
 #include <memory>
 #include <random>
 
+#include "model/cpu_threads.h"
 #include "model/sampler.h"
 #include "model/step_graph.h"
 #include "model/upload.h"
@@ -182,6 +183,7 @@ std::vector<std::vector<int64_t>> generate(Qwen2ForCausalLM& model,
   std::vector<std::vector<int64_t>> out(prompts.size());
   if (cfg.max_new_tokens == 0) return out;
   torch::NoGradGuard no_grad;
+  SmallModelThreads threads(model->model->embed_tokens->weight, mc.hidden_size);
   const at::Tensor& table = model->model->embed_tokens->weight;
   const SamplingParams sampling{cfg.temperature, cfg.top_k, cfg.top_p};
   std::mt19937_64 rng(cfg.seed);

@@ -232,6 +232,7 @@ TrainResult train(const TrainOptions& opt) {
   if (device.is_cuda() && env.is_distributed()) device = at::Device(at::kCUDA, env.local_rank);
   const bool rank0 = env.rank == 0;
   const bool use_bf16 = opt.bf16 && device.is_cuda();
+  if (device.is_cuda()) compat::prefer_flash_attention();
   C3_CHECK(!opt.out_dir.empty(), "c3 train needs --out DIR for checkpoints and logs");
   C3_CHECK(!opt.train_files.empty(), "c3 train needs --train FILES (JSONL, optionally .xz)");
   C3_CHECK(opt.batch_size > 0 && opt.grad_accum > 0 && opt.max_steps > 0,
