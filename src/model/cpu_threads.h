@@ -6,14 +6,20 @@
 #include <ATen/Parallel.h>
 #include <ATen/Tensor.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 namespace c3::model {
 
 class SmallModelThreads {
  public:
+  // C3_SMALL_MODEL_THREADS=N overrides the count (e.g. 2 on an idle machine).
   SmallModelThreads(const at::Tensor& weight, int64_t hidden_size)
-      : on_(weight.is_cpu() && hidden_size <= 1024 && at::get_num_threads() > 1),
-        saved_(at::get_num_threads()) {
-    if (on_) at::set_num_threads(1);
+      : on_(weight.is_cpu() && hidden_size <= 1024), saved_(at::get_num_threads()) {
+    const char* env = std::getenv("C3_SMALL_MODEL_THREADS");
+    const int n = env ? std::max(1, std::atoi(env)) : 1;
+    on_ = on_ && n != saved_;
+    if (on_) at::set_num_threads(n);
   }
   ~SmallModelThreads() {
     if (on_) at::set_num_threads(saved_);
