@@ -89,8 +89,7 @@ std::vector<std::string> train_args(const fs::path& dir, const std::string& run,
       "--batch-size", "2", "--data-threads", "1", "--bucket-docs", "4", "--lr", "3e-3",
       "--warmup", "2", "--steps", "1000", "--stop-at-step", std::to_string(stop_at),
       "--save-every", "1",
-      // 3, not the default 2: see DISABLED_ResumedRunSavesMoreThanKeepLastCheckpoints below.
-      "--keep-last", "3", "--log-every", "1", "--seed", "3", "--no-plot"};
+      "--keep-last", "2", "--log-every", "1", "--seed", "3", "--no-plot"};
   if (!resume.empty()) {
     a.push_back("--resume");
     a.push_back(resume);
@@ -270,11 +269,11 @@ TEST_F(TrainCrash, SigkillAtAnyMomentKeepsALoadableCheckpointAndResumes) {
               kills, during_write, after_rename, clean_exits, static_cast<long long>(final_step));
 }
 
-// A resumed run reads the tokenizer from the checkpoint it resumed from at every save, but that
-// folder is pruned after --keep-last newer saves: with the default --keep-last 2 the third save
-// fails ("cannot read 'run/step-N/tokenizer.json'"). Disabled until src/train/trainer.cpp points
-// tok_path at the newest saved checkpoint (or holds the tokenizer JSON in memory).
-TEST_F(TrainCrash, DISABLED_ResumedRunSavesMoreThanKeepLastCheckpoints) {
+// A resumed run used to read the tokenizer from the checkpoint it resumed from at every save,
+// and that folder is pruned after --keep-last newer saves: with --keep-last 2 the third save
+// failed ("cannot read 'run/step-N/tokenizer.json'"). The trainer now copies the tokenizer into
+// the run folder once.
+TEST_F(TrainCrash, ResumedRunSavesMoreThanKeepLastCheckpoints) {
   const fs::path dir = fresh_dir("keep_last");
   write_setup(dir);
   for (int64_t stop : {2, 6}) {
@@ -291,13 +290,12 @@ TEST_F(TrainCrash, DISABLED_ResumedRunSavesMoreThanKeepLastCheckpoints) {
             "step-0000006");
 }
 
-// A run resumed at step S with --stop-at-step S saves step S again (so does the loop's last save
-// before --stop-at-step / --max-minutes ends it). The re-save deletes step-S with remove_all and
-// then renames the new folder in: a SIGKILL during remove_all leaves a step-S that still has
-// trainer_state.json but no llm1/ or tokenizer.json, --resume picks it and fails. This kills at
-// exactly that moment. Disabled until src/train/trainer.cpp skips re-saving a saved step and
-// never deletes a checkpoint before its replacement is in place.
-TEST_F(TrainCrash, DISABLED_ResaveOfTheSameStepNeverLeavesABrokenNewest) {
+// A run resumed at step S with --stop-at-step S used to save step S again, deleting step-S with
+// remove_all before renaming the new folder in: a SIGKILL inside remove_all left a step-S with
+// trainer_state.json but no weights, and --resume picked it and failed. Now a step whose
+// checkpoint is already the current state is not re-saved, and a re-save of a different state
+// moves the old folder aside before the new one takes its name.
+TEST_F(TrainCrash, ResumeAtItsOwnStepLeavesTheCheckpointUntouched) {
   const fs::path dir = fresh_dir("resave");
   write_setup(dir);
   const fs::path run = dir / "run", ckpt = run / "step-0000001";
@@ -313,25 +311,15 @@ TEST_F(TrainCrash, DISABLED_ResaveOfTheSameStepNeverLeavesABrokenNewest) {
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir / "stderr.log");
   };
   wait_ok(spawn(args(1, false), dir));
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    const pid_t pid = spawn(args(1, true), dir);
-    int status = 0;
-    bool killed = false;
-    while (::waitpid(pid, &status, WNOHANG) == 0) {
-      if (fs::exists(run / ".tmp-step-0000001") && !fs::exists(ckpt / "tokenizer.json") &&
-          fs::exists(ckpt / "trainer_state.json")) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        killed = true;
-        break;
-      }
-    }
-    if (!killed) continue;  // missed the moment: try again
-    const std::string newest_ckpt = c3::train::latest_checkpoint(run.string());
-    ASSERT_FALSE(newest_ckpt.empty()) << "the kill left no checkpoint";
-    check_checkpoint(newest_ckpt);
-    wait_ok(spawn(args(2, true), dir));
-    return;
-  }
-  GTEST_SKIP() << "never caught the re-save inside remove_all";
+  const auto written = fs::last_write_time(ckpt / "model.safetensors");
+  const std::string weights = slurp(ckpt / "model.safetensors");
+  wait_ok(spawn(args(1, true), dir));
+  EXPECT_EQ(fs::last_write_time(ckpt / "model.safetensors"), written) << "step 1 was rewritten";
+  EXPECT_EQ(slurp(ckpt / "model.safetensors"), weights);
+  for (auto& e : fs::directory_iterator(run))
+    EXPECT_EQ(e.path().filename().string().rfind(".", 0), std::string::npos)
+        << "left behind: " << e.path();
+  check_checkpoint(ckpt);
+  wait_ok(spawn(args(2, true), dir));  // and it still resumes
+  EXPECT_EQ(fs::path(c3::train::latest_checkpoint(run.string())).filename(), "step-0000002");
 }

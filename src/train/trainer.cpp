@@ -361,11 +361,29 @@ TrainResult train(const TrainOptions& opt) {
   };
 
   // ---- 8. checkpoints: written to a temp folder, then renamed (atomic) --------------------
-  std::string last_ckpt;
+  // The tokenizer is copied into the run folder once: a resumed run's source checkpoint (where
+  // tok_path pointed) is pruned after keep_last newer saves, and every save copies it.
+  if (rank0) {
+    const fs::path run_tok = fs::path(opt.out_dir) / "tokenizer.json";
+    std::error_code ec;
+    if (!fs::equivalent(tok_path, run_tok, ec)) write_file_atomic(run_tok, read_file(tok_path));
+    tok_path = run_tok.string();
+  }
+  auto step_dir = [&](int64_t at_step) {
+    return fs::path(opt.out_dir) / fmt::format("step-{:07d}", at_step);
+  };
+  // The step whose checkpoint in out_dir is already this state (resumed from it, or just saved):
+  // saving it again would only rewrite it, and a kill in the middle used to leave a broken newest.
+  int64_t saved_step = -1;
+  {
+    std::error_code ec;
+    if (!resume_dir.empty() && fs::equivalent(resume_dir, step_dir(step), ec)) saved_step = step;
+  }
+  std::string last_ckpt = saved_step >= 0 ? step_dir(step).string() : "";
   auto save = [&](int64_t at_step) {
-    if (!rank0) return;
-    const std::string name = fmt::format("step-{:07d}", at_step);
-    const fs::path final_dir = fs::path(opt.out_dir) / name;
+    if (!rank0 || at_step == saved_step) return;
+    const fs::path final_dir = step_dir(at_step);
+    const std::string name = final_dir.filename().string();
     const fs::path tmp = fs::path(opt.out_dir) / (".tmp-" + name);
     fs::remove_all(tmp);
     cascade::save_c3(model, tok_path, tmp.string(), at::kFloat);
@@ -375,11 +393,18 @@ TrainResult train(const TrainOptions& opt) {
                          {"data", loader.state()}, {"seed", opt.seed}};
     io::save_json((tmp / "trainer_state.json").string(), st);
     fsync_dir(tmp);
-    fs::remove_all(final_dir);
+    // An older folder of the same name is moved aside, not deleted, before the new one takes its
+    // place: at every moment the newest step-* folder is complete (a kill between the renames
+    // leaves the previous step as the newest).
+    const fs::path old = fs::path(opt.out_dir) / (".old-" + name);
+    fs::remove_all(old);
+    if (fs::exists(final_dir)) fs::rename(final_dir, old);
     fs::rename(tmp, final_dir);
     fsync_dir(opt.out_dir);
+    fs::remove_all(old);
     prune_checkpoints(opt.out_dir, std::max<int64_t>(1, opt.keep_last));
     last_ckpt = final_dir.string();
+    saved_step = at_step;
   };
 
   // ---- 9. the loop -----------------------------------------------------------------------
