@@ -46,6 +46,14 @@ inline void prefer_flash_attention() {
 #endif
 }
 
+inline bool autocast_enabled_cuda() {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return at::autocast::is_enabled();
+#endif
+}
+
 // bf16 autocast on CUDA for a scope (fp32 master weights, bf16 matmuls). A no-op elsewhere.
 class AutocastGuard {
  public:

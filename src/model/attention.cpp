@@ -79,8 +79,10 @@ at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const RopeTables& ro
 
   if (cache && cache->static_mode) {
     // Static step: write at the slot tensor, read a fixed-size window (masked beyond the slot).
-    cache->k[layer_idx].index_copy_(2, cache->slot, k);
-    cache->v[layer_idx].index_copy_(2, cache->slot, v);
+    // (Under autocast k/v are bf16 while the cache holds the fp32 weights' dtype.)
+    const at::ScalarType cdt = cache->k[layer_idx].scalar_type();
+    cache->k[layer_idx].index_copy_(2, cache->slot, k.to(cdt));
+    cache->v[layer_idx].index_copy_(2, cache->slot, v.to(cdt));
     k = cache->k[layer_idx].narrow(2, 0, cache->attend_len);  // [B, Hkv, S, D]
     v = cache->v[layer_idx].narrow(2, 0, cache->attend_len);
   } else if (cache) {

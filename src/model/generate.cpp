@@ -8,6 +8,7 @@
 #include <memory>
 #include <random>
 
+#include "io/torch_compat.h"
 #include "model/cpu_threads.h"
 #include "model/sampler.h"
 #include "model/step_graph.h"
@@ -26,6 +27,7 @@ struct DecodeSession {
     cache.enable_static();
   }
   KVCache cache;
+  bool autocast = false;                     // captured under autocast: replay only under it
   at::Tensor ids_buf, pos_buf;               // [B, 1] long: the step's token and position
   std::map<int64_t, StepGraph> by_window;    // attend_len -> its graph
 };
@@ -207,12 +209,14 @@ std::vector<std::vector<int64_t>> generate(Qwen2ForCausalLM& model,
     // Reuse the last session when it fits (same rows, dtype, device; enough slots).
     auto& s = model->decode_session;
     const int64_t need = P + cfg.max_new_tokens;
-    if (!s || s->cache.batch() != B || s->cache.max_len() < need ||
+    const bool autocast_on = table.is_cuda() && compat::autocast_enabled_cuda();
+    if (!s || s->cache.batch() != B || s->cache.max_len() < need || s->autocast != autocast_on ||
         s->cache.k[0].scalar_type() != table.scalar_type() ||
         s->cache.k[0].device() != table.device()) {
       s.reset();  // free the old cache first
       s = std::make_shared<DecodeSession>(mc, B, (need + 255) / 256 * 256, table.scalar_type(),
                                           table.device());
+      s->autocast = autocast_on;
     }
     cache_ptr = &s->cache;
     cache_ptr->len = 0;
