@@ -116,3 +116,17 @@ TEST_F(Config, GoldenConfigsLoad) {
     EXPECT_GT(f.required<int64_t>("vocab_size"), 0) << rel;
   }
 }
+
+// Integers are read without undefined conversions (fuzzing found get<int>() on 1e300 and on
+// numbers beyond the type): whole floats that fit are accepted, anything else names the key.
+TEST_F(Config, IntegersOutOfRangeOrFractionalAreRefused) {
+  JsonFile f = JsonFile::load(write("config.json", R"({"a": 1e300, "b": 2.5, "c": 1024.0,
+      "d": 18446744073709551615, "e": -9223372036854775808, "f": 4294967296})"));
+  expect_has(error_of([&] { f.required<int64_t>("a"); }), {"config.json", "'a'", "integer", "1e+300"});
+  expect_has(error_of([&] { f.required<int64_t>("b"); }), {"'b'", "integer", "2.5"});
+  EXPECT_EQ(f.required<int64_t>("c"), 1024);
+  expect_has(error_of([&] { f.required<int64_t>("d"); }), {"'d'", "18446744073709551615"});
+  EXPECT_EQ(f.required<int64_t>("e"), std::numeric_limits<int64_t>::min());
+  expect_has(error_of([&] { f.required<int32_t>("f"); }), {"'f'", "4294967296"});
+  EXPECT_EQ(f.required<int64_t>("f"), 4294967296LL);
+}

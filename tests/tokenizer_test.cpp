@@ -338,3 +338,25 @@ TEST(Tokenizer, ByteLevelPrefixSpaceGoesOnEveryPiece) {
   EXPECT_EQ(ids_str(tok.encode("a")), ids_str({' ', 'a'}));
   EXPECT_EQ(ids_str(tok.encode(" a<R>b")), ids_str({' ', 'a', 301, ' ', 'b'}));
 }
+
+// Ids must be integers in [0, 2^24): a float, an id past int32 or a huge id that would size the
+// id tables at gigabytes is refused with the token named (all three were fuzzing findings).
+TEST(Tokenizer, RejectsIdsThatAreNotSmallIntegers) {
+  auto load = [](const std::string& vocab, const std::string& added) -> std::string {
+    const std::string j = R"({"model": {"type": "BPE", "vocab": )" + vocab +
+                          R"(, "merges": []}, "added_tokens": )" + added + "}";
+    try {
+      BpeTokenizer::from_json(j, "t.json");
+    } catch (const c3::Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(load(R"({"a": 400000000})", "[]").find("model.vocab[\"a\"]"), std::string::npos);
+  EXPECT_NE(load(R"({"a": 2.5})", "[]").find("2.5"), std::string::npos);
+  EXPECT_NE(load(R"({"a": 2147483647})", "[]").find("16777215"), std::string::npos);
+  EXPECT_NE(load(R"({"a": 0})", R"([{"id": 1e300, "content": "<x>"}])").find("<x>"),
+            std::string::npos);
+  // Whole floats are fine ids (the file then fails later, for lacking a pre-tokenizer).
+  EXPECT_EQ(load(R"({"a": 0, "b": 1.0})", "[]").find("ids must be"), std::string::npos);
+}

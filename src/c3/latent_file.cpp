@@ -12,6 +12,7 @@
 #include "io/safetensors.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/json_int.h"
 
 namespace c3::cascade {
 
@@ -139,13 +140,26 @@ LatentFile read_latents(const std::string& path) {
   m.source_chars = get_int("source_chars");
   m.source_bytes = get_int("source_bytes");
   const int64_t n = get_int("n_chunks");
-  try {
-    m.chunk_bytes = nlohmann::json::parse(get("chunk_bytes")).get<std::vector<int64_t>>();
-    m.chunk_tokens = nlohmann::json::parse(get("chunk_tokens")).get<std::vector<int64_t>>();
-  } catch (const nlohmann::json::exception& e) {
-    fail("'{}': metadata field chunk_bytes/chunk_tokens is not a JSON integer list ({})", path,
-         e.what());
-  }
+  auto int_list = [&](const char* key) {
+    std::vector<int64_t> out;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(get(key));
+    } catch (const nlohmann::json::exception& e) {
+      fail("'{}': metadata field {} is not JSON ({})", path, key,
+           std::string(e.what()).substr(0, 200));
+    }
+    C3_CHECK(j.is_array(), "'{}': metadata field {} must be a list of integers", path, key);
+    for (const auto& e : j) {
+      auto v = json_int<int64_t>(e);
+      C3_CHECK(v.has_value() && *v >= 0, "'{}': metadata field {} holds {}, not a non-negative "
+               "integer", path, key, e.dump().substr(0, 40));
+      out.push_back(*v);
+    }
+    return out;
+  };
+  m.chunk_bytes = int_list("chunk_bytes");
+  m.chunk_tokens = int_list("chunk_tokens");
   C3_CHECK(static_cast<int64_t>(m.chunk_bytes.size()) == n &&
                static_cast<int64_t>(m.chunk_tokens.size()) == n,
            "'{}': metadata lists {} chunk sizes but n_chunks = {}", path, m.chunk_bytes.size(), n);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "util/error.h"
+#include "util/json_int.h"
 
 namespace c3::io {
 
@@ -37,6 +38,15 @@ class JsonFile {
  private:
   template <typename T>
   T get(const std::string& key) const {
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      const nlohmann::json& v = j_.at(key);
+      if (auto n = json_int<T>(v)) return *n;
+      if (!v.is_number())
+        fail("config '{}': key '{}' has the wrong type ({}: {}); expected an integer", path_, key,
+             v.type_name(), v.dump().substr(0, 100));
+      fail("config '{}': key '{}' must be an integer in [{}, {}], got {}", path_, key,
+           std::numeric_limits<T>::min(), std::numeric_limits<T>::max(), v.dump().substr(0, 100));
+    }
     try {
       return j_.at(key).get<T>();
     } catch (const nlohmann::json::exception&) {

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "util/error.h"
+#include "util/json_int.h"
 
 namespace c3::model {
 
@@ -13,13 +14,18 @@ namespace {
 std::vector<int64_t> token_list(const io::JsonFile& f, const std::string& key) {
   if (!f.has(key)) return {};
   const nlohmann::json& j = f.json().at(key);
-  if (j.is_number_integer()) return {j.get<int64_t>()};
+  if (j.is_number_integer()) {
+    auto id = json_int<int64_t>(j);
+    C3_CHECK(id.has_value(), "config '{}': key '{}' = {} is out of range", f.path(), key, j.dump());
+    return {*id};
+  }
   if (j.is_array()) {
     std::vector<int64_t> ids;
     for (const auto& e : j) {
-      C3_CHECK(e.is_number_integer(), "config '{}': key '{}' must hold integers, got {}", f.path(),
-               key, j.dump());
-      ids.push_back(e.get<int64_t>());
+      auto id = e.is_number_integer() ? json_int<int64_t>(e) : std::nullopt;
+      C3_CHECK(id.has_value(), "config '{}': key '{}' must hold integers, got {}", f.path(), key,
+               j.dump().substr(0, 200));
+      ids.push_back(*id);
     }
     return ids;
   }
