@@ -6,8 +6,10 @@
 #include <torch/serialize.h>
 
 #include <cmath>
+#include <sstream>
 
 #include "io/torch_compat.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace c3::train {
@@ -107,7 +109,11 @@ void AdamW::save(const std::string& path) const {
       ar.write(k + "step", g.step_t[i].cpu());
     }
   }
-  ar.save_to(path);
+  // Through write_file_atomic (temp file, fsync, rename) like the weights: save_to(path) does
+  // not fsync, so a power loss after the checkpoint's rename could leave it empty.
+  std::ostringstream bytes;
+  ar.save_to(bytes);
+  write_file_atomic(path, bytes.str());
 }
 
 void AdamW::load(const std::string& path) {
