@@ -298,6 +298,25 @@ TEST(Sampler, SeedIsDeterministic) {
   EXPECT_NE(a, c) << "a different seed should give different samples at temperature 1.5";
 }
 
+// Seeded sampling gives the same ids on the static-cache path (rows stay in the batch) as on the
+// dynamic one (finished rows leave it), also after a row has stopped.
+TEST(Sampler, StaticCacheSamplesLikeTheDynamicPath) {
+  auto m = tiny_model(tiny_config());
+  GenerationConfig cfg;
+  cfg.max_new_tokens = 12;
+  cfg.temperature = 1.5;
+  cfg.seed = 7;
+  cfg.auto_static_cache = false;
+  const std::vector<Prompt> prompts = {{{1, 2, 3}, {}}, {{4, 5}, {}}};
+  const auto free_run = model::generate(m, prompts, cfg);
+  cfg.stop_tokens = {free_run[0].at(2)};  // row 0 stops by its third token
+  const auto dynamic = model::generate(m, prompts, cfg);
+  cfg.static_cache = true;
+  const auto fixed = model::generate(m, prompts, cfg);
+  EXPECT_LE(dynamic[0].size(), 2u);
+  EXPECT_EQ(fixed, dynamic);
+}
+
 TEST(Generate, RejectsBadPrompts) {
   auto m = tiny_model(tiny_config());
   GenerationConfig cfg;

@@ -131,8 +131,20 @@ void decode_static(Qwen2ForCausalLM& model, const GenerationConfig& cfg,
         if (!done[j]) banned[j] = bans[j].banned();
       ban_tokens(logits, banned);
     }
-    const at::Tensor next = sample(logits, sampling, rng);  // [B] CPU
-    std::vector<int64_t> next_ids(next.data_ptr<int64_t>(), next.data_ptr<int64_t>() + B);
+    std::vector<int64_t> next_ids(B, 0);
+    if (sampling.temperature > 0 && running < B) {
+      // Draw for the running rows only, in order, as the dynamic path (which drops finished
+      // rows) does: a seed then gives the same ids on both paths.
+      std::vector<int64_t> live;
+      for (int64_t j = 0; j < B; ++j)
+        if (!done[j]) live.push_back(j);
+      const at::Tensor rows = upload(at::tensor(live, at::kLong), dev);
+      const at::Tensor next = sample(logits.index_select(0, rows), sampling, rng);  // CPU
+      for (size_t k = 0; k < live.size(); ++k) next_ids[live[k]] = next.data_ptr<int64_t>()[k];
+    } else {
+      const at::Tensor next = sample(logits, sampling, rng);  // [B] CPU
+      std::copy(next.data_ptr<int64_t>(), next.data_ptr<int64_t>() + B, next_ids.begin());
+    }
     for (int64_t j = 0; j < B; ++j) {
       if (done[j]) continue;
       const int64_t id = next_ids[j];
