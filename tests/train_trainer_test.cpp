@@ -21,6 +21,7 @@
 #include "io/safetensors.h"
 #include "testdata.h"
 #include "train/distributed.h"
+#include "train/lr_schedule.h"
 #include "train/model_init.h"
 #include "train/trainer.h"
 #include "util/error.h"
@@ -533,6 +534,42 @@ TEST_F(Trainer, LogHasTheMonitoringFields) {
   }
   EXPECT_EQ(read_log(fs::path(o.out_dir) / "train_log.jsonl", "start").size(), 1u);
   EXPECT_EQ(read_log(fs::path(o.out_dir) / "train_log.jsonl", "end").size(), 1u);
+}
+
+
+// ---- 7. --fit-steps-to-time: the cosine schedule ends when the time does ----------------------
+
+TEST_F(Trainer, FitsTheScheduleToTheTimeLimit) {
+  const fs::path dir = fresh_dir("fit_time");
+  write_tiny_setup(dir, synthetic_docs(6));
+  TrainOptions o = tiny_options(dir, "run");
+  o.lengths = "fixed:16";
+  o.max_steps = 1000000;  // far more than fits in the time
+  o.max_minutes = 0.05;   // 3 s
+  o.fit_steps_to_time = true;
+  o.warmup_steps = 5;
+  const TrainResult r = c3::train::train(o);
+  const fs::path log = fs::path(o.out_dir) / "train_log.jsonl";
+  auto fits = read_log(log, "fit_steps_to_time");
+  ASSERT_EQ(fits.size(), 1u) << "no fit_steps_to_time event in " << log;
+  const int64_t fitted = fits[0]["steps"].get<int64_t>();
+  const int64_t fit_at = fits[0]["step"].get<int64_t>();
+  EXPECT_GT(fitted, fit_at);
+  EXPECT_LT(fitted, o.max_steps);
+  EXPECT_LE(r.steps, fitted);
+  // After the fit, every logged lr follows the schedule that ends at the fitted step.
+  const c3::train::LrSchedule fitted_schedule{o.lr, o.min_lr_ratio, o.warmup_steps, fitted};
+  int checked = 0;
+  for (const auto& s : read_log(log, "step")) {
+    const int64_t step = s["step"].get<int64_t>();  // logged after the update of step - 1
+    if (step <= fit_at + 1) continue;
+    EXPECT_DOUBLE_EQ(s["lr"].get<double>(), fitted_schedule.at(step - 1)) << "step " << step;
+    ++checked;
+  }
+  EXPECT_GT(checked, 0) << "no step logged after the fit";
+  if (r.steps == fitted) {
+    EXPECT_NEAR(read_log(log, "step").back()["lr"].get<double>(), o.lr * o.min_lr_ratio, o.lr * 1e-3);
+  }
 }
 
 }  // namespace

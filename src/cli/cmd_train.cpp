@@ -71,6 +71,8 @@ void setup_train(CLI::App& root) {
   app->add_option("--warmup", o.warmup_steps, "linear warmup steps")->capture_default_str();
   app->add_option("--steps", o.max_steps, "optimizer steps")->capture_default_str();
   app->add_option("--max-minutes", o.max_minutes, "stop and save after this long (0 = off)")->capture_default_str();
+  app->add_flag("--fit-steps-to-time", o.fit_steps_to_time,
+                "with --max-minutes: end the lr schedule when the time ends (steps fitted once, early)");
   app->add_option("--stop-at-step", o.stop_at_step, "stop and save at this step; --resume goes on (0 = off)")
       ->capture_default_str();
   app->add_option("--aux-lm-weight", o.aux_lm_weight, "weight of the decoder's plain LM loss")->capture_default_str();

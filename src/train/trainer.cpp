@@ -419,9 +419,24 @@ TrainResult train(const TrainOptions& opt) {
   const int64_t warm_steps = step + 3;
   const char* trace_path = std::getenv("C3_TRAIN_TRACE");
   KernelTrace trace;  // steps warm_steps+1 .. warm_steps+3 when C3_TRAIN_TRACE is set (rank 0)  // the first steps (allocator, kernels) are not timed
-  while (step < opt.max_steps) {
-    if (opt.max_minutes > 0 && seconds_since(t_start) > opt.max_minutes * 60) break;
+  // --fit-steps-to-time: the step count is fitted once, at fit_step, from the rate since
+  // warm_steps; the ranks agree on it (and on running out of time) through the step's count
+  // all-reduce, so no rank stops alone and leaves the others waiting in a collective.
+  int64_t last_step = opt.max_steps;
+  const bool fit_to_time = opt.fit_steps_to_time && opt.max_minutes > 0;
+  const int64_t fit_step = warm_steps + 30;
+  auto t_warm = Clock::now();
+  while (step < last_step) {
+    const bool out_of_time = opt.max_minutes > 0 && seconds_since(t_start) > opt.max_minutes * 60;
+    if (out_of_time && !dp) break;
     if (opt.stop_at_step > 0 && step >= opt.stop_at_step) break;
+    if (step == warm_steps) t_warm = Clock::now();
+    double fitted_steps = 0;  // this rank's estimate, at fit_step only
+    if (fit_to_time && step == fit_step) {
+      const double rate = (step - warm_steps) / std::max(1e-3, seconds_since(t_warm));
+      const double left = opt.max_minutes * 60 - seconds_since(t_start);
+      fitted_steps = step + rate * left * 0.97;  // 3%: the last validation and save
+    }
     const auto t_step = Clock::now();
     if (trace_path && rank0 && step == warm_steps) trace.start();
     if (trace.running() && step == warm_steps + 3) trace.stop(trace_path);
@@ -461,12 +476,24 @@ TrainResult train(const TrainOptions& opt) {
       }
       micro_ids.push_back(std::move(ids));
     }
-    int64_t world_counts[3] = {counts[0], counts[1], counts[2]};
+    // Beside the token counts: how many ranks ran out of time, and the sum of the fitted step
+    // counts (one collective for all of them).
+    int64_t shared[5] = {counts[0], counts[1], counts[2], out_of_time ? 1 : 0,
+                         static_cast<int64_t>(fitted_steps)};
+    int64_t world_counts[5] = {shared[0], shared[1], shared[2], shared[3], shared[4]};
     if (dp) {
-      at::Tensor t = at::tensor(at::ArrayRef<int64_t>(counts, 3)).to(device);
+      at::Tensor t = at::tensor(at::ArrayRef<int64_t>(shared, 5)).to(device);
       dp->allreduce_sum(t);
       t = t.cpu();
-      for (int k = 0; k < 3; ++k) world_counts[k] = t[k].item<int64_t>();
+      for (int k = 0; k < 5; ++k) world_counts[k] = t[k].item<int64_t>();
+    }
+    if (world_counts[3] > 0) break;  // some rank is out of time: all stop before this step
+    if (fit_to_time && step == fit_step) {
+      const int64_t fitted = std::max<int64_t>(step + 1, world_counts[4] / env.world_size);
+      last_step = std::min(opt.max_steps, fitted);
+      schedule.total_steps = last_step;
+      bar.set_total(last_step);
+      if (rank0) log->write({{"event", "fit_steps_to_time"}, {"step", step}, {"steps", last_step}});
     }
     const int64_t world_text = world_counts[0], world_targets = world_counts[1];
     const int64_t world_lm = world_counts[2];
@@ -541,7 +568,7 @@ TrainResult train(const TrainOptions& opt) {
     if (rank0) {
       const double tps = timed_seconds > 0 ? timed_tokens / timed_seconds : world_tokens / dt;
       const double mfu = timed_seconds > 0 ? timed_flops / timed_seconds / (opt.peak_tflops * 1e12) : 0;
-      if (step % opt.log_every == 0 || step == opt.max_steps) {
+      if (step % opt.log_every == 0 || step == last_step) {
         const double grad_norm = grad_norm_t.item<double>();
         log->write({{"event", "step"}, {"step", step}, {"loss", step_loss}, {"lr", lr},
                    {"grad_norm", grad_norm}, {"tokens_per_sec", tps}, {"mfu", mfu},
@@ -555,8 +582,8 @@ TrainResult train(const TrainOptions& opt) {
       res.mfu = mfu;
     }
     res.final_loss = step_loss;
-    if (opt.eval_every > 0 && step % opt.eval_every == 0 && step < opt.max_steps) validate(step);
-    if (opt.save_every > 0 && step % opt.save_every == 0 && step < opt.max_steps) save(step);
+    if (opt.eval_every > 0 && step % opt.eval_every == 0 && step < last_step) validate(step);
+    if (opt.save_every > 0 && step % opt.save_every == 0 && step < last_step) save(step);
   }
   bar.finish();
   validate(step);

@@ -46,6 +46,9 @@ struct TrainOptions {
   int64_t warmup_steps = 100;
   int64_t max_steps = 1000;
   double max_minutes = 0;      // stop (and save) after this much training time; 0 = off
+  // With max_minutes: once the step rate is known (a few dozen steps in), shorten the run to the
+  // steps that fit the time, so the cosine decay ends when the time does instead of being cut.
+  bool fit_steps_to_time = false;
   // Stop (and save) once this step is reached, as an interruption would; the lr schedule still
   // spans max_steps, so --resume continues the same run. 0 = off.
   int64_t stop_at_step = 0;

@@ -14,6 +14,7 @@ class ProgressBar {
   void add(int64_t n = 1);
   void set(int64_t done);
   void set_postfix(std::string s);  // e.g. "loss 2.31"
+  void set_total(int64_t total) { total_ = total; }  // when the end becomes known (or moves)
   void finish();
   // Disabled when C3_NO_PROGRESS is set; also used by tests to keep logs clean.
   static bool enabled();
