@@ -54,6 +54,23 @@ inline bool autocast_enabled_cuda() {
 #endif
 }
 
+// Turns autocast's weight-cast cache off for a scope. A CUDA graph captured while the cache is on
+// reads the cached bf16 copies of the weights, which are freed when the autocast region ends:
+// replayed in a later region, it would read stale (or freed) memory. With the cache off, the
+// casts are captured as kernels that read the live fp32 weights.
+class AutocastCacheOff {
+ public:
+  AutocastCacheOff() : prev_(at::autocast::is_autocast_cache_enabled()) {
+    at::autocast::set_autocast_cache_enabled(false);
+  }
+  ~AutocastCacheOff() { at::autocast::set_autocast_cache_enabled(prev_); }
+  AutocastCacheOff(const AutocastCacheOff&) = delete;
+  AutocastCacheOff& operator=(const AutocastCacheOff&) = delete;
+
+ private:
+  bool prev_;
+};
+
 // bf16 autocast on CUDA for a scope (fp32 master weights, bf16 matmuls). A no-op elsewhere.
 class AutocastGuard {
  public:

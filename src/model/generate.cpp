@@ -4,6 +4,7 @@
 #include "model/generate.h"
 
 #include <algorithm>
+#include <optional>
 #include <map>
 #include <memory>
 #include <random>
@@ -243,6 +244,10 @@ std::vector<std::vector<int64_t>> generate(Qwen2ForCausalLM& model,
   at::Tensor logits = model->logits(prefill.select(1, P - 1));  // [B, V]
 
   if (static_cache) {
+    // Under autocast (validation while training) the session's graphs must read the live
+    // weights, not this region's cached casts: the session outlives the region.
+    std::optional<compat::AutocastCacheOff> no_cast_cache;
+    if (model->decode_session->autocast) no_cast_cache.emplace();
     decode_static(model, cfg, sampling, rng, *model->decode_session, logits, next_pos, bans, out,
                   on_step);
     return out;

@@ -419,23 +419,28 @@ TrainResult train(const TrainOptions& opt) {
   const int64_t warm_steps = step + 3;
   const char* trace_path = std::getenv("C3_TRAIN_TRACE");
   KernelTrace trace;  // steps warm_steps+1 .. warm_steps+3 when C3_TRAIN_TRACE is set (rank 0)  // the first steps (allocator, kernels) are not timed
-  // --fit-steps-to-time: the step count is fitted once, at fit_step, from the rate since
-  // warm_steps; the ranks agree on it (and on running out of time) through the step's count
-  // all-reduce, so no rank stops alone and leaves the others waiting in a collective.
+  // --fit-steps-to-time: the step count is fitted at fit_step from the rate since warm_steps,
+  // then again every kRefit steps from the rate since the last fit (steps slow down as the
+  // curriculum lengthens passages). The ranks agree on it (and on running out of time) through
+  // the step's count all-reduce, so no rank stops alone and leaves the others in a collective.
   int64_t last_step = opt.max_steps;
   const bool fit_to_time = opt.fit_steps_to_time && opt.max_minutes > 0;
-  const int64_t fit_step = warm_steps + 30;
-  auto t_warm = Clock::now();
+  const int64_t fit_step = warm_steps + 30, kRefit = 100;
+  auto t_fit = Clock::now();
+  int64_t fit_from = warm_steps;
   while (step < last_step) {
     const bool out_of_time = opt.max_minutes > 0 && seconds_since(t_start) > opt.max_minutes * 60;
     if (out_of_time && !dp) break;
     if (opt.stop_at_step > 0 && step >= opt.stop_at_step) break;
-    if (step == warm_steps) t_warm = Clock::now();
-    double fitted_steps = 0;  // this rank's estimate, at fit_step only
-    if (fit_to_time && step == fit_step) {
-      const double rate = (step - warm_steps) / std::max(1e-3, seconds_since(t_warm));
+    if (step == warm_steps) t_fit = Clock::now();
+    const bool fit_now = fit_to_time && step >= fit_step && (step - fit_step) % kRefit == 0;
+    double fitted_steps = 0;  // this rank's estimate, at fit steps only
+    if (fit_now) {
+      const double rate = (step - fit_from) / std::max(1e-3, seconds_since(t_fit));
       const double left = opt.max_minutes * 60 - seconds_since(t_start);
       fitted_steps = step + rate * left * 0.97;  // 3%: the last validation and save
+      t_fit = Clock::now();
+      fit_from = step;
     }
     const auto t_step = Clock::now();
     if (trace_path && rank0 && step == warm_steps) trace.start();
@@ -488,7 +493,7 @@ TrainResult train(const TrainOptions& opt) {
       for (int k = 0; k < 5; ++k) world_counts[k] = t[k].item<int64_t>();
     }
     if (world_counts[3] > 0) break;  // some rank is out of time: all stop before this step
-    if (fit_to_time && step == fit_step) {
+    if (fit_now) {
       const int64_t fitted = std::max<int64_t>(step + 1, world_counts[4] / env.world_size);
       last_step = std::min(opt.max_steps, fitted);
       schedule.total_steps = last_step;
