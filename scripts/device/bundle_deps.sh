@@ -10,7 +10,7 @@ PKGS=(nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 libpcre2-dev libpcre2-8
 rm -rf .deps && mkdir -p .deps/debs
 (cd .deps/debs && apt-get download "${PKGS[@]}" >/dev/null)
 for d in .deps/debs/*.deb; do dpkg -x "$d" .deps/root; done
-rm -rf .deps/debs
+rm -rf .deps/debs .deps/root/usr/share/doc .deps/root/usr/share/man  # docs: not needed, and the tree must stay under 64 MiB
 # pkg-config files say prefix=/usr: make them relative to where they lie.
 for pc in $(find .deps/root -name '*.pc'); do
   depth=$(dirname "${pc#.deps/root/usr/}" | awk -F/ '{print NF}')

@@ -5,13 +5,15 @@
 #      profile (C3_TRAIN_PROFILE=1);
 #   3. data-parallel scaling: the same per-GPU batch on 1, 2, 4 (, 8) GPUs;
 #   4. loss curves: 1 GPU with the global batch vs N GPUs with global/N each, same seed.
-# Logs and JSON go to $OUT/multi_gpu.tar. Knobs: STEPS=40 BATCH=16 SKIP_BUILD=1 SKIP_EAGER=1.
+# Logs and JSON go to $OUT/multi_gpu.tar. Knobs: STEPS=40 BATCH=16 SKIP_BUILD=1 SKIP_EAGER=1
+# SKIP_NCCL=1 ONE_GPU=1 (step 2 only; steps 3-4 need the other GPUs) R_NAME=mg.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
 source scripts/device/nccl_env.sh
-OUT="${OUT:-/tmp/out}"; R="$OUT/mg"; mkdir -p "$R"
+OUT="${OUT:-/tmp/out}"; R_NAME="${R_NAME:-mg}"; R="$OUT/$R_NAME"; mkdir -p "$R"
 NGPU=$(nvidia-smi -L | wc -l)
+[ -n "${ONE_GPU:-}" ] && NGPU=1
 STEPS="${STEPS:-40}"; BATCH="${BATCH:-16}"
 log() { echo; echo "== $*"; }
 log machine; nvidia-smi -L; nproc
@@ -22,10 +24,12 @@ if [ -z "${SKIP_BUILD:-}" ]; then
 fi
 C3=build-gpu/c3
 
+if [ -z "${SKIP_NCCL:-}" ] && [ "$NGPU" -ge 2 ]; then
 log "NCCL: 2-process equality tests and all-reduce bandwidth"
 C3_DIST_DEVICE=cuda C3_DIST_REQUIRE=1 timeout 120 build-gpu/tests/train_tests --gtest_filter='Distributed*' > "$R/nccl_tests.txt" 2>&1
 echo "exit $?"; grep -E "^\[ +(OK|FAILED|PASSED|SKIPPED) |Segmentation|what\(\)" "$R/nccl_tests.txt" | head -20
 C3_DIST_DEVICE=cuda C3_DIST_REQUIRE=1 C3_DIST_BENCH_MB=256 timeout 60 build-gpu/tests/train_tests --gtest_filter='Distributed.AllreduceBandwidth' 2>&1 | grep -i "GB/s\|bandwidth" | head -3
+fi
 
 COMMON=(--train shared/data/corpus/train-00.jsonl.xz --tokenizer models/c3-small/tokenizer.json
   --encoder-config configs/medium-encoder.json --decoder-config configs/medium-decoder.json
@@ -64,6 +68,7 @@ for np in 2 4 8; do
   train "scale$np" "$np" "$BATCH" "$STEPS" --warmup 5 --log-every 5
 done
 
+if [ "$NGPU" -ge 2 ]; then
 log "loss curves: 1 GPU x batch 64 vs $((NGPU < 4 ? 2 : 4)) GPUs x $((NGPU < 4 ? 32 : 16)), same seed, 30 steps"
 NP=$((NGPU < 4 ? 2 : 4)); PB=$((64 / NP))
 train curve1 1 64 30 --warmup 5 --log-every 1 --lr 3e-4 --seed 7
@@ -78,5 +83,6 @@ print("step  1-GPU loss  N-GPU loss  |diff|")
 for s in common: print(f"{s:4d}  {a[s]:.6f}  {b[s]:.6f}  {abs(a[s]-b[s]):.2e}")
 if common: print("max |diff|:", max(abs(a[s]-b[s]) for s in common))
 PY
-tar -cf "$OUT/multi_gpu.tar" -C "$OUT" mg && rm -rf "$R"
+fi
+tar -cf "$OUT/$R_NAME.tar" -C "$OUT" "$R_NAME" && rm -rf "$R"
 log done
