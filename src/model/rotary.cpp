@@ -1,6 +1,8 @@
 // Rotary position embeddings (RoPE), half-split "rotate_half" convention, tables kept in fp32.
 #include "model/rotary.h"
 
+#include "model/fused_ops.h"
+
 namespace c3::model {
 
 RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta) {
@@ -20,12 +22,7 @@ RopeTables RotaryEmbedding::tables(const at::Tensor& position_ids) const {
 }
 
 at::Tensor apply_rotary(const at::Tensor& x, const RopeTables& rope) {
-  const at::Tensor cos = rope.cos.to(x.scalar_type()).unsqueeze(1);  // [B, 1, T, D]
-  const at::Tensor sin = rope.sin.to(x.scalar_type()).unsqueeze(1);  // [B, 1, T, D]
-  const int64_t half = x.size(-1) / 2;
-  const at::Tensor x1 = x.slice(-1, 0, half), x2 = x.slice(-1, half);
-  const at::Tensor rotated = at::cat({-x2, x1}, -1);  // rotate_half: [-x2, x1]
-  return x * cos + rotated * sin;
+  return fused::rotary(x, rope.cos, rope.sin);
 }
 
 }  // namespace c3::model

@@ -1,0 +1,136 @@
+// CUDA kernels for RMSNorm, SiLU-and-multiply and RoPE (launch.h; torch wrappers in
+// fused_kernels.cpp).
+//
+// Rounding: HF runs these as several ATen ops, each of which computes in fp32 and rounds its
+// result to the tensor dtype. The kernels round at the same points (to_t, round to nearest
+// even), and use __fmul_rn / __fadd_rn so that the compiler cannot contract a multiply and an
+// add into one FMA, which would round once where ATen rounds twice.
+#include "model/cuda/launch.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+namespace c3::model::fused::cuda {
+namespace {
+
+template <typename T> __device__ __forceinline__ float to_f(T v);
+template <> __device__ __forceinline__ float to_f(float v) { return v; }
+template <> __device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <> __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+template <typename T> __device__ __forceinline__ T to_t(float v);
+template <> __device__ __forceinline__ float to_t(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 to_t(float v) { return __float2bfloat16_rn(v); }
+template <> __device__ __forceinline__ __half to_t(float v) { return __float2half_rn(v); }
+
+// ---- RMSNorm: one block per row -----------------------------------------------------------
+constexpr int kNormThreads = 256;
+
+template <typename T>
+__global__ void rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                T* __restrict__ out, int64_t C, float eps) {
+  const int64_t row = blockIdx.x;
+  const T* xr = x + row * C;
+  T* outr = out + row * C;
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+    const float v = to_f(xr[i]);
+    ss += v * v;
+  }
+  // Block sum: warp shuffles, then the warps' partial sums through shared memory.
+  __shared__ float partial[kNormThreads / 32];
+  for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  __shared__ float rstd;
+  if (threadIdx.x < 32) {
+    float s = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (threadIdx.x == 0) rstd = rsqrtf(__fadd_rn(s / static_cast<float>(C), eps));
+  }
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+    const T normed = to_t<T>(__fmul_rn(to_f(xr[i]), rstd));  // x32 * rsqrt(...), cast to dtype
+    outr[i] = to_t<T>(__fmul_rn(to_f(w[i]), to_f(normed)));  // weight * normed, in dtype
+  }
+}
+
+// ---- silu(gate) * up over [N, 2I] -------------------------------------------------------
+template <typename T>
+__global__ void silu_mul_kernel(const T* __restrict__ gu, T* __restrict__ out, int64_t N,
+                                int64_t I) {
+  const int64_t total = N * I;
+  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < total;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = k / I, c = k % I;
+    const float g = to_f(gu[r * 2 * I + c]);
+    const T s = to_t<T>(g / (1.0f + expf(-g)));  // ATen's silu: x / (1 + exp(-x)), rounded
+    out[k] = to_t<T>(__fmul_rn(to_f(s), to_f(gu[r * 2 * I + I + c])));
+  }
+}
+
+// ---- RoPE: x [B, H, T, D] (any strides) -> contiguous [B, H, T, D] ------------------------
+// out = x * cos + rotate_half(x) * sin, with cos/sin [B, T, D] fp32 rounded to the dtype first.
+template <typename T>
+__global__ void rotary_kernel(const T* __restrict__ x, const float* __restrict__ cos,
+                              const float* __restrict__ sin, T* __restrict__ out, int64_t B,
+                              int64_t H, int64_t S, int64_t D, int64_t sb, int64_t sh, int64_t st,
+                              int64_t sd, int64_t cb, int64_t ct) {
+  const int64_t total = B * H * S * D, half = D / 2;
+  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < total;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t d = k % D, t = (k / D) % S, h = (k / (D * S)) % H, b = k / (D * S * H);
+    const T* xv = x + b * sb + h * sh + t * st;
+    const float xi = to_f(xv[d * sd]);
+    const float rot = d < half ? -to_f(xv[(d + half) * sd]) : to_f(xv[(d - half) * sd]);
+    const int64_t ci = b * cb + t * ct + d;
+    const float c = to_f(to_t<T>(cos[ci])), s = to_f(to_t<T>(sin[ci]));
+    const T a = to_t<T>(__fmul_rn(xi, c));
+    const T r = to_t<T>(__fmul_rn(rot, s));
+    out[k] = to_t<T>(__fadd_rn(to_f(a), to_f(r)));
+  }
+}
+
+int grid_for(int64_t total, int threads) {
+  const int64_t blocks = (total + threads - 1) / threads;
+  return static_cast<int>(std::min<int64_t>(blocks, 65535 * 8));
+}
+
+#define C3_DISPATCH(T, ...)                                                      \
+  switch (T) {                                                                   \
+    case DType::kFloat: { using scalar_t = float; __VA_ARGS__; break; }           \
+    case DType::kBFloat16: { using scalar_t = __nv_bfloat16; __VA_ARGS__; break; } \
+    case DType::kHalf: { using scalar_t = __half; __VA_ARGS__; break; }           \
+  }
+
+}  // namespace
+
+cudaError_t launch_rms_norm(DType t, const void* x, const void* w, void* out, int64_t N,
+                            int64_t C, float eps, cudaStream_t stream) {
+  C3_DISPATCH(t, rms_norm_kernel<scalar_t><<<static_cast<unsigned>(N), kNormThreads, 0, stream>>>(
+                     static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(w),
+                     static_cast<scalar_t*>(out), C, eps));
+  return cudaGetLastError();
+}
+
+cudaError_t launch_silu_mul(DType t, const void* gate_up, void* out, int64_t N, int64_t I,
+                            cudaStream_t stream) {
+  constexpr int kThreads = 256;
+  C3_DISPATCH(t, silu_mul_kernel<scalar_t><<<grid_for(N * I, kThreads), kThreads, 0, stream>>>(
+                     static_cast<const scalar_t*>(gate_up), static_cast<scalar_t*>(out), N, I));
+  return cudaGetLastError();
+}
+
+cudaError_t launch_rotary(DType t, const void* x, const float* cos, const float* sin, void* out,
+                          int64_t B, int64_t H, int64_t S, int64_t D, const int64_t sx[4],
+                          int64_t cb, int64_t ct, cudaStream_t stream) {
+  constexpr int kThreads = 256;
+  C3_DISPATCH(t, rotary_kernel<scalar_t><<<grid_for(B * H * S * D, kThreads), kThreads, 0, stream>>>(
+                     static_cast<const scalar_t*>(x), cos, sin, static_cast<scalar_t*>(out), B, H,
+                     S, D, sx[0], sx[1], sx[2], sx[3], cb, ct));
+  return cudaGetLastError();
+}
+
+}  // namespace c3::model::fused::cuda
