@@ -3,7 +3,7 @@
 # on train passages (the generalisation gap). Defaults: the larger recipe, configs/recipe-*.json
 # (hidden 512, 8 + 8 layers, 4k vocabulary), L = 32, loss-gated curriculum, data parallel; the
 # cosine schedule is fitted to MINUTES (--fit-steps-to-time).
-# Env: NAME=recipe NPROC=2 MINUTES=3 CONFIG=recipe BATCH=64 LR=1e-3 OUT=dir.
+# Env: NAME=recipe NPROC=2 MINUTES=3 CONFIG=recipe BATCH=64 LR=1e-3 LENGTHS=uniform:16-1280 OUT=dir.
 # Expects c3 built in build-gpu/ and the corpus under shared/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,7 +17,7 @@ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 CMD=(train --nproc "$NPROC" --out "/tmp/$NAME" --device cuda --train "$DATA"/train-0*.jsonl.xz
   --valid "$DATA/valid.jsonl.xz" --tokenizer models/c3-small/tokenizer.json
   --encoder-config "configs/$CONFIG-encoder.json" --decoder-config "configs/$CONFIG-decoder.json"
-  --latents 32 --lengths uniform:16-1280 --curriculum-start 64 --curriculum-gate 0.6
+  --latents 32 --lengths "${LENGTHS:-uniform:16-1280}" --curriculum-start 64 --curriculum-gate 0.6
   --curriculum-grow 1.25 --easy-share 0.2 --batch-size "$BATCH" --lr "$LR" --warmup 200 --steps 20000
   --max-minutes "$MINUTES" --eval-every 500 --eval-passages 8 --log-every 20 --data-threads 6
   --bucket-docs 2048 --seed 1 --no-plot --fit-steps-to-time)
