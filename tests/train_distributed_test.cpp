@@ -374,12 +374,14 @@ TEST(Distributed, TwoProcessesMatchOneProcessOnTheGlobalBatch) {
     if (std::getenv("C3_DIST_REQUIRE")) FAIL() << why << " (C3_DIST_REQUIRE is set)";
     GTEST_SKIP() << why;
   }
+  // The reference first: on CUDA the parent used to crash (a jump to address 0, session 3)
+  // when it first made a CUDA context after forking the workers.
+  const std::vector<at::Tensor> ref = reference_params(dev);
   TempDir dir;
   ASSERT_EQ(run_workers("train", dir.path), 0) << "a worker failed; its output is above";
   std::vector<at::Tensor> r0, r1;
   torch::load(r0, (dir.path / "rank0.pt").string());
   torch::load(r1, (dir.path / "rank1.pt").string());
-  const std::vector<at::Tensor> ref = reference_params(dev);
   ASSERT_EQ(r0.size(), ref.size());
   ASSERT_EQ(r1.size(), ref.size());
   double max_diff = 0;

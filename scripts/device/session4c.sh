@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # One call on a 4-GPU host, after one build with the CUDA kernels (nvcc):
+#   GPUs 0,1: first the NCCL 2-process test (issue 10);
 #   GPU 0:    the fused-kernel tests, then scripts/device/bench_paper.sh (paper sizes, c3 with
 #             kernels + fused projections vs HF, greedy-id parity; issue 8);
 #   GPU 1:    the same c3 bench with the kernels and the projection fusion off (the "before");
@@ -13,8 +14,12 @@ OUT="${OUT:-/tmp/out}"; MINUTES="${MINUTES:-5.5}"; mkdir -p "$OUT/b"
 nvidia-smi -L; $CUDACXX --version | tail -1
 cmake -S . -B build-gpu -G Ninja -DC3_BUILD_BENCH=OFF -DC3_BUILD_TESTS=ON "${C3_NCCL_CMAKE_ARGS[@]}" > /tmp/build.log 2>&1 || { tail -30 /tmp/build.log; exit 1; }
 grep -i "cuda compiler\|CUDA_KERNELS" /tmp/build.log | head -3
-ninja -C build-gpu c3 model_tests >> /tmp/build.log 2>&1 || { grep -E "error" -A3 /tmp/build.log | head -30; exit 1; }
+ninja -C build-gpu c3 model_tests train_tests >> /tmp/build.log 2>&1 || { grep -E "error" -A3 /tmp/build.log | head -30; exit 1; }
 echo "built in ${SECONDS}s"; cp /tmp/build.log "$OUT/b/build.log"
+echo "== NCCL 2-process test (GPUs 0,1), reference computed before the fork"
+CUDA_VISIBLE_DEVICES=0,1 C3_DIST_DEVICE=cuda C3_DIST_REQUIRE=1 timeout 60 build-gpu/tests/train_tests \
+  --gtest_filter='Distributed.TwoProcesses*' 2>&1 | grep -E "^\[ +(OK|FAILED|PASSED)|max \||Segm|what" | tee "$OUT/b/nccl.txt"
+echo "exit ${PIPESTATUS[0]}" | tee -a "$OUT/b/nccl.txt"
 (CUDA_VISIBLE_DEVICES=2,3 NAME=small4 CONFIG=small BATCH=128 LR=1.5e-3 NPROC=2 MINUTES=$MINUTES EXPORT=1 \
   LENGTHS=uniform:16-704 EVAL_S=55 EVAL_TRAIN_S=30 bash scripts/device/recipe.sh > "$OUT/small4.log" 2>&1
  tar -cf "$OUT/small4.tar" -C "$OUT" small4 && rm -rf "$OUT/small4") &
