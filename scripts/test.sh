@@ -5,13 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DC3_BUILD_BENCH=OFF >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DC3_BUILD_TESTS=ON -DC3_BUILD_BENCH=OFF >/dev/null
 ninja -C build
 (cd build && C3_NO_PROGRESS=1 ctest --output-on-failure -j2)
 if [[ ${C3_CI_SANITIZE:-1} == 1 ]]; then
   # LibTorch is not built with ASan: its allocations at load time read as leaks, so leak checking
   # is off; every other ASan/UBSan report fails the test.
-  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DC3_BUILD_BENCH=OFF \
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DC3_BUILD_TESTS=ON -DC3_BUILD_BENCH=OFF \
     -DC3_SANITIZE=ON >/dev/null
   ninja -C build-asan
   (cd build-asan && C3_NO_PROGRESS=1 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
