@@ -207,6 +207,11 @@ LossOutput C3ModelImpl::reconstruction_loss(const std::vector<std::vector<int32_
   return out;
 }
 
+void C3ModelImpl::fuse_projections() {
+  encoder->fuse_projections();
+  decoder->fuse_projections();
+}
+
 // ----------------------------------------------------------------------------------------------
 // Checkpoints
 
@@ -243,6 +248,7 @@ LoadedC3 load_c3(const std::string& dir, at::ScalarType dtype, at::Device device
   model::load_parameters(*out.model->encoder, io::Checkpoint::open((fs::path(dir) / "llm1").string()));
   model::load_parameters(*out.model->decoder, io::Checkpoint::open(dir));
   out.model->eval();
+  out.model->fuse_projections();
   out.fingerprint = fingerprint_c3(dir);
   return out;
 }

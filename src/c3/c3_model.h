@@ -68,6 +68,9 @@ class C3ModelImpl : public torch::nn::Module {
   at::Tensor prompt_logits(const at::Tensor& latents);
   // Training objective; `lm_targets` optional plain-LM auxiliary loss is computed by the trainer.
   LossOutput reconstruction_loss(const std::vector<std::vector<int32_t>>& contexts);
+  // Fuses the encoder's and the decoder's q/k/v and gate/up projections for inference
+  // (Qwen2ForCausalLMImpl::fuse_projections). Call again after a to() to another device/dtype.
+  void fuse_projections();
 
   C3Config config;
   model::Qwen2ForCausalLM encoder{nullptr};

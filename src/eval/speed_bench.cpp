@@ -139,6 +139,7 @@ cascade::C3Model random_init_cascade(const model::Qwen2Config& encoder,
   m->to(device, dtype);
   model::init_weights(*m, 0.02);
   m->eval();
+  m->fuse_projections();
   return m;
 }
 

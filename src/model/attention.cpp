@@ -68,12 +68,45 @@ Qwen2AttentionImpl::Qwen2AttentionImpl(const Qwen2Config& cfg, int64_t layer_idx
                            Linear(n_heads * head_dim, C, /*bias=*/false));
 }
 
+std::vector<at::Tensor> Qwen2AttentionImpl::qkv_params(bool bias) const {
+  if (bias) return {q_proj->bias, k_proj->bias, v_proj->bias};
+  return {q_proj->weight, k_proj->weight, v_proj->weight};
+}
+
+bool Qwen2AttentionImpl::is_fused() const {
+  return rows_of(qkv_weight_, qkv_params(false)) && rows_of(qkv_bias_, qkv_params(true));
+}
+
+bool Qwen2AttentionImpl::fuse_projections() {
+  if (is_fused()) return false;
+  qkv_weight_ = fuse_rows(qkv_params(false));
+  qkv_bias_ = fuse_rows(qkv_params(true));
+  return true;
+}
+
+bool Qwen2AttentionImpl::uses_fused() const {
+  // Under autograd the separate projections run, so that gradients reach their parameters.
+  return !at::GradMode::is_enabled() && is_fused();
+}
+
 at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const RopeTables& rope,
                                        const AttentionMask& mask, KVCache* cache) {
   const int64_t B = x.size(0), T = x.size(1);
-  const at::Tensor q_lin = q_proj(x).view({B, T, n_heads, head_dim}).transpose(1, 2);
-  const at::Tensor k_lin = k_proj(x).view({B, T, n_kv_heads, head_dim}).transpose(1, 2);
-  at::Tensor v = v_proj(x).view({B, T, n_kv_heads, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
+  const int64_t Nq = n_heads * head_dim, Nkv = n_kv_heads * head_dim;
+  at::Tensor q_flat, k_flat, v_flat;  // [B, T, Nq], [B, T, Nkv], [B, T, Nkv]
+  if (uses_fused()) {
+    const at::Tensor qkv = at::linear(x, qkv_weight_, qkv_bias_);  // [B, T, Nq + 2 Nkv]
+    q_flat = qkv.narrow(-1, 0, Nq);
+    k_flat = qkv.narrow(-1, Nq, Nkv);
+    v_flat = qkv.narrow(-1, Nq + Nkv, Nkv);
+  } else {
+    q_flat = q_proj(x);
+    k_flat = k_proj(x);
+    v_flat = v_proj(x);
+  }
+  const at::Tensor q_lin = q_flat.view({B, T, n_heads, head_dim}).transpose(1, 2);
+  const at::Tensor k_lin = k_flat.view({B, T, n_kv_heads, head_dim}).transpose(1, 2);
+  at::Tensor v = v_flat.view({B, T, n_kv_heads, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
   const at::Tensor q = apply_rotary(q_lin, rope);                                // [B, H, T, D]
   at::Tensor k = apply_rotary(k_lin, rope);                                      // [B, Hkv, T, D]
 

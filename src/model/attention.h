@@ -31,8 +31,18 @@ class Qwen2AttentionImpl : public torch::nn::Module {
   // the queries attend over slots [0, cache->len + T).
   at::Tensor forward(const at::Tensor& x, const RopeTables& rope, const AttentionMask& mask,
                      KVCache* cache);
+  // Inference: stacks the q/k/v weights and biases into one tensor each (see fuse_rows), so
+  // that a forward without autograd makes all three with one GEMM. Idempotent; returns whether
+  // it (re)allocated. After a module.to() to another device or dtype, call it again.
+  bool fuse_projections();
+  bool is_fused() const;    // the parameters are still views into the fused tensors
+  bool uses_fused() const;  // forward() takes the fused path now: fused, autograd not recording
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t n_heads, n_kv_heads, head_dim, layer_idx;
+
+ private:
+  std::vector<at::Tensor> qkv_params(bool bias) const;
+  at::Tensor qkv_weight_, qkv_bias_;  // [(H + 2 Hkv) D, C], [(H + 2 Hkv) D]; undefined unfused
 };
 TORCH_MODULE(Qwen2Attention);
 

@@ -3,6 +3,7 @@
 #include <torch/nn/init.h>
 
 #include <cmath>
+#include <vector>
 
 namespace c3::model {
 
@@ -36,6 +37,36 @@ void LinearImpl::reset() {
     const double bound = in_features > 0 ? 1.0 / std::sqrt(static_cast<double>(in_features)) : 0;
     torch::nn::init::uniform_(bias, -bound, bound);
   }
+}
+
+at::Tensor fuse_rows(const std::vector<at::Tensor>& params) {
+  torch::NoGradGuard ng;
+  std::vector<at::Tensor> rows;
+  for (const auto& p : params) rows.push_back(p.detach());
+  const at::Tensor fused = at::cat(rows, 0);  // new, contiguous storage
+  int64_t off = 0;
+  for (auto p : params) {  // a handle: set_data changes the parameter it shares
+    const int64_t n = p.size(0);
+    p.set_data(fused.narrow(0, off, n));
+    off += n;
+  }
+  return fused;
+}
+
+bool rows_of(const at::Tensor& fused, const std::vector<at::Tensor>& params) {
+  if (!fused.defined()) return false;
+  const auto* base = static_cast<const char*>(fused.data_ptr());
+  const int64_t row_bytes = fused.stride(0) * fused.element_size();
+  int64_t off = 0;
+  for (const auto& p : params) {
+    // Same storage at the expected offset, and still the whole block of rows.
+    if (!p.is_alias_of(fused) || p.scalar_type() != fused.scalar_type() ||
+        p.data_ptr() != base + off * row_bytes || !p.is_contiguous()) {
+      return false;
+    }
+    off += p.size(0);
+  }
+  return off == fused.size(0);
 }
 
 }  // namespace c3::model

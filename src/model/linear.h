@@ -7,6 +7,8 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include <vector>
+
 namespace c3::model {
 
 // While alive, new Linear layers on this thread are allocated uninitialised on `device`/`dtype`.
@@ -38,5 +40,15 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   at::Tensor bias;    // [out], undefined without bias
 };
 TORCH_MODULE(Linear);
+
+// Row-stacking parameters for inference (q/k/v, gate/up): one GEMM instead of several.
+// fuse_rows copies `params` (same dtype, device and trailing shape) into one new contiguous
+// tensor, concatenated along dim 0, and re-points each parameter at its rows, so the memory is
+// not doubled, checkpoint keys are unchanged and in-place updates of a parameter show in the
+// fused tensor. The result does not require grad (inference only).
+at::Tensor fuse_rows(const std::vector<at::Tensor>& params);
+// Whether `params` are still the row views of `fused` that fuse_rows made: false once a
+// module.to() to another device or dtype has replaced them (or `fused` is undefined).
+bool rows_of(const at::Tensor& fused, const std::vector<at::Tensor>& params);
 
 }  // namespace c3::model

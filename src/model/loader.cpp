@@ -100,6 +100,7 @@ Qwen2ForCausalLM load_qwen2(const std::string& dir, at::ScalarType dtype, at::De
   model->to(device, dtype);
   load_parameters(*model, ckpt);
   model->eval();
+  model->fuse_projections();
   return model;
 }
 

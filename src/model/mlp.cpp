@@ -1,8 +1,9 @@
 // The SwiGLU feed-forward block of Qwen2: down(silu(gate(x)) * up(x)).
 #include "model/mlp.h"
 
-namespace c3::model {
+#include "model/fused_ops.h"
 
+namespace c3::model {
 
 Qwen2MLPImpl::Qwen2MLPImpl(const Qwen2Config& cfg) {
   const int64_t C = cfg.hidden_size, I = cfg.intermediate_size;
@@ -11,7 +12,25 @@ Qwen2MLPImpl::Qwen2MLPImpl(const Qwen2Config& cfg) {
   down_proj = register_module("down_proj", Linear(I, C, /*bias=*/false));
 }
 
+bool Qwen2MLPImpl::is_fused() const {
+  return rows_of(gate_up_weight_, {gate_proj->weight, up_proj->weight});
+}
+
+bool Qwen2MLPImpl::fuse_projections() {
+  if (is_fused()) return false;
+  gate_up_weight_ = fuse_rows({gate_proj->weight, up_proj->weight});
+  return true;
+}
+
+bool Qwen2MLPImpl::uses_fused() const {
+  // Under autograd the separate projections run, so that gradients reach their parameters.
+  return !at::GradMode::is_enabled() && is_fused();
+}
+
 at::Tensor Qwen2MLPImpl::forward(const at::Tensor& x) {
+  if (uses_fused()) {
+    return down_proj(fused::silu_mul(at::linear(x, gate_up_weight_)));  // [B, T, C]
+  }
   const at::Tensor gate = at::silu(gate_proj(x));  // [B, T, I]
   const at::Tensor up = up_proj(x);                // [B, T, I]
   return down_proj(gate * up);                     // [B, T, C]

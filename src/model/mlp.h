@@ -11,7 +11,15 @@ class Qwen2MLPImpl : public torch::nn::Module {
  public:
   explicit Qwen2MLPImpl(const Qwen2Config& cfg);
   at::Tensor forward(const at::Tensor& x);  // [B, T, C] -> [B, T, C]
+  // Inference: stacks gate and up into one [2I, C] weight (see fuse_rows), so that a forward
+  // without autograd makes both with one GEMM. Idempotent; returns whether it (re)allocated.
+  bool fuse_projections();
+  bool is_fused() const;    // the parameters are still views into the fused tensor
+  bool uses_fused() const;  // forward() takes the fused path now: fused, autograd not recording
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};  // no biases
+
+ private:
+  at::Tensor gate_up_weight_;  // [2I, C]: gate rows then up rows; undefined unfused
 };
 TORCH_MODULE(Qwen2MLP);
 

@@ -116,6 +116,18 @@ Qwen2ForCausalLMImpl::Qwen2ForCausalLMImpl(const Qwen2Config& cfg) : config_(cfg
   }
 }
 
+bool Qwen2ForCausalLMImpl::fuse_projections() {
+  bool changed = false;
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    auto layer = model->layers->ptr<Qwen2DecoderLayerImpl>(i);
+    changed |= layer->self_attn->fuse_projections();
+    changed |= layer->mlp->fuse_projections();
+  }
+  // Captured decode graphs read the old weights' addresses.
+  if (changed) decode_session.reset();
+  return changed;
+}
+
 at::Tensor Qwen2ForCausalLMImpl::embed(const at::Tensor& ids) {
   return model->embed_tokens(ids);  // [B, T, C]
 }

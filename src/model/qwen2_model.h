@@ -51,6 +51,11 @@ class Qwen2ForCausalLMImpl : public torch::nn::Module {
   at::Tensor logits(const at::Tensor& hidden);  // [..., C] -> [..., V] (fp32 out)
   at::Tensor forward(const at::Tensor& ids, const ForwardInputs& in = {});  // ids -> logits
   const Qwen2Config& config() const { return config_; }
+  // Inference speed-up: every layer's q/k/v and gate/up projections run as one GEMM each when
+  // autograd is off (Qwen2AttentionImpl/Qwen2MLPImpl::fuse_projections; parameters, checkpoint
+  // keys and training are unchanged). Idempotent; call again after a to() to another device or
+  // dtype. Returns whether any layer (re)allocated.
+  bool fuse_projections();
   Qwen2Model model{nullptr};
   Linear lm_head{nullptr};  // nullptr when tie_word_embeddings
   // Kept between static-cache generate() calls of the same batch size, so that each CUDA graph

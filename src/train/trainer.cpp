@@ -253,6 +253,7 @@ TrainResult train(const TrainOptions& opt) {
   cascade::C3Model model = build_model(init, &tok_path);
   const tokenizer::BpeTokenizer& tok = model->tok();
   model->to(device);
+  model->fuse_projections();  // after the last to(): validation decodes take the fused path
   model->train();
   model->encoder->model->activation_checkpointing = opt.activation_checkpointing;
   model->decoder->model->activation_checkpointing = opt.activation_checkpointing;
