@@ -3,6 +3,9 @@
 // Shapes: B batch, T new tokens, S cached + new tokens, C hidden size, V vocabulary.
 #include "model/qwen2_model.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "model/activation_checkpoint.h"
 #include "model/decoder_layer.h"
 #include "model/rms_norm.h"
@@ -117,6 +120,8 @@ Qwen2ForCausalLMImpl::Qwen2ForCausalLMImpl(const Qwen2Config& cfg) : config_(cfg
 }
 
 bool Qwen2ForCausalLMImpl::fuse_projections() {
+  // C3_FUSE_PROJECTIONS=0 keeps the separate projections (to measure what fusing gains).
+  if (const char* v = std::getenv("C3_FUSE_PROJECTIONS"); v && std::string(v) == "0") return false;
   bool changed = false;
   for (size_t i = 0; i < model->layers->size(); ++i) {
     auto layer = model->layers->ptr<Qwen2DecoderLayerImpl>(i);
