@@ -14,7 +14,12 @@ OUT="${OUT:-/tmp/out}"; MINUTES="${MINUTES:-5.5}"; mkdir -p "$OUT/b"
 nvidia-smi -L; $CUDACXX --version | tail -1
 cmake -S . -B build-gpu -G Ninja -DC3_BUILD_BENCH=OFF -DC3_BUILD_TESTS=ON "${C3_NCCL_CMAKE_ARGS[@]}" > /tmp/build.log 2>&1 || { tail -30 /tmp/build.log; exit 1; }
 grep -i "cuda compiler\|CUDA_KERNELS" /tmp/build.log | head -3
-ninja -C build-gpu c3 model_tests train_tests >> /tmp/build.log 2>&1 || { grep -E "error" -A3 /tmp/build.log | head -30; exit 1; }
+if ! ninja -C build-gpu c3 model_tests train_tests >> /tmp/build.log 2>&1; then
+  grep -E "error" -A3 /tmp/build.log | head -30; cp /tmp/build.log "$OUT/b/build_failed.log"
+  echo "== kernels failed to build: going on without them"
+  cmake -S . -B build-gpu -DC3_CUDA_KERNELS=OFF >> /tmp/build.log 2>&1
+  ninja -C build-gpu c3 model_tests train_tests >> /tmp/build.log 2>&1 || { grep -E "error" -A3 /tmp/build.log | head -30; exit 1; }
+fi
 echo "built in ${SECONDS}s"; cp /tmp/build.log "$OUT/b/build.log"
 echo "== NCCL 2-process test (GPUs 0,1), reference computed before the fork"
 CUDA_VISIBLE_DEVICES=0,1 C3_DIST_DEVICE=cuda C3_DIST_REQUIRE=1 timeout 60 build-gpu/tests/train_tests \
@@ -31,7 +36,7 @@ A=$!
     --json "$OUT/b/c3_paper_unfused.json"
 ) > "$OUT/b/unfused.txt" 2>&1 &
 U=$!
-CUDA_VISIBLE_DEVICES=0 timeout 60 build-gpu/tests/model_tests --gtest_filter='Fused*:*Fuse*' 2>&1 \
+CUDA_VISIBLE_DEVICES=0 timeout 60 build-gpu/tests/model_tests --gtest_filter='FusedKernels.*:FuseProjections.*-FuseProjections.Golden*' 2>&1 \
   | grep -E "^\[ +(OK|FAILED|PASSED|SKIPPED)|rms_norm|Failure|error|diff" | head -40 | tee "$OUT/b/kernel_tests.txt"
 CUDA_VISIBLE_DEVICES=0 SKIP_BUILD=1 SKIP_SMALL=1 OUT="$OUT/b" timeout 330 bash scripts/device/bench_paper.sh > "$OUT/b/bench.log" 2>&1
 wait $U
