@@ -1,7 +1,11 @@
 // Qwen2 self-attention: q/k/v projections with bias, RoPE, grouped-query attention, o_proj.
 #include "model/attention.h"
 
+#include <cmath>
+#include <limits>
+
 #include "io/torch_compat.h"
+#include "model/cpu_kernels.h"
 
 namespace c3::model {
 
@@ -34,11 +38,58 @@ at::Tensor repeat_kv(const at::Tensor& x, int64_t n_rep) {
   return x.unsqueeze(2).expand({B, Hkv, n_rep, S, D}).reshape({B, Hkv * n_rep, S, D});
 }
 
+// A decode step on the CPU in fp32 without autograd: the two products per key/value head as
+// direct kernels (a BLAS bmm over 1,000 cached keys cost ~50 us; see cpu_kernels.h). The same
+// ops as compat::sdpa otherwise: scale, mask, fp32 softmax.
+bool cpu_decode_attention_fits(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const int64_t D = q.size(3);
+  return q.size(2) == 1 && q.is_cpu() && !at::GradMode::is_enabled() &&
+         q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat &&
+         v.scalar_type() == at::kFloat && k.stride(3) == 1 && v.stride(3) == 1 &&
+         k.stride(2) >= D && v.stride(2) >= D;
+}
+
+at::Tensor cpu_decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const AttentionMask& mask) {
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(3);
+  const int64_t Hkv = k.size(1), S = k.size(2), n_rep = H / Hkv;
+  const at::Tensor qc = q.contiguous();  // [B, H, 1, D]: head g * n_rep + r reads k/v head g
+  at::Tensor scores = at::empty({B, Hkv, n_rep, S}, q.options());
+  const float* qp = qc.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  const float* vp = v.data_ptr<float>();
+  float* sp = scores.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t g = 0; g < Hkv; ++g) {
+      cpu::rows_dot_rows(qp + (b * H + g * n_rep) * D, D, n_rep,
+                         kp + b * k.stride(0) + g * k.stride(1), k.stride(2), S, D, nullptr,
+                         sp + (b * Hkv + g) * n_rep * S, S);
+    }
+  }
+  scores.mul_(1.0 / std::sqrt(static_cast<double>(D)));
+  if (mask.allowed.defined()) {  // [B, 1, 1, S] broadcasts over the heads
+    scores.masked_fill_(mask.allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  }
+  const at::Tensor probs = at::softmax(scores, -1).contiguous();  // [B, Hkv, n_rep, S]
+  at::Tensor out = at::empty({B, H, 1, D}, q.options());
+  const float* pp = probs.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t g = 0; g < Hkv; ++g) {
+      cpu::rows_times_matrix(pp + (b * Hkv + g) * n_rep * S, n_rep, S,
+                             vp + b * v.stride(0) + g * v.stride(1), v.stride(2), D,
+                             op + (b * H + g * n_rep) * D);
+    }
+  }
+  return out;  // [B, H, 1, D]
+}
+
 // softmax(q k^T / sqrt(D) + mask) v over grouped heads. q [B, H, T, D], k/v [B, Hkv, S, D].
 at::Tensor grouped_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                              const AttentionMask& mask) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), n_rep = H / Hkv;
+  if (cpu_decode_attention_fits(q, k, v)) return cpu_decode_attention(q, k, v, mask);
   if (n_rep > 1 && T == 1) {
     // Decode step: fold the n_rep query heads of each group into the query axis instead of
     // copying the whole cache n_rep times. The mask of one query broadcasts over the group.
@@ -95,7 +146,7 @@ at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const RopeTables& ro
   const int64_t Nq = n_heads * head_dim, Nkv = n_kv_heads * head_dim;
   at::Tensor q_flat, k_flat, v_flat;  // [B, T, Nq], [B, T, Nkv], [B, T, Nkv]
   if (uses_fused()) {
-    const at::Tensor qkv = at::linear(x, qkv_weight_, qkv_bias_);  // [B, T, Nq + 2 Nkv]
+    const at::Tensor qkv = apply_linear(x, qkv_weight_, qkv_bias_);  // [B, T, Nq + 2 Nkv]
     q_flat = qkv.narrow(-1, 0, Nq);
     k_flat = qkv.narrow(-1, Nq, Nkv);
     v_flat = qkv.narrow(-1, Nq + Nkv, Nkv);

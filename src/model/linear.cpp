@@ -5,10 +5,34 @@
 #include <cmath>
 #include <vector>
 
+#include "model/cpu_kernels.h"
+
 namespace c3::model {
 
 namespace {
 thread_local const ParameterPlacement* g_placement = nullptr;
+
+constexpr int64_t kMaxKernelRows = 16;  // more rows (a prefill) go to BLAS
+
+}  // namespace
+
+at::Tensor apply_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  const int64_t K = w.size(-1), N = w.size(0);
+  const bool kernel = !at::GradMode::is_enabled() && x.is_cpu() && w.is_cpu() &&
+                      x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+                      w.dim() == 2 && w.is_contiguous() && x.dim() >= 1 && x.size(-1) == K &&
+                      x.numel() <= kMaxKernelRows * K &&
+                      (!b.defined() || (b.is_cpu() && b.scalar_type() == at::kFloat &&
+                                        b.dim() == 1 && b.size(0) == N && b.is_contiguous()));
+  if (!kernel) return at::linear(x, w, b);
+  const at::Tensor xc = x.contiguous();
+  std::vector<int64_t> out_shape = x.sizes().vec();
+  out_shape.back() = N;
+  at::Tensor y = at::empty(out_shape, x.options());
+  const int64_t M = K ? x.numel() / K : 0;
+  cpu::rows_dot_rows(xc.data_ptr<float>(), K, M, w.data_ptr<float>(), K, N, K,
+                     b.defined() ? b.data_ptr<float>() : nullptr, y.data_ptr<float>(), N);
+  return y;
 }
 
 ParameterPlacement::ParameterPlacement(at::Device device, at::ScalarType dtype)

@@ -28,11 +28,16 @@ class ParameterPlacement {
   static const ParameterPlacement* current();
 };
 
+// y = x W^T + b, as at::linear. A few rows (a decode step) of fp32 on the CPU, with autograd not
+// recording, take cpu::rows_dot_rows instead of BLAS (see cpu_kernels.h: c3-small's decode step
+// was mostly sgemm overhead). Results then agree with BLAS to fp32 rounding, not bit for bit.
+at::Tensor apply_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {});
+
 class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, bool bias = true);
   void reset() override;  // (re)allocates and, outside a ParameterPlacement, initialises
-  at::Tensor forward(const at::Tensor& x) { return at::linear(x, weight, bias); }
+  at::Tensor forward(const at::Tensor& x) { return apply_linear(x, weight, bias); }
 
   int64_t in_features, out_features;
   bool with_bias;

@@ -143,7 +143,7 @@ at::Tensor Qwen2ForCausalLMImpl::hidden(const at::Tensor& inputs_embeds, const F
 
 at::Tensor Qwen2ForCausalLMImpl::logits(const at::Tensor& hidden) {
   // Tied: the embedding matrix [V, C] is the output projection too.
-  const at::Tensor out = lm_head ? lm_head(hidden) : at::linear(hidden, model->embed_tokens->weight);
+  const at::Tensor out = lm_head ? lm_head(hidden) : apply_linear(hidden, model->embed_tokens->weight);
   return out.to(at::kFloat);  // [..., V]
 }
 
