@@ -544,10 +544,18 @@ TEST_F(Trainer, FitsTheScheduleToTheTimeLimit) {
   write_tiny_setup(dir, synthetic_docs(6));
   TrainOptions o = tiny_options(dir, "run");
   o.lengths = "fixed:16";
-  o.max_steps = 1000000;  // far more than fits in the time
-  o.max_minutes = 0.2;    // 12 s: the first fit is 33 steps in, even under ASan
-  o.fit_steps_to_time = true;
   o.warmup_steps = 5;
+  // The time limit is set from this machine's step time (ASan and a busy box are slow): about
+  // 120 steps' worth, so the first fit (step 33) and several refits happen.
+  TrainOptions probe = o;
+  probe.out_dir = (dir / "probe").string();
+  probe.max_steps = 8;
+  c3::train::train(probe);
+  const double step_s =
+      read_log(fs::path(probe.out_dir) / "train_log.jsonl", "step").back()["elapsed_s"].get<double>() / 8;
+  o.max_steps = 1000000;  // far more than fits in the time
+  o.max_minutes = 120 * step_s / 60;
+  o.fit_steps_to_time = true;
   const TrainResult r = c3::train::train(o);
   const fs::path log = fs::path(o.out_dir) / "train_log.jsonl";
   auto fits = read_log(log, "fit_steps_to_time");
