@@ -424,12 +424,22 @@ void save_params(const c3::cascade::C3Model& m, const fs::path& path) {
 TEST(TrainerWorker, Run) {
   const char* mode = std::getenv("C3_TRAINER_TEST_MODE");
   if (!mode) GTEST_SKIP() << "runs only as a child of Trainer.TwoGlooProcessesMatchOneProcess";
-  ASSERT_EQ(std::string(mode), "dp");
   setenv("C3_NO_PROGRESS", "1", 1);
   const fs::path dir = std::getenv("C3_TRAINER_TEST_DIR");
+  const char* rank = std::getenv("RANK");
+  if (std::string(mode) == "time") {
+    // Each rank gets its own time limit: the first to run out must stop both, at one step.
+    TrainOptions o = dist_options(dir, "time", 2);
+    o.max_steps = 1000000;
+    o.max_minutes = (std::string(rank) == "0" ? 1.5 : 4.0) / 60;
+    o.fit_steps_to_time = true;
+    const TrainResult r = c3::train::train(o);
+    write_file(dir / (std::string("steps") + rank + ".txt"), std::to_string(r.steps));
+    return;
+  }
+  ASSERT_EQ(std::string(mode), "dp");
   const TrainResult r = c3::train::train(dist_options(dir, "two", 2));
   ASSERT_EQ(r.steps, 4);
-  const char* rank = std::getenv("RANK");
   save_params(r.model, dir / (std::string("rank") + rank + ".pt"));
 }
 
@@ -475,6 +485,29 @@ TEST_F(Trainer, TwoGlooProcessesMatchOneProcess) {
     EXPECT_EQ(l1[i]["tokens_seen"], l2[i]["tokens_seen"]);
     EXPECT_EQ(l1[i]["curriculum_len"], l2[i]["curriculum_len"]);
   }
+}
+
+// Data parallel with --max-minutes: the ranks run on their own clocks, so they must agree on
+// the step where time is up; a rank that stopped alone would leave the other in a collective.
+TEST_F(Trainer, GlooRanksStopTogetherWhenTimeRunsOut) {
+  if (!c3::train::DataParallel::available(at::kCPU)) GTEST_SKIP() << "this build has no Gloo";
+  const fs::path dir = fresh_dir("dist_time");
+  write_tiny_setup(dir, synthetic_docs(12));
+  setenv("C3_TRAINER_TEST_MODE", "time", 1);
+  setenv("C3_TRAINER_TEST_DIR", dir.c_str(), 1);
+  const int rc = c3::train::launch_local(
+      2, {"train_tests", "--gtest_filter=TrainerWorker.Run", "--gtest_brief=1"});
+  unsetenv("C3_TRAINER_TEST_MODE");
+  unsetenv("C3_TRAINER_TEST_DIR");
+  ASSERT_EQ(rc, 0) << "a worker failed; its output is above";
+  const std::string s0 = read_file(dir / "steps0.txt"), s1 = read_file(dir / "steps1.txt");
+  ASSERT_FALSE(s0.empty());
+  EXPECT_EQ(s0, s1) << "the ranks stopped at different steps";
+  EXPECT_GT(std::stoll(s0), 0);
+  // Rank 0's 1.5 s limit ended the run, long before rank 1's 4 s.
+  const auto end = read_log(dir / "time" / "train_log.jsonl", "end");
+  ASSERT_EQ(end.size(), 1u);
+  EXPECT_LT(end[0]["wall_s"].get<double>(), 3.5);
 }
 
 // ---- 5. checkpoints: keep the last K; a crashed write is ignored on resume --------------------
