@@ -421,9 +421,20 @@ void save_params(const c3::cascade::C3Model& m, const fs::path& path) {
   torch::save(ps, path.string());
 }
 
+// Runs 2 copies of this binary as TrainerWorker.Run in `mode` on `dir`; launch_local's status.
+int run_trainer_workers(const char* mode, const fs::path& dir) {
+  setenv("C3_TRAINER_TEST_MODE", mode, 1);
+  setenv("C3_TRAINER_TEST_DIR", dir.c_str(), 1);
+  const int rc = c3::train::launch_local(
+      2, {"train_tests", "--gtest_filter=TrainerWorker.Run", "--gtest_brief=1"});
+  unsetenv("C3_TRAINER_TEST_MODE");
+  unsetenv("C3_TRAINER_TEST_DIR");
+  return rc;
+}
+
 TEST(TrainerWorker, Run) {
   const char* mode = std::getenv("C3_TRAINER_TEST_MODE");
-  if (!mode) GTEST_SKIP() << "runs only as a child of Trainer.TwoGlooProcessesMatchOneProcess";
+  if (!mode) GTEST_SKIP() << "runs only as a child of the Trainer.*Gloo* tests";
   setenv("C3_NO_PROGRESS", "1", 1);
   const fs::path dir = std::getenv("C3_TRAINER_TEST_DIR");
   const char* rank = std::getenv("RANK");
@@ -452,15 +463,7 @@ TEST_F(Trainer, TwoGlooProcessesMatchOneProcess) {
   ASSERT_EQ(one.steps, 4);
   save_params(one.model, dir / "one.pt");
 
-  {
-    setenv("C3_TRAINER_TEST_MODE", "dp", 1);
-    setenv("C3_TRAINER_TEST_DIR", dir.c_str(), 1);
-    const int rc = c3::train::launch_local(
-        2, {"train_tests", "--gtest_filter=TrainerWorker.Run", "--gtest_brief=1"});
-    unsetenv("C3_TRAINER_TEST_MODE");
-    unsetenv("C3_TRAINER_TEST_DIR");
-    ASSERT_EQ(rc, 0) << "a worker failed; its output is above";
-  }
+  ASSERT_EQ(run_trainer_workers("dp", dir), 0) << "a worker failed; its output is above";
   std::vector<at::Tensor> ref, r0, r1;
   torch::load(ref, (dir / "one.pt").string());
   torch::load(r0, (dir / "rank0.pt").string());
@@ -493,13 +496,7 @@ TEST_F(Trainer, GlooRanksStopTogetherWhenTimeRunsOut) {
   if (!c3::train::DataParallel::available(at::kCPU)) GTEST_SKIP() << "this build has no Gloo";
   const fs::path dir = fresh_dir("dist_time");
   write_tiny_setup(dir, synthetic_docs(12));
-  setenv("C3_TRAINER_TEST_MODE", "time", 1);
-  setenv("C3_TRAINER_TEST_DIR", dir.c_str(), 1);
-  const int rc = c3::train::launch_local(
-      2, {"train_tests", "--gtest_filter=TrainerWorker.Run", "--gtest_brief=1"});
-  unsetenv("C3_TRAINER_TEST_MODE");
-  unsetenv("C3_TRAINER_TEST_DIR");
-  ASSERT_EQ(rc, 0) << "a worker failed; its output is above";
+  ASSERT_EQ(run_trainer_workers("time", dir), 0) << "a worker failed; its output is above";
   const std::string s0 = read_file(dir / "steps0.txt"), s1 = read_file(dir / "steps1.txt");
   ASSERT_FALSE(s0.empty());
   EXPECT_EQ(s0, s1) << "the ranks stopped at different steps";
