@@ -10,6 +10,7 @@
 #include <string>
 
 #include "testdata.h"
+#include "util/remove_tree.h"
 
 namespace fs = std::filesystem;
 
@@ -43,7 +44,7 @@ class CliBadInput : public ::testing::Test {
   }
   void TearDown() override {
     std::error_code ec;
-    fs::remove_all(dir_, ec);
+    c3::remove_tree(dir_, ec);
   }
 
   // Runs `c3 <args>` with stdout discarded and stderr captured.

@@ -12,6 +12,7 @@
 #include "testdata.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/remove_tree.h"
 
 namespace c3::eval {
 namespace {
@@ -20,7 +21,7 @@ namespace fs = std::filesystem;
 // A fresh folder under the build tree per test; the PNGs stay there for a human to look at.
 fs::path scratch(const std::string& name) {
   const fs::path dir = test::binary_dir() / "test_out" / "eval" / name;
-  fs::remove_all(dir);
+  c3::remove_tree(dir);
   fs::create_directories(dir);
   return dir;
 }

@@ -8,6 +8,7 @@
 
 #include "io/hf_config.h"
 #include "testdata.h"
+#include "util/remove_tree.h"
 
 namespace fs = std::filesystem;
 using c3::io::JsonFile;
@@ -22,7 +23,7 @@ class Config : public ::testing::Test {
            ("c3_cfg_test_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
     fs::create_directories(dir_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override { c3::remove_tree(dir_); }
 
   std::string write(const std::string& name, const std::string& text) {
     const std::string p = (dir_ / name).string();

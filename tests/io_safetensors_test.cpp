@@ -12,6 +12,7 @@
 #include "io/safetensors.h"
 #include "testdata.h"
 #include "util/error.h"
+#include "util/remove_tree.h"
 
 namespace fs = std::filesystem;
 using c3::io::Checkpoint;
@@ -30,7 +31,7 @@ class Safetensors : public ::testing::Test {
            ("c3_io_test_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
     fs::create_directories(dir_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override { c3::remove_tree(dir_); }
 
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 

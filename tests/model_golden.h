@@ -15,6 +15,7 @@
 #include "io/safetensors.h"
 #include "model/qwen2_model.h"
 #include "testdata.h"
+#include "util/remove_tree.h"
 
 namespace c3::test {
 
@@ -67,7 +68,7 @@ struct TempDir {
   }
   ~TempDir() {
     std::error_code ec;
-    std::filesystem::remove_all(path, ec);
+    c3::remove_tree(path, ec);
   }
   std::string str(const std::string& rel = "") const { return (path / rel).string(); }
 };

@@ -24,6 +24,7 @@
 #include "tokenizer/utf8.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/remove_tree.h"
 
 namespace fs = std::filesystem;
 using c3::tokenizer::BpeTokenizer;
@@ -44,7 +45,7 @@ const BpeTokenizer& qwen() {
     if (std::system(cmd.c_str()) != 0) throw std::runtime_error("failed: " + cmd);
     auto path = (dir / "tokenizer.json").string();
     auto loaded = std::make_unique<BpeTokenizer>(BpeTokenizer::from_file(path));
-    fs::remove_all(dir);
+    c3::remove_tree(dir);
     return loaded;
   }();
   return *tok;

@@ -27,6 +27,7 @@
 #include "c3/c3_model.h"
 #include "testdata.h"
 #include "train/trainer.h"
+#include "util/remove_tree.h"
 
 namespace {
 
@@ -35,7 +36,7 @@ using Clock = std::chrono::steady_clock;
 
 fs::path fresh_dir(const std::string& name) {
   const fs::path p = c3::test::binary_dir() / "test_out" / "train_crash" / name;
-  fs::remove_all(p);
+  c3::remove_tree(p);
   fs::create_directories(p);
   return p;
 }

@@ -17,6 +17,7 @@
 #include "train/data_loader.h"
 #include "train/passage_sampler.h"
 #include "util/error.h"
+#include "util/remove_tree.h"
 
 namespace c3::train {
 namespace {
@@ -95,7 +96,7 @@ class TempDir {
   }
   ~TempDir() {
     std::error_code ec;
-    fs::remove_all(path_, ec);
+    c3::remove_tree(path_, ec);
   }
   std::string file(const std::string& name) const { return (path_ / name).string(); }
 

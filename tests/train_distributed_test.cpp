@@ -18,6 +18,7 @@
 
 #include "train/distributed.h"
 #include "util/error.h"
+#include "util/remove_tree.h"
 
 namespace {
 
@@ -145,7 +146,7 @@ struct TempDir {
             std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
     fs::create_directories(path);
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { c3::remove_tree(path); }
 };
 
 // Why a 2-process test can't run here, or "" if it can.

@@ -25,6 +25,7 @@
 #include "train/model_init.h"
 #include "train/trainer.h"
 #include "util/error.h"
+#include "util/remove_tree.h"
 
 namespace {
 
@@ -35,7 +36,7 @@ using c3::train::TrainResult;
 // A fresh, empty folder under the build tree (kept after the test, for a look when one fails).
 fs::path fresh_dir(const std::string& name) {
   const fs::path p = c3::test::binary_dir() / "test_out" / "train_trainer" / name;
-  fs::remove_all(p);
+  c3::remove_tree(p);
   fs::create_directories(p);
   return p;
 }

@@ -15,6 +15,7 @@
 
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/remove_tree.h"
 
 namespace fs = std::filesystem;
 
@@ -31,7 +32,7 @@ struct TempDir {
   }
   ~TempDir() {
     std::error_code ec;
-    fs::remove_all(path, ec);
+    c3::remove_tree(path, ec);
   }
 };
 

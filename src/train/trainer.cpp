@@ -25,6 +25,7 @@
 #include "util/jsonl_log.h"
 #include "util/line_reader.h"
 #include "util/progress_bar.h"
+#include "util/remove_tree.h"
 
 #ifndef C3_GIT_COMMIT
 #define C3_GIT_COMMIT "unknown"
@@ -207,7 +208,7 @@ void prune_checkpoints(const std::string& run_dir, int64_t keep) {
     if (e.is_directory() && e.path().filename().string().rfind("step-", 0) == 0)
       steps.push_back(e.path());
   std::sort(steps.begin(), steps.end());
-  for (size_t i = 0; i + keep < steps.size(); ++i) fs::remove_all(steps[i]);
+  for (size_t i = 0; i + keep < steps.size(); ++i) c3::remove_tree(steps[i]);
 }
 
 }  // namespace
@@ -386,7 +387,7 @@ TrainResult train(const TrainOptions& opt) {
     const fs::path final_dir = step_dir(at_step);
     const std::string name = final_dir.filename().string();
     const fs::path tmp = fs::path(opt.out_dir) / (".tmp-" + name);
-    fs::remove_all(tmp);
+    c3::remove_tree(tmp);
     cascade::save_c3(model, tok_path, tmp.string(), at::kFloat);
     optimizer.save((tmp / "optimizer.pt").string());
     nlohmann::json st = {{"step", at_step}, {"tokens_seen", tokens_seen},
@@ -398,11 +399,11 @@ TrainResult train(const TrainOptions& opt) {
     // place: at every moment the newest step-* folder is complete (a kill between the renames
     // leaves the previous step as the newest).
     const fs::path old = fs::path(opt.out_dir) / (".old-" + name);
-    fs::remove_all(old);
+    c3::remove_tree(old);
     if (fs::exists(final_dir)) fs::rename(final_dir, old);
     fs::rename(tmp, final_dir);
     fsync_dir(opt.out_dir);
-    fs::remove_all(old);
+    c3::remove_tree(old);
     prune_checkpoints(opt.out_dir, std::max<int64_t>(1, opt.keep_last));
     last_ckpt = final_dir.string();
     saved_step = at_step;
