@@ -6,6 +6,7 @@
 
 #include "io/torch_compat.h"
 #include "model/cpu_kernels.h"
+#include "model/fused_ops.h"
 
 namespace c3::model {
 
@@ -147,6 +148,13 @@ at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const RopeTables& ro
   at::Tensor q_flat, k_flat, v_flat;  // [B, T, Nq], [B, T, Nkv], [B, T, Nkv]
   if (uses_fused()) {
     const at::Tensor qkv = apply_linear(x, qkv_weight_, qkv_bias_);  // [B, T, Nq + 2 Nkv]
+    if (cache && cache->static_mode && T == 1) {
+      // A graph-captured decode step: RoPE, the cache write and attention in one kernel.
+      const at::Tensor attn = fused::decode_attention(
+          qkv, rope.cos, rope.sin, cache->k[layer_idx], cache->v[layer_idx], cache->slot,
+          cache->key_valid, cache->attend_len, n_heads, head_dim);  // [B, 1, Nq]
+      if (attn.defined()) return o_proj(attn);
+    }
     q_flat = qkv.narrow(-1, 0, Nq);
     k_flat = qkv.narrow(-1, Nq, Nkv);
     v_flat = qkv.narrow(-1, Nq + Nkv, Nkv);

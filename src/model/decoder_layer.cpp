@@ -1,6 +1,8 @@
 // One Qwen2 decoder layer: norm -> attention -> residual -> norm -> SwiGLU -> residual.
 #include "model/decoder_layer.h"
 
+#include "model/fused_ops.h"
+
 namespace c3::model {
 
 Qwen2DecoderLayerImpl::Qwen2DecoderLayerImpl(const Qwen2Config& cfg, int64_t layer_idx) {
@@ -14,12 +16,21 @@ Qwen2DecoderLayerImpl::Qwen2DecoderLayerImpl(const Qwen2Config& cfg, int64_t lay
 
 at::Tensor Qwen2DecoderLayerImpl::forward(const at::Tensor& x, const RopeTables& rope,
                                           const AttentionMask& mask, KVCache* cache) {
-  const at::Tensor attn_norm = input_layernorm(x);
-  const at::Tensor attn_out = self_attn(attn_norm, rope, mask, cache);
-  const at::Tensor attn_resid = x + attn_out;
-  const at::Tensor ffn_norm = post_attention_layernorm(attn_resid);
-  const at::Tensor ffn_out = mlp(ffn_norm);
+  const auto [attn_resid, ffn_out] = forward_deferred(x, at::Tensor(), rope, mask, cache);
   return attn_resid + ffn_out;
+}
+
+std::pair<at::Tensor, at::Tensor> Qwen2DecoderLayerImpl::forward_deferred(
+    const at::Tensor& resid, const at::Tensor& delta, const RopeTables& rope,
+    const AttentionMask& mask, KVCache* cache) {
+  // HF's order and roundings: x = resid + delta; attn_resid = x + attn(norm(x));
+  // out = attn_resid + mlp(norm(attn_resid)), the last add deferred.
+  const auto [x, attn_norm] =
+      fused::add_rms_norm(resid, delta, input_layernorm->weight, input_layernorm->eps);
+  const at::Tensor attn_out = self_attn(attn_norm, rope, mask, cache);
+  const auto [attn_resid, ffn_norm] = fused::add_rms_norm(
+      x, attn_out, post_attention_layernorm->weight, post_attention_layernorm->eps);
+  return {attn_resid, mlp(ffn_norm)};
 }
 
 }  // namespace c3::model

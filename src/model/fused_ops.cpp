@@ -1,8 +1,11 @@
 // Reference paths of the fused element-wise steps, and the dispatch to the CUDA kernels.
 #include "model/fused_ops.h"
 
+#include "model/linear.h"
+
 #include <ATen/core/grad_mode.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -12,17 +15,25 @@
 
 namespace c3::model::fused {
 
-bool kernels_enabled() {
-#ifdef C3_HAVE_CUDA_KERNELS
-  static const bool on = [] {
+namespace {
+std::atomic<bool>& kernels_switch() {
+  static std::atomic<bool> on{[] {
     const char* v = std::getenv("C3_FUSED_KERNELS");
     return !(v && std::strcmp(v, "0") == 0);
-  }();
+  }()};
   return on;
+}
+}  // namespace
+
+bool kernels_enabled() {
+#ifdef C3_HAVE_CUDA_KERNELS
+  return kernels_switch().load(std::memory_order_relaxed);
 #else
   return false;
 #endif
 }
+
+void set_kernels_enabled(bool on) { kernels_switch().store(on, std::memory_order_relaxed); }
 
 #ifdef C3_HAVE_CUDA_KERNELS
 namespace {
@@ -60,6 +71,12 @@ at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor
   return x * cos + rotated * sin;
 }
 
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& delta,
+                                               const at::Tensor& weight, double eps) {
+  const at::Tensor h = delta.defined() ? x + delta : x;
+  return {h, rms_norm(h, weight, eps)};
+}
+
 }  // namespace reference
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
@@ -81,6 +98,75 @@ at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
   if (use_kernel(x) && cuda::rotary_supported(x, cos, sin)) return cuda::rotary(x, cos, sin);
 #endif
   return reference::rotary(x, cos, sin);
+}
+
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& delta,
+                                               const at::Tensor& weight, double eps) {
+#ifdef C3_HAVE_CUDA_KERNELS
+  if (use_kernel(x, weight) && (!delta.defined() || use_kernel(delta)) &&
+      cuda::add_rms_norm_supported(x, delta, weight))
+    return cuda::add_rms_norm(x, delta, weight, eps);
+#endif
+  const at::Tensor h = delta.defined() ? x + delta : x;
+  return {h, rms_norm(h, weight, eps)};
+}
+
+namespace {
+// Rows up to which the GEMV beats cuBLAS (see fused_ops.h).
+constexpr int64_t kGemvRowsWorthIt = 1;
+
+int64_t rows_of_input(const at::Tensor& x) {
+  return x.dim() >= 1 && x.size(-1) > 0 ? x.numel() / x.size(-1) : 0;
+}
+}  // namespace
+
+at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+#ifdef C3_HAVE_CUDA_KERNELS
+  if (!at::GradMode::is_enabled() && x.is_cuda() && kernels_enabled() &&
+      cuda::gemv_supported(x, w, b))
+    return cuda::gemv(x, w, b);
+#else
+  (void)x, (void)w, (void)b;
+#endif
+  return at::Tensor();
+}
+
+at::Tensor gemv_silu_mul(const at::Tensor& x, const at::Tensor& gate_up) {
+#ifdef C3_HAVE_CUDA_KERNELS
+  if (!at::GradMode::is_enabled() && x.is_cuda() && kernels_enabled() &&
+      cuda::gemv_silu_mul_supported(x, gate_up))
+    return cuda::gemv_silu_mul(x, gate_up);
+#else
+  (void)x, (void)gate_up;
+#endif
+  return at::Tensor();
+}
+
+at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (rows_of_input(x) > kGemvRowsWorthIt) return at::Tensor();
+  return gemv(x, w, b);
+}
+
+at::Tensor linear_silu_mul(const at::Tensor& x, const at::Tensor& gate_up) {
+  if (rows_of_input(x) <= kGemvRowsWorthIt) {
+    const at::Tensor y = gemv_silu_mul(x, gate_up);
+    if (y.defined()) return y;
+  }
+  return silu_mul(apply_linear(x, gate_up));
+}
+
+at::Tensor decode_attention(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                            at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot,
+                            const at::Tensor& key_valid, int64_t S, int64_t H, int64_t D) {
+#ifdef C3_HAVE_CUDA_KERNELS
+  if (!at::GradMode::is_enabled() && qkv.is_cuda() && kernels_enabled() &&
+      cuda::decode_attention_supported(qkv, cos, k_cache, v_cache, key_valid, S, H, D))
+    return cuda::decode_attention(qkv, cos, sin, k_cache, v_cache, slot, key_valid, S, H, D);
+#else
+  (void)qkv, (void)cos, (void)sin, (void)k_cache, (void)v_cache, (void)slot, (void)key_valid,
+      (void)S, (void)H, (void)D;
+#endif
+  return at::Tensor();
 }
 
 }  // namespace c3::model::fused

@@ -9,6 +9,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <utility>
+
 namespace c3::model::fused {
 
 // HF Qwen2RMSNorm: weight * (x32 * rsqrt(mean(x32^2) + eps)).to(x.dtype). [..., C] -> [..., C].
@@ -22,13 +24,45 @@ at::Tensor silu_mul(const at::Tensor& gate_up);
 // cos/sin cast to x's dtype first (HF).
 at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
+// h = x + delta, then RMSNorm(h): the residual add and the next layer norm in one pass.
+// Returns {h, normed}; an undefined delta means h = x.
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& delta,
+                                               const at::Tensor& weight, double eps);
+
+// y = x w^T (+ b) by the decode GEMV kernel where it beats cuBLAS: one row (a batch-1 decode
+// step), bf16 / fp16, CUDA, no autograd. Undefined elsewhere (the caller then runs at::linear).
+// Measured on an H200 (bench/cuda/decode_kernels.cpp): 1.1-2.5x cuBLAS at one row, slower at
+// 4 and 8 rows, where cuBLAS's tensor-core kernels win.
+at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
+
+// The GEMV kernels themselves, for up to 8 rows (tests and benchmarks); undefined where they do
+// not apply. gemv_silu_mul takes stacked gate/up weights [2I, K], as linear_silu_mul.
+at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
+at::Tensor gemv_silu_mul(const at::Tensor& x, const at::Tensor& gate_up);
+
+// SwiGLU's first half with stacked weights gate_up [2I, C]: silu(x gate^T) * (x up^T). One row
+// on CUDA takes one GEMV kernel with the SiLU-and-multiply in its epilogue.
+at::Tensor linear_silu_mul(const at::Tensor& x, const at::Tensor& gate_up);
+
+// Attention of one static-cache decode step (KVCache::static_mode) in one kernel: RoPE on q and
+// the new k, the cache write at `slot`, scores over the valid slots up to `slot`, softmax, and
+// the values. qkv [B, 1, (H + 2 Hkv) D] straight from the fused projection. Returns
+// [B, 1, H D], or undefined where the kernel does not apply (the caller runs the ATen ops).
+at::Tensor decode_attention(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                            at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot,
+                            const at::Tensor& key_valid, int64_t S, int64_t H, int64_t D);
+
 // Whether the hand-written kernels are compiled in and switched on (C3_FUSED_KERNELS != 0).
 bool kernels_enabled();
+// Switches them on or off for this process (tests compare both paths).
+void set_kernels_enabled(bool on);
 
 namespace reference {
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 at::Tensor silu_mul(const at::Tensor& gate_up);
 at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& delta,
+                                               const at::Tensor& weight, double eps);
 }  // namespace reference
 
 }  // namespace c3::model::fused

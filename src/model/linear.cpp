@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/cpu_kernels.h"
+#include "model/fused_ops.h"
 
 namespace c3::model {
 
@@ -17,6 +18,10 @@ constexpr int64_t kMaxKernelRows = 16;  // more rows (a prefill) go to BLAS
 }  // namespace
 
 at::Tensor apply_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (x.is_cuda()) {
+    const at::Tensor y = fused::small_linear(x, w, b);  // a decode step's few rows, bf16 / fp16
+    return y.defined() ? y : at::linear(x, w, b);
+  }
   const int64_t K = w.size(-1), N = w.size(0);
   const bool kernel = !at::GradMode::is_enabled() && x.is_cpu() && w.is_cpu() &&
                       x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&

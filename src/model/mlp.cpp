@@ -29,7 +29,7 @@ bool Qwen2MLPImpl::uses_fused() const {
 
 at::Tensor Qwen2MLPImpl::forward(const at::Tensor& x) {
   if (uses_fused()) {
-    return down_proj(fused::silu_mul(apply_linear(x, gate_up_weight_)));  // [B, T, C]
+    return down_proj(fused::linear_silu_mul(x, gate_up_weight_));  // [B, T, C]
   }
   const at::Tensor gate = at::silu(gate_proj(x));  // [B, T, I]
   const at::Tensor up = up_proj(x);                // [B, T, I]

@@ -5,9 +5,11 @@
 
 #include <cstdlib>
 #include <string>
+#include <tuple>
 
 #include "model/activation_checkpoint.h"
 #include "model/decoder_layer.h"
+#include "model/fused_ops.h"
 #include "model/rms_norm.h"
 #include "model/rotary.h"
 #include "util/error.h"
@@ -94,20 +96,23 @@ at::Tensor Qwen2ModelImpl::forward(const at::Tensor& inputs_embeds, const Forwar
 
   // Activations are recomputed in backward only when training (grad on, no cache).
   const bool recompute = activation_checkpointing && at::GradMode::is_enabled() && !cache;
-  at::Tensor h = inputs_embeds;  // [B, T, C]
+  // The residual stream is carried as resid + delta: each layer's last add runs inside the next
+  // layer's first RMSNorm (one kernel on CUDA), and the last one inside the final norm.
+  at::Tensor resid = inputs_embeds, delta;  // [B, T, C]
   for (size_t i = 0; i < layers->size(); ++i) {
     auto layer = layers->ptr<Qwen2DecoderLayerImpl>(i);
     if (recompute) {
       auto run = [layer, rope, mask](const at::Tensor& x) {
         return layer->forward(x, rope, mask, nullptr);
       };
-      h = checkpoint(run, h, layer->parameters());
+      resid = checkpoint(run, delta.defined() ? resid + delta : resid, layer->parameters());
+      delta = at::Tensor();
     } else {
-      h = layer->forward(h, rope, mask, cache);
+      std::tie(resid, delta) = layer->forward_deferred(resid, delta, rope, mask, cache);
     }
   }
   if (cache && !cache->static_mode) cache->len += T;
-  return norm->forward(h);  // [B, T, C]
+  return fused::add_rms_norm(resid, delta, norm->weight, norm->eps).second;  // [B, T, C]
 }
 
 Qwen2ForCausalLMImpl::Qwen2ForCausalLMImpl(const Qwen2Config& cfg) : config_(cfg) {

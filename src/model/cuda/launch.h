@@ -21,4 +21,37 @@ cudaError_t launch_rotary(DType t, const void* x, const float* cos, const float*
                           int64_t B, int64_t H, int64_t S, int64_t D, const int64_t sx[4],
                           int64_t cb, int64_t ct, cudaStream_t stream);
 
+// ---- decode_kernels.cu (bf16 / fp16 only) ----
+constexpr int64_t kGemvMaxRows = 8;
+// y[m, :ldy] rows m < rows: x [rows, K] (row stride ldx) times w [n_rows, K] transposed, where
+// n_rows = n_out, or 2 n_out with silu_mul (gate rows then up rows; y = silu(gate) * up).
+// bias [n_out] or null. K, ldx and both base pointers must be multiples of 8 elements / 16 B.
+cudaError_t launch_gemv(DType t, const void* x, int64_t ldx, int64_t rows, const void* w,
+                        int64_t n_out, int64_t K, const void* bias, bool silu_mul, void* y,
+                        int64_t ldy, cudaStream_t stream);
+// h = x + delta (skipped when delta is null: then h is not written), out = RMSNorm(h) * w; all
+// [N, C] contiguous.
+cudaError_t launch_add_rms_norm(DType t, const void* x, const void* delta, const void* w, void* h,
+                                void* out, int64_t N, int64_t C, float eps, cudaStream_t stream);
+// One decode step of attention over a static cache; see decode_kernels.cu.
+struct DecodeAttentionArgs {
+  const void* qkv;       // [B, (H + 2 Hkv) D] (row stride ld_qkv): q, k, v before RoPE
+  int64_t ld_qkv;
+  const float* cos;      // [B, D] (row stride ld_rope), fp32
+  const float* sin;
+  int64_t ld_rope;
+  void* k_cache;         // [B, Hkv, t_max, D] contiguous
+  void* v_cache;
+  int64_t t_max;
+  const int64_t* slot;   // [1] on the device: the step's cache slot
+  const bool* key_valid; // [B, *] (row stride ld_valid)
+  int64_t ld_valid;
+  int B, S, H, Hkv, D;   // S: slots the step may attend (the window), <= t_max
+  void* out;             // [B, H D] (row stride ld_out)
+  int64_t ld_out;
+};
+cudaError_t launch_decode_attention(DType t, const DecodeAttentionArgs& a, cudaStream_t stream);
+// The head sizes the decode attention kernel is built for.
+inline bool decode_attention_head_dim_ok(int64_t D) { return D == 64 || D == 128 || D == 256; }
+
 }  // namespace c3::model::fused::cuda

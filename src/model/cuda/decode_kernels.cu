@@ -1,0 +1,403 @@
+// CUDA kernels of the decode step (launch.h; torch wrappers in fused_kernels.cpp):
+//  - a GEMV for a few rows (bf16/fp16 weights), with a bias or a SiLU-and-multiply epilogue;
+//  - the residual add fused with the next RMSNorm;
+//  - decode attention over the static KV cache, with RoPE and the cache write folded in.
+// A decode step at batch 1 reads every weight once and runs ~17 small kernels per layer through
+// ATen; these bring it to 6, and the GEMV streams weights with 16-byte loads.
+//
+// Rounding follows the ATen ops they replace (see fused_kernels.cu): fp32 accumulation, one
+// rounding to the dtype where each HF op rounds. Summation order differs from cuBLAS, so
+// products agree to the dtype's last place, not bit for bit.
+#include "model/cuda/launch.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cfloat>
+#include <cstdint>
+
+namespace c3::model::fused::cuda {
+namespace {
+
+template <typename T> __device__ __forceinline__ float to_f(T v);
+template <> __device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <> __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+template <typename T> __device__ __forceinline__ T to_t(float v);
+template <> __device__ __forceinline__ __nv_bfloat16 to_t(float v) { return __float2bfloat16_rn(v); }
+template <> __device__ __forceinline__ __half to_t(float v) { return __float2half_rn(v); }
+template <typename T> __device__ __forceinline__ float round_f(float v) { return to_f(to_t<T>(v)); }
+
+// Dot product of 8 packed 16-bit values (one 16-byte load each), accumulated into acc.
+template <typename T> __device__ __forceinline__ float dot8(const uint4& a, const uint4& b, float acc);
+template <>
+__device__ __forceinline__ float dot8<__nv_bfloat16>(const uint4& a, const uint4& b, float acc) {
+  const auto* pa = reinterpret_cast<const __nv_bfloat162*>(&a);
+  const auto* pb = reinterpret_cast<const __nv_bfloat162*>(&b);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 fa = __bfloat1622float2(pa[i]), fb = __bfloat1622float2(pb[i]);
+    acc = fmaf(fa.x, fb.x, acc);
+    acc = fmaf(fa.y, fb.y, acc);
+  }
+  return acc;
+}
+template <>
+__device__ __forceinline__ float dot8<__half>(const uint4& a, const uint4& b, float acc) {
+  const auto* pa = reinterpret_cast<const __half2*>(&a);
+  const auto* pb = reinterpret_cast<const __half2*>(&b);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 fa = __half22float2(pa[i]), fb = __half22float2(pb[i]);
+    acc = fmaf(fa.x, fb.x, acc);
+    acc = fmaf(fa.y, fb.y, acc);
+  }
+  return acc;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+
+// ---- GEMV: y[m, n] = sum_k x[m, k] w[n, k], m < rows <= M ---------------------------------
+// One warp per output row (two for SiLU: the gate row n and the up row n + I). Each lane reads
+// 8 weights per load, kUnroll loads in flight; x stays in L1/L2 (it is read by every warp).
+constexpr int kGemvWarps = 4;
+constexpr int kUnroll = 4;
+enum Epilogue { kPlain = 0, kBias = 1, kSiluMul = 2 };
+
+template <typename T, int M, int EPI>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+gemv_kernel(const T* __restrict__ x, int64_t ldx, int rows, const T* __restrict__ w, int64_t n_out,
+            int64_t K, const T* __restrict__ bias, T* __restrict__ y, int64_t ldy) {
+  constexpr int R = EPI == kSiluMul ? 2 : 1;
+  const int lane = threadIdx.x & 31;
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
+  if (n >= n_out) return;
+  const T* wr[R];
+  wr[0] = w + n * K;
+  if (R == 2) wr[R - 1] = w + (n + n_out) * K;
+  float acc[R][M];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < M; ++m) acc[r][m] = 0.f;
+
+  constexpr int64_t kStep = 32 * 8;  // elements a warp covers per load
+  int64_t k = lane * 8;
+  for (; k + (kUnroll - 1) * kStep < K; k += kUnroll * kStep) {
+    uint4 wv[kUnroll][R];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < R; ++r) wv[u][r] = __ldcs(reinterpret_cast<const uint4*>(wr[r] + k + u * kStep));
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        if (m < rows) {
+          const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + m * ldx + k + u * kStep));
+#pragma unroll
+          for (int r = 0; r < R; ++r) acc[r][m] = dot8<T>(wv[u][r], xv, acc[r][m]);
+        }
+      }
+  }
+  for (; k < K; k += kStep) {
+    uint4 wv[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) wv[r] = __ldcs(reinterpret_cast<const uint4*>(wr[r] + k));
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      if (m < rows) {
+        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + m * ldx + k));
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r][m] = dot8<T>(wv[r], xv, acc[r][m]);
+      }
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    float s[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) s[r] = warp_sum(acc[r][m]);
+    if (lane != m || m >= rows) continue;
+    T out;
+    if (EPI == kBias) {
+      out = to_t<T>(s[0] + to_f(bias[n]));  // one rounding, as the GEMM's bias epilogue
+    } else if (EPI == kSiluMul) {
+      const float g = round_f<T>(s[0]), u = round_f<T>(s[R - 1]);
+      const float act = round_f<T>(g / (1.0f + expf(-g)));  // ATen's silu, rounded
+      out = to_t<T>(__fmul_rn(act, u));
+    } else {
+      out = to_t<T>(s[0]);
+    }
+    y[m * ldy + n] = out;
+  }
+}
+
+template <typename T, int EPI>
+cudaError_t gemv_rows(const T* x, int64_t ldx, int rows, const T* w, int64_t n_out, int64_t K,
+                      const T* bias, T* y, int64_t ldy, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>((n_out + kGemvWarps - 1) / kGemvWarps);
+  const dim3 threads(kGemvWarps * 32);
+  if (rows <= 1) {
+    gemv_kernel<T, 1, EPI><<<blocks, threads, 0, stream>>>(x, ldx, rows, w, n_out, K, bias, y, ldy);
+  } else if (rows <= 2) {
+    gemv_kernel<T, 2, EPI><<<blocks, threads, 0, stream>>>(x, ldx, rows, w, n_out, K, bias, y, ldy);
+  } else if (rows <= 4) {
+    gemv_kernel<T, 4, EPI><<<blocks, threads, 0, stream>>>(x, ldx, rows, w, n_out, K, bias, y, ldy);
+  } else {
+    gemv_kernel<T, 8, EPI><<<blocks, threads, 0, stream>>>(x, ldx, rows, w, n_out, K, bias, y, ldy);
+  }
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t gemv_any(const void* x, int64_t ldx, int rows, const void* w, int64_t n_out, int64_t K,
+                     const void* bias, bool silu_mul, void* y, int64_t ldy, cudaStream_t stream) {
+  const T* xt = static_cast<const T*>(x);
+  const T* wt = static_cast<const T*>(w);
+  T* yt = static_cast<T*>(y);
+  if (silu_mul) return gemv_rows<T, kSiluMul>(xt, ldx, rows, wt, n_out, K, nullptr, yt, ldy, stream);
+  if (bias)
+    return gemv_rows<T, kBias>(xt, ldx, rows, wt, n_out, K, static_cast<const T*>(bias), yt, ldy, stream);
+  return gemv_rows<T, kPlain>(xt, ldx, rows, wt, n_out, K, nullptr, yt, ldy, stream);
+}
+
+// ---- h = x + delta; out = RMSNorm(h) * w: one block per row --------------------------------
+constexpr int kNormThreads = 256;
+
+template <typename T>
+__global__ void add_rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ delta,
+                                    const T* __restrict__ w, T* __restrict__ h,
+                                    T* __restrict__ out, int64_t C, float eps) {
+  const int64_t row = blockIdx.x;
+  const T* xr = x + row * C;
+  const T* dr = delta ? delta + row * C : nullptr;
+  T* hr = h + row * C;
+  T* outr = out + row * C;
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+    const T hv = dr ? to_t<T>(__fadd_rn(to_f(xr[i]), to_f(dr[i]))) : xr[i];  // the residual add
+    if (dr) hr[i] = hv;
+    const float v = to_f(hv);
+    ss += v * v;
+  }
+  __shared__ float partial[kNormThreads / 32];
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  __shared__ float rstd;
+  if (threadIdx.x < 32) {
+    float s = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
+    s = warp_sum(s);
+    if (threadIdx.x == 0) rstd = rsqrtf(__fadd_rn(s / static_cast<float>(C), eps));
+  }
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+    // Each thread rereads only the h values it wrote itself.
+    const float hv = dr ? to_f(hr[i]) : to_f(xr[i]);
+    const T normed = to_t<T>(__fmul_rn(hv, rstd));
+    outr[i] = to_t<T>(__fmul_rn(to_f(w[i]), to_f(normed)));
+  }
+}
+
+// ---- decode attention over a static cache ------------------------------------------------
+// One block per (query head, row). The block ropes its query and its group's new key, the
+// group's first head writes the new key and value into the cache slot, and every block takes
+// the new key/value from shared memory for that slot (no block waits on another's write).
+// Scores: a thread per slot, reading its key row with 16-byte loads that are all in flight at
+// once. Values: each warp sums a quarter of the slots, lanes across the head dimension.
+// Slots [0, slot] that key_valid marks take part; fp32 softmax; output rounded to T.
+constexpr int kAttnThreads = 128;
+constexpr int kAttnWarps = kAttnThreads / 32;
+
+template <typename T>
+__device__ __forceinline__ float rope_at(const T* v, const float* cos, const float* sin, int d,
+                                         int D) {
+  const int half = D / 2;
+  const float xi = to_f(v[d]);
+  const float rot = d < half ? -to_f(v[d + half]) : to_f(v[d - half]);
+  const float c = round_f<T>(cos[d]), s = round_f<T>(sin[d]);  // tables cast to the dtype
+  const float a = round_f<T>(__fmul_rn(xi, c)), r = round_f<T>(__fmul_rn(rot, s));
+  return round_f<T>(__fadd_rn(a, r));
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kAttnThreads)
+decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* __restrict__ cos,
+                        const float* __restrict__ sin, int64_t ld_rope, T* __restrict__ k_cache,
+                        T* __restrict__ v_cache, int64_t t_max, const int64_t* __restrict__ slot_ptr,
+                        const bool* __restrict__ key_valid, int64_t ld_valid, int S, int H,
+                        int Hkv, float scale, T* __restrict__ out, int64_t ld_out) {
+  constexpr int kVec = D / 32;  // head-dimension entries per lane in the value sum
+  extern __shared__ float scores[];  // [S]
+  __shared__ float q_s[D], k_new[D], v_new[D];
+  __shared__ float part[kAttnWarps][D];
+  __shared__ float red[kAttnWarps];
+  const int h = blockIdx.x, b = blockIdx.y, g = h / (H / Hkv);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int64_t slot = *slot_ptr;
+  const T* row = qkv + b * ld_qkv;
+  const float* cb = cos + b * ld_rope;
+  const float* sb = sin + b * ld_rope;
+  const T* q_in = row + static_cast<int64_t>(h) * D;
+  const T* k_in = row + static_cast<int64_t>(H) * D + static_cast<int64_t>(g) * D;
+  const T* v_in = row + static_cast<int64_t>(H + Hkv) * D + static_cast<int64_t>(g) * D;
+  const int64_t cache_row = (static_cast<int64_t>(b) * Hkv + g) * t_max;  // [B, Hkv, T_max, D]
+  const bool writer = h % (H / Hkv) == 0;
+  for (int d = tid; d < D; d += kAttnThreads) {
+    q_s[d] = rope_at(q_in, cb, sb, d, D);
+    const float kd = rope_at(k_in, cb, sb, d, D);
+    k_new[d] = kd;
+    v_new[d] = to_f(v_in[d]);
+    if (writer) {
+      k_cache[(cache_row + slot) * D + d] = to_t<T>(kd);
+      v_cache[(cache_row + slot) * D + d] = v_in[d];
+    }
+  }
+  __syncthreads();
+
+  const int n_slots = static_cast<int>(slot + 1 < S ? slot + 1 : S);
+  const bool* valid = key_valid + b * ld_valid;
+  for (int s = tid; s < n_slots; s += kAttnThreads) {
+    float dot = 0.f;
+    if (s == slot) {
+#pragma unroll
+      for (int d = 0; d < D; ++d) dot = fmaf(q_s[d], k_new[d], dot);
+    } else {
+      const uint4* kr = reinterpret_cast<const uint4*>(k_cache + (cache_row + s) * D);
+      uint4 kv[D / 8];
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) kv[j] = kr[j];
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        const T* e = reinterpret_cast<const T*>(&kv[j]);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) dot = fmaf(q_s[j * 8 + i], to_f(e[i]), dot);
+      }
+    }
+    scores[s] = (s == slot || valid[s]) ? dot * scale : -FLT_MAX;
+  }
+  __syncthreads();
+
+  float m = -FLT_MAX;
+  for (int s = tid; s < n_slots; s += kAttnThreads) m = fmaxf(m, scores[s]);
+  m = warp_max(m);
+  if (lane == 0) red[warp] = m;
+  __syncthreads();
+  m = -FLT_MAX;
+#pragma unroll
+  for (int i = 0; i < kAttnWarps; ++i) m = fmaxf(m, red[i]);
+  __syncthreads();
+  float sum = 0.f;
+  for (int s = tid; s < n_slots; s += kAttnThreads) {
+    const float e = scores[s] == -FLT_MAX ? 0.f : __expf(scores[s] - m);
+    scores[s] = e;
+    sum += e;
+  }
+  sum = warp_sum(sum);
+  if (lane == 0) red[warp] = sum;
+  __syncthreads();
+  sum = 0.f;
+#pragma unroll
+  for (int i = 0; i < kAttnWarps; ++i) sum += red[i];
+
+  float acc[kVec];
+#pragma unroll
+  for (int i = 0; i < kVec; ++i) acc[i] = 0.f;
+  const int d0 = lane * kVec;
+#pragma unroll 4
+  for (int s = warp; s < n_slots; s += kAttnWarps) {
+    const float p = scores[s];
+    if (s == slot) {
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) acc[i] = fmaf(p, v_new[d0 + i], acc[i]);
+    } else {
+      const T* vr = v_cache + (cache_row + s) * D + d0;
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) acc[i] = fmaf(p, to_f(vr[i]), acc[i]);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kVec; ++i) part[warp][d0 + i] = acc[i];
+  __syncthreads();
+  const float inv = 1.f / sum;
+  for (int d = tid; d < D; d += kAttnThreads) {
+    float o = 0.f;
+#pragma unroll
+    for (int w = 0; w < kAttnWarps; ++w) o += part[w][d];
+    out[b * ld_out + static_cast<int64_t>(h) * D + d] = to_t<T>(o * inv);
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_gemv(DType t, const void* x, int64_t ldx, int64_t rows, const void* w,
+                        int64_t n_out, int64_t K, const void* bias, bool silu_mul, void* y,
+                        int64_t ldy, cudaStream_t stream) {
+  if (rows < 1 || rows > kGemvMaxRows || K % 8 != 0) return cudaErrorInvalidValue;
+  switch (t) {
+    case DType::kBFloat16:
+      return gemv_any<__nv_bfloat16>(x, ldx, static_cast<int>(rows), w, n_out, K, bias, silu_mul, y, ldy, stream);
+    case DType::kHalf:
+      return gemv_any<__half>(x, ldx, static_cast<int>(rows), w, n_out, K, bias, silu_mul, y, ldy, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+cudaError_t launch_add_rms_norm(DType t, const void* x, const void* delta, const void* w, void* h,
+                                void* out, int64_t N, int64_t C, float eps, cudaStream_t stream) {
+  switch (t) {
+    case DType::kBFloat16:
+      add_rms_norm_kernel<__nv_bfloat16><<<static_cast<unsigned>(N), kNormThreads, 0, stream>>>(
+          static_cast<const __nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(delta),
+          static_cast<const __nv_bfloat16*>(w), static_cast<__nv_bfloat16*>(h),
+          static_cast<__nv_bfloat16*>(out), C, eps);
+      break;
+    case DType::kHalf:
+      add_rms_norm_kernel<__half><<<static_cast<unsigned>(N), kNormThreads, 0, stream>>>(
+          static_cast<const __half*>(x), static_cast<const __half*>(delta),
+          static_cast<const __half*>(w), static_cast<__half*>(h), static_cast<__half*>(out), C, eps);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t launch_decode_attention(DType t, const DecodeAttentionArgs& a, cudaStream_t stream) {
+  if (!decode_attention_head_dim_ok(a.D) || a.H % a.Hkv != 0) return cudaErrorInvalidValue;
+  const dim3 grid(static_cast<unsigned>(a.H), static_cast<unsigned>(a.B));
+  const size_t shared = static_cast<size_t>(a.S) * sizeof(float);
+  const float scale = 1.0f / sqrtf(static_cast<float>(a.D));
+#define C3_ATTN(T, D)                                                                             \
+  decode_attention_kernel<T, D><<<grid, kAttnThreads, shared, stream>>>(                          \
+      static_cast<const T*>(a.qkv), a.ld_qkv, a.cos, a.sin, a.ld_rope, static_cast<T*>(a.k_cache), \
+      static_cast<T*>(a.v_cache), a.t_max, a.slot, a.key_valid, a.ld_valid, a.S, a.H, a.Hkv,      \
+      scale, static_cast<T*>(a.out), a.ld_out)
+#define C3_ATTN_D(T)                            \
+  switch (a.D) {                                \
+    case 64: C3_ATTN(T, 64); break;             \
+    case 128: C3_ATTN(T, 128); break;           \
+    default: C3_ATTN(T, 256); break;            \
+  }
+  switch (t) {
+    case DType::kBFloat16: C3_ATTN_D(__nv_bfloat16); break;
+    case DType::kHalf: C3_ATTN_D(__half); break;
+    default: return cudaErrorInvalidValue;
+  }
+#undef C3_ATTN_D
+#undef C3_ATTN
+  return cudaGetLastError();
+}
+
+}  // namespace c3::model::fused::cuda
