@@ -240,6 +240,36 @@ at::Tensor reconstruction_loss_f64(c3::cascade::C3Model& m,
   return torch::cross_entropy_loss(logits, target.index({mask}));
 }
 
+// Input noise (--input-noise) corrupts what the decoder reads, never what it must predict: the
+// same key gives the same loss, rate 0 is the plain objective, and the target count stays.
+TEST_F(Trainer, InputNoiseIsKeyedAndLeavesTheTargets) {
+  const fs::path dir = fresh_dir("input_noise");
+  write_qwen2_config(dir / "encoder.json", 16, 1, 2, 1, 32);
+  write_qwen2_config(dir / "decoder.json", 16, 1, 2, 1, 32);
+  c3::train::ModelInit init;
+  init.tokenizer = tiny_tokenizer().string();
+  init.encoder_config = (dir / "encoder.json").string();
+  init.decoder_config = (dir / "decoder.json").string();
+  init.latents = 4;
+  init.seed = 3;
+  std::string tok_path;
+  c3::cascade::C3Model m = c3::train::build_model(init, &tok_path);
+  torch::NoGradGuard ng;
+  const std::vector<std::vector<int32_t>> ctx = {m->tok().encode("the small river runs north"),
+                                                 m->tok().encode("seven cold winter roads")};
+  auto loss = [&](double rate, uint64_t key) {
+    c3::cascade::LossOutput out = m->reconstruction_loss(ctx, {rate, key});
+    return std::make_pair(out.loss.item<double>(), out.n_tokens.item<int64_t>());
+  };
+  const auto clean = loss(0.0, 0), zero = loss(0.0, 7);
+  const auto a = loss(0.5, 7), again = loss(0.5, 7), other = loss(0.5, 8);
+  EXPECT_EQ(clean.first, zero.first) << "rate 0 must be the plain objective";
+  EXPECT_EQ(a.first, again.first) << "the same key must draw the same noise";
+  EXPECT_NE(a.first, clean.first) << "half the inputs replaced left the loss unchanged";
+  EXPECT_NE(a.first, other.first) << "another key drew the same noise";
+  EXPECT_EQ(a.second, clean.second) << "noise must not change the targets";
+}
+
 TEST_F(Trainer, GradientsMatchFiniteDifferences) {
   const fs::path dir = fresh_dir("gradcheck");
   // Different encoder and decoder widths, so the projector is not square.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <random>
 
 #include "io/hf_config.h"
 #include "io/safetensors.h"
@@ -173,7 +174,8 @@ at::Tensor C3ModelImpl::prompt_logits(const at::Tensor& latents) {
   return decoder->logits(decoder->hidden(prompt_embeds(latents), {}));
 }
 
-LossOutput C3ModelImpl::reconstruction_loss(const std::vector<std::vector<int32_t>>& contexts) {
+LossOutput C3ModelImpl::reconstruction_loss(const std::vector<std::vector<int32_t>>& contexts,
+                                            const InputNoise& noise) {
   const int64_t B = static_cast<int64_t>(contexts.size());
   const int64_t P = static_cast<int64_t>(prompt_ids_.size());
   at::Tensor pe = prompt_embeds(compress(contexts));  // [B, P, C]
@@ -195,7 +197,18 @@ LossOutput C3ModelImpl::reconstruction_loss(const std::vector<std::vector<int32_
   const at::Device dev = device();
   at::Tensor target = model::upload(long_tensor(tgt).view({B, Tt}), dev);  // [B, Tt]
   // Teacher forcing: the decoder sees prompt + target[:-1] and predicts target at P-1 ... .
-  at::Tensor inputs = at::cat({pe, decoder->embed(target.narrow(1, 0, Tt - 1))}, 1);  // [B, S, C]
+  at::Tensor seen = target.narrow(1, 0, Tt - 1);  // [B, Tt - 1]
+  if (noise.rate > 0) {
+    std::vector<int64_t> in(tgt);
+    std::mt19937_64 rng(noise.key);
+    std::uniform_real_distribution<double> coin(0.0, 1.0);
+    std::uniform_int_distribution<int64_t> any_id(0, tok().vocab_size() - 1);
+    for (int64_t b = 0; b < B; ++b)
+      for (size_t t = 0; t < contexts[b].size(); ++t)
+        if (coin(rng) < noise.rate) in[b * Tt + t] = any_id(rng);
+    seen = model::upload(long_tensor(in).view({B, Tt}), dev).narrow(1, 0, Tt - 1);
+  }
+  at::Tensor inputs = at::cat({pe, decoder->embed(seen)}, 1);  // [B, S, C]
   at::Tensor hidden = decoder->hidden(inputs, {});                                     // [B, S, C]
   at::Tensor h = hidden.reshape({B * S, hidden.size(2)}).index_select(0, model::upload(long_tensor(rows), dev));
   at::Tensor y = model::upload(long_tensor(y_host), dev);  // [N]

@@ -36,6 +36,13 @@ struct DecompressOptions {
 };
 
 // Teacher-forced reconstruction: cross-entropy over the target tokens (passage + <|im_end|>).
+// Input noise replaces each passage token the decoder reads (never a target) by a random one
+// with probability `rate`: the model then learns to stay on course after a wrong token, as it
+// must when it reads its own output in free-running generation. `key` seeds the draws.
+struct InputNoise {
+  double rate = 0.0;
+  uint64_t key = 0;
+};
 struct LossOutput {
   at::Tensor loss;       // scalar, mean over target tokens
   at::Tensor n_tokens;   // scalar long
@@ -67,7 +74,8 @@ class C3ModelImpl : public torch::nn::Module {
   // Decoder logits over the prompt only, [B, P, V] (golden check).
   at::Tensor prompt_logits(const at::Tensor& latents);
   // Training objective; `lm_targets` optional plain-LM auxiliary loss is computed by the trainer.
-  LossOutput reconstruction_loss(const std::vector<std::vector<int32_t>>& contexts);
+  LossOutput reconstruction_loss(const std::vector<std::vector<int32_t>>& contexts,
+                                 const InputNoise& noise = {});
   // Fuses the encoder's and the decoder's q/k/v and gate/up projections for inference
   // (Qwen2ForCausalLMImpl::fuse_projections). Call again after a to() to another device/dtype.
   void fuse_projections();

@@ -76,6 +76,10 @@ void setup_train(CLI::App& root) {
   app->add_option("--stop-at-step", o.stop_at_step, "stop and save at this step; --resume goes on (0 = off)")
       ->capture_default_str();
   app->add_option("--aux-lm-weight", o.aux_lm_weight, "weight of the decoder's plain LM loss")->capture_default_str();
+  app->add_option("--input-noise", o.input_noise,
+                  "share of the decoder's input tokens replaced at random (robustness to its own slips)")
+      ->check(CLI::Range(0.0, 0.5))
+      ->capture_default_str();
   app->add_option("--bf16", o.bf16, "bf16 autocast on CUDA")->capture_default_str();
   app->add_flag("--activation-checkpointing", o.activation_checkpointing, "recompute layers in backward");
   app->add_flag("!--no-overlap", o.overlap_allreduce,

@@ -315,7 +315,8 @@ TrainResult train(const TrainOptions& opt) {
         {"encoder", model->config.encoder.to_json()}, {"decoder", model->config.decoder.to_json()},
         {"latents", model->latent_len()}, {"lengths", opt.lengths}, {"batch_size", opt.batch_size},
         {"grad_accum", opt.grad_accum}, {"lr", opt.lr}, {"steps", opt.max_steps},
-        {"aux_lm_weight", opt.aux_lm_weight}, {"curriculum_start", opt.curriculum_start},
+        {"aux_lm_weight", opt.aux_lm_weight}, {"input_noise", opt.input_noise},
+        {"curriculum_start", opt.curriculum_start},
         {"seed", opt.seed}};
     log->write(start);
     std::fprintf(stderr, "c3 train: %s, %lld params, device %s x%d, %s\n", TORCH_VERSION,
@@ -524,7 +525,11 @@ TrainResult train(const TrainOptions& opt) {
       at::Tensor loss, tokens_loss;
       {
         compat::AutocastGuard ac(use_bf16, device);
-        cascade::LossOutput out = model->reconstruction_loss(ids);
+        cascade::InputNoise noise;
+        noise.rate = opt.input_noise;
+        noise.key = Rng::keyed({opt.seed, static_cast<uint64_t>(step), static_cast<uint64_t>(env.rank),
+                                static_cast<uint64_t>(k), 0x6e6f697365ull}).next();
+        cascade::LossOutput out = model->reconstruction_loss(ids, noise);
         const double n = static_cast<double>(out.n_tokens.item<int64_t>());  // a CPU tensor
         tokens_loss = out.loss.detach() * (n / world_targets);
         loss = out.loss * (n * W / world_targets);

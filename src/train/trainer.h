@@ -54,6 +54,7 @@ struct TrainOptions {
   int64_t stop_at_step = 0;
   bool decay_embeddings = false;
   double aux_lm_weight = 0.0;  // weight of a plain next-token loss on the decoder
+  double input_noise = 0.0;    // share of decoder input tokens replaced at random (InputNoise)
   bool bf16 = true;            // bf16 autocast with fp32 master weights (CUDA only)
   bool activation_checkpointing = false;
   bool overlap_allreduce = true;  // data-parallel: all-reduce gradient buckets during backward
