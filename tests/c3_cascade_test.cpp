@@ -52,7 +52,7 @@ std::vector<int64_t> ids_of(const at::Tensor& t) {
 }
 
 double max_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kCPU, at::kFloat) - b.to(at::kFloat)).abs().max().item<double>();
+  return (a.to(at::kCPU, at::kFloat) - b.to(at::kCPU, at::kFloat)).abs().max().item<double>();
 }
 
 double tol() { return bf16() ? 1e-1 : 1e-4; }
