@@ -3,7 +3,9 @@
 # on train passages (the generalisation gap). Defaults: the larger recipe, configs/recipe-*.json
 # (hidden 512, 8 + 8 layers, 4k vocabulary), L = 32, loss-gated curriculum, data parallel; the
 # cosine schedule is fitted to MINUTES (--fit-steps-to-time).
-# Env: NAME=recipe NPROC=2 MINUTES=3 CONFIG=recipe BATCH=64 LR=1e-3 LENGTHS=uniform:16-1280 OUT=dir.
+# Env: NAME=recipe NPROC=2 MINUTES=3 CONFIG=recipe BATCH=64 LR=1e-3 LENGTHS=uniform:16-1280 OUT=dir
+# INIT=c3-checkpoint (start from its weights; the configs are then ignored) CURRICULUM_START=64
+# (0 = off) EASY_SHARE=0.2 WARMUP=200 MAX_PASSAGE_TOKENS=1280 INPUT_NOISE=0.
 # Expects c3 built in build-gpu/ and the corpus under shared/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,11 +16,17 @@ BATCH="${BATCH:-64}"; LR="${LR:-1e-3}"; EVAL_S="${EVAL_S:-100}"; EVAL_TRAIN_S="$
 DATA=shared/data/corpus
 C3=build-gpu/c3
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+if [ -n "${INIT:-}" ]; then
+  MODEL_ARGS=(--init "$INIT")
+else
+  MODEL_ARGS=(--tokenizer models/c3-small/tokenizer.json --encoder-config "configs/$CONFIG-encoder.json"
+    --decoder-config "configs/$CONFIG-decoder.json")
+fi
 CMD=(train --nproc "$NPROC" --out "/tmp/$NAME" --device cuda --train "$DATA"/train-0*.jsonl.xz
-  --valid "$DATA/valid.jsonl.xz" --tokenizer models/c3-small/tokenizer.json
-  --encoder-config "configs/$CONFIG-encoder.json" --decoder-config "configs/$CONFIG-decoder.json"
-  --latents 32 --lengths "${LENGTHS:-uniform:16-1280}" --curriculum-start 64 --curriculum-gate 0.6
-  --curriculum-grow 1.25 --easy-share 0.2 --batch-size "$BATCH" --lr "$LR" --warmup 200 --steps 20000
+  --valid "$DATA/valid.jsonl.xz" "${MODEL_ARGS[@]}"
+  --latents 32 --max-passage-tokens "${MAX_PASSAGE_TOKENS:-1280}" --lengths "${LENGTHS:-uniform:16-1280}"
+  --curriculum-start "${CURRICULUM_START:-64}" --curriculum-gate 0.6 --curriculum-grow 1.25
+  --easy-share "${EASY_SHARE:-0.2}" --input-noise "${INPUT_NOISE:-0}" --batch-size "$BATCH" --lr "$LR" --warmup "${WARMUP:-200}" --steps 20000
   --max-minutes "$MINUTES" --eval-every 500 --eval-passages 8 --log-every 20 --data-threads 6
   --bucket-docs 2048 --seed 1 --no-plot --fit-steps-to-time)
 echo "c3 ${CMD[*]}" > "$R/command.txt"
