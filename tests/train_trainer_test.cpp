@@ -240,20 +240,26 @@ at::Tensor reconstruction_loss_f64(c3::cascade::C3Model& m,
   return torch::cross_entropy_loss(logits, target.index({mask}));
 }
 
-// Input noise (--input-noise) corrupts what the decoder reads, never what it must predict: the
-// same key gives the same loss, rate 0 is the plain objective, and the target count stays.
-TEST_F(Trainer, InputNoiseIsKeyedAndLeavesTheTargets) {
-  const fs::path dir = fresh_dir("input_noise");
-  write_qwen2_config(dir / "encoder.json", 16, 1, 2, 1, 32);
-  write_qwen2_config(dir / "decoder.json", 16, 1, 2, 1, 32);
+// A fresh one-layer cascade on the tiny tokenizer: encoder and decoder widths (MLP twice that),
+// 2 heads, 1 KV head, L = 4.
+c3::cascade::C3Model tiny_cascade(const fs::path& dir, int enc_hidden, int dec_hidden,
+                                  uint64_t seed) {
+  write_qwen2_config(dir / "encoder.json", enc_hidden, 1, 2, 1, 2 * enc_hidden);
+  write_qwen2_config(dir / "decoder.json", dec_hidden, 1, 2, 1, 2 * dec_hidden);
   c3::train::ModelInit init;
   init.tokenizer = tiny_tokenizer().string();
   init.encoder_config = (dir / "encoder.json").string();
   init.decoder_config = (dir / "decoder.json").string();
   init.latents = 4;
-  init.seed = 3;
+  init.seed = seed;
   std::string tok_path;
-  c3::cascade::C3Model m = c3::train::build_model(init, &tok_path);
+  return c3::train::build_model(init, &tok_path);
+}
+
+// Input noise (--input-noise) corrupts what the decoder reads, never what it must predict: the
+// same key gives the same loss, rate 0 is the plain objective, and the target count stays.
+TEST_F(Trainer, InputNoiseIsKeyedAndLeavesTheTargets) {
+  c3::cascade::C3Model m = tiny_cascade(fresh_dir("input_noise"), 16, 16, 3);
   torch::NoGradGuard ng;
   const std::vector<std::vector<int32_t>> ctx = {m->tok().encode("the small river runs north"),
                                                  m->tok().encode("seven cold winter roads")};
@@ -271,18 +277,8 @@ TEST_F(Trainer, InputNoiseIsKeyedAndLeavesTheTargets) {
 }
 
 TEST_F(Trainer, GradientsMatchFiniteDifferences) {
-  const fs::path dir = fresh_dir("gradcheck");
   // Different encoder and decoder widths, so the projector is not square.
-  write_qwen2_config(dir / "encoder.json", 16, 1, 2, 1, 32);
-  write_qwen2_config(dir / "decoder.json", 24, 1, 2, 1, 48);
-  c3::train::ModelInit init;
-  init.tokenizer = tiny_tokenizer().string();
-  init.encoder_config = (dir / "encoder.json").string();
-  init.decoder_config = (dir / "decoder.json").string();
-  init.latents = 4;
-  init.seed = 11;
-  std::string tok_path;
-  c3::cascade::C3Model m = c3::train::build_model(init, &tok_path);
+  c3::cascade::C3Model m = tiny_cascade(fresh_dir("gradcheck"), 16, 24, 11);
   m->to(at::kDouble);
   {
     // Init (std 0.02, norms at 1, biases at 0) leaves the encoder's gradients tiny, below what
