@@ -84,6 +84,15 @@ TEST(SpeedBench, EveryRowIsPresentAndSane) {
   const std::string table = render_bench_table(r);
   EXPECT_NE(table.find("decompress"), std::string::npos);
   EXPECT_NE(table.find("H100"), std::string::npos);
+  // The ban's cost: one entry per batch for ngram 20 against ngram 0, from paired calls.
+  ASSERT_EQ(r.ban_costs.size(), 2u);
+  for (const auto& c : r.ban_costs) {
+    EXPECT_EQ(c.ngram, 20);
+    EXPECT_TRUE(c.batch == 1 || c.batch == 3);
+    EXPECT_TRUE(std::isfinite(c.median_ratio_minus_1) && c.median_ratio_minus_1 > -1.0);
+  }
+  EXPECT_EQ(j["ban_costs"].size(), 2u);
+  EXPECT_NE(table.find("n-gram ban 20 at batch 1"), std::string::npos);
 }
 
 TEST(SpeedBench, DumpIdsGivesTheInputsAndAtMostMaxNewTokens) {

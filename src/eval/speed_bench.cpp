@@ -221,21 +221,47 @@ BenchReport run_speed_bench(cascade::C3Model& m, const SpeedBenchOptions& o,
     reset_cuda_peak(dev);
     secs = time_calls(dev, o.warmup, o.repeats, [&] { m->decompress(latents, pre); });
     add_row("prefill", b, 0, secs, double(b * P));
-    // Decompress: exactly new_tokens per row.
-    for (int64_t ngram : o.ngram_sizes) {
-      cascade::DecompressOptions d;
-      d.max_new_tokens = o.new_tokens;
-      d.no_repeat_ngram_size = ngram;
-      d.stop_at_im_end = false;
-      std::vector<std::vector<int64_t>> out;
-      reset_cuda_peak(dev);
-      secs = time_calls(dev, o.warmup, o.repeats, [&] { out = m->decompress(latents, d); });
+    // Decompress: exactly new_tokens per row. The n-gram variants are interleaved call by call
+    // (after each one's warm-up), so a drift in clocks or host load hits them alike and the
+    // ban's cost can be read from pairs of neighbouring calls.
+    const size_t V = o.ngram_sizes.size();
+    std::vector<cascade::DecompressOptions> variants(V);
+    for (size_t v = 0; v < V; ++v) {
+      variants[v].max_new_tokens = o.new_tokens;
+      variants[v].no_repeat_ngram_size = o.ngram_sizes[v];
+      variants[v].stop_at_im_end = false;
+    }
+    std::vector<std::vector<int64_t>> out;
+    auto check_out = [&] {
       TORCH_CHECK(static_cast<int64_t>(out.size()) == b, "bench: decompress returned ", out.size(),
                   " rows for a batch of ", b);
       for (const auto& row : out)
         TORCH_CHECK(static_cast<int64_t>(row.size()) == o.new_tokens, "bench: a row generated ",
                     row.size(), " tokens with the stop disabled; expected ", o.new_tokens);
-      add_row("decompress", b, ngram, secs, double(b * o.new_tokens));
+    };
+    reset_cuda_peak(dev);
+    for (size_t v = 0; v < V; ++v)
+      for (int64_t i = 0; i < o.warmup; ++i) out = m->decompress(latents, variants[v]);
+    std::vector<std::vector<double>> dsecs(V);
+    for (int64_t rep = 0; rep < o.repeats; ++rep) {
+      for (size_t v = 0; v < V; ++v) {
+        const auto one = time_calls(dev, 0, 1, [&] { out = m->decompress(latents, variants[v]); });
+        check_out();
+        dsecs[v].push_back(one[0]);
+      }
+    }
+    for (size_t v = 0; v < V; ++v)
+      add_row("decompress", b, o.ngram_sizes[v], dsecs[v], double(b * o.new_tokens));
+    const auto base = std::find(o.ngram_sizes.begin(), o.ngram_sizes.end(), int64_t{0});
+    if (base != o.ngram_sizes.end()) {
+      const size_t v0 = static_cast<size_t>(base - o.ngram_sizes.begin());
+      for (size_t v = 0; v < V; ++v) {
+        if (o.ngram_sizes[v] == 0) continue;
+        std::vector<double> ratios;
+        for (int64_t rep = 0; rep < o.repeats; ++rep)
+          ratios.push_back(dsecs[v][rep] / dsecs[v0][rep] - 1.0);
+        r.ban_costs.push_back({b, o.ngram_sizes[v], median(ratios)});
+      }
     }
   }
   // Whole-run peaks: resetting per step loses them, so take the largest step peak.
@@ -258,8 +284,14 @@ nlohmann::json bench_report_json(const BenchReport& r) {
                     {"passages_per_s", x.passages_per_s},
                     {"tokens_per_s", x.tokens_per_s},
                     {"peak_bytes", x.peak_bytes}});
+  nlohmann::json bans = nlohmann::json::array();
+  for (const auto& c : r.ban_costs)
+    bans.push_back({{"batch", c.batch},
+                    {"no_repeat_ngram_size", c.ngram},
+                    {"median_cost", c.median_ratio_minus_1}});
   return {{"meta", r.meta},
           {"rows", rows},
+          {"ban_costs", bans},
           {"memory",
            {{"peak_allocated_bytes", r.peak_allocated_bytes},
             {"peak_reserved_bytes", r.peak_reserved_bytes},
@@ -292,6 +324,9 @@ std::string render_bench_table(const BenchReport& r) {
                      x.seconds * 1e3, x.passages_per_s, x.tokens_per_s,
                      human_bytes(double(x.peak_bytes)), limit);
   }
+  for (const auto& c : r.ban_costs)
+    s += fmt::format("n-gram ban {} at batch {}: {:+.1f}% of decode time (median of paired calls)\n",
+                     c.ngram, c.batch, 100 * c.median_ratio_minus_1);
   s += fmt::format("memory: CUDA peak allocated {}, peak reserved {}; process max RSS {}\n",
                    human_bytes(double(r.peak_allocated_bytes)),
                    human_bytes(double(r.peak_reserved_bytes)), human_bytes(double(r.max_rss_bytes)));

@@ -46,6 +46,13 @@ struct PhysicalLimits {
 struct BenchReport {
   nlohmann::json meta;  // model, device, dtype, shapes, parameter counts, options
   std::vector<BenchRow> rows;
+  // The n-gram ban's cost per (batch, ngram > 0): the median over repeats of t_ban / t_0 - 1,
+  // each pair timed back to back (the variants are interleaved, so drift cancels).
+  struct BanCost {
+    int64_t batch = 0, ngram = 0;
+    double median_ratio_minus_1 = 0;
+  };
+  std::vector<BanCost> ban_costs;
   int64_t peak_allocated_bytes = -1;  // CUDA: whole-run peak of allocated memory
   int64_t peak_reserved_bytes = -1;   // CUDA: whole-run peak of reserved (cached) memory
   int64_t max_rss_bytes = 0;          // process max resident set size (getrusage)
