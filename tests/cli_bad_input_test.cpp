@@ -66,10 +66,14 @@ class CliBadInput : public ::testing::Test {
     ASSERT_FALSE(r.err.empty());
     const bool c3_error = r.err.rfind("c3: error: ", 0) == 0;
     EXPECT_TRUE(c3_error || r.err.find("Run with --help") != std::string::npos) << r.err;
-    if (c3_error) EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "not one line: " << r.err;
+    if (c3_error) {
+      EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "not one line: " << r.err;
+    }
     EXPECT_LT(r.err.size(), 1000u) << r.err.substr(0, 1000);
     EXPECT_NE(r.err.find(needle), std::string::npos) << "want '" << needle << "' in: " << r.err;
-    if (!out.empty()) EXPECT_FALSE(fs::exists(out)) << out;
+    if (!out.empty()) {
+      EXPECT_FALSE(fs::exists(out)) << out;
+    }
     for (const auto& e : fs::directory_iterator(dir_)) {
       const std::string name = e.path().filename().string();
       EXPECT_EQ(name.find(".part."), std::string::npos) << "left behind: " << name;
@@ -181,4 +185,18 @@ TEST_F(CliBadInput, UnwritableOutputPath) {
   Result r = c3(compress(dir_ / "ok.txt", "/nonexistent/dir/x.c3"));
   expect_clean_failure(r, "cannot write '/nonexistent/dir/x.c3'", {});
   EXPECT_EQ(r.err.find(".part."), std::string::npos) << "name the target, not a side file";
+}
+
+// Not an error but a risky request: chunks longer than the model's own size work, with a warning
+// on stderr that names the flag, the model's size and where to read more; none by default.
+TEST_F(CliBadInput, ChunksAboveTheModelsSizeAreWarnedAbout) {
+  Result quiet = c3(compress(dir_ / "ok.txt", dir_ / "a.c3"));
+  EXPECT_EQ(quiet.rc, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.find("warning"), std::string::npos) << quiet.err;
+  Result r = c3(compress(dir_ / "ok.txt", dir_ / "b.c3") + " --chunk-tokens 1280");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir_ / "b.c3"));
+  EXPECT_NE(r.err.find("warning: --chunk-tokens 1280 is above this model's chunk size"),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("MODEL_CARD.md"), std::string::npos) << r.err;
 }
