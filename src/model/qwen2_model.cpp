@@ -105,8 +105,7 @@ at::Tensor Qwen2ModelImpl::forward(const at::Tensor& inputs_embeds, const Forwar
       auto run = [layer, rope, mask](const at::Tensor& x) {
         return layer->forward(x, rope, mask, nullptr);
       };
-      resid = checkpoint(run, delta.defined() ? resid + delta : resid, layer->parameters());
-      delta = at::Tensor();
+      resid = checkpoint(run, resid, layer->parameters());  // whole layers: delta stays empty
     } else {
       std::tie(resid, delta) = layer->forward_deferred(resid, delta, rope, mask, cache);
     }
