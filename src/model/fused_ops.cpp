@@ -44,6 +44,10 @@ bool use_kernel(const at::Tensor& x, const at::Tensor& param = at::Tensor()) {
     return false;
   return true;
 }
+// The decode-step kernels: inference only (autograd off), CUDA, kernels on.
+bool inference_kernel(const at::Tensor& x) {
+  return !at::GradMode::is_enabled() && x.is_cuda() && kernels_enabled();
+}
 }  // namespace
 #endif
 
@@ -122,8 +126,7 @@ int64_t rows_of_input(const at::Tensor& x) {
 
 at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
 #ifdef C3_HAVE_CUDA_KERNELS
-  if (!at::GradMode::is_enabled() && x.is_cuda() && kernels_enabled() &&
-      cuda::gemv_supported(x, w, b))
+  if (inference_kernel(x) && cuda::gemv_supported(x, w, b))
     return cuda::gemv(x, w, b);
 #else
   (void)x, (void)w, (void)b;
@@ -133,8 +136,7 @@ at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
 
 at::Tensor gemv_silu_mul(const at::Tensor& x, const at::Tensor& gate_up) {
 #ifdef C3_HAVE_CUDA_KERNELS
-  if (!at::GradMode::is_enabled() && x.is_cuda() && kernels_enabled() &&
-      cuda::gemv_silu_mul_supported(x, gate_up))
+  if (inference_kernel(x) && cuda::gemv_silu_mul_supported(x, gate_up))
     return cuda::gemv_silu_mul(x, gate_up);
 #else
   (void)x, (void)gate_up;
@@ -159,7 +161,7 @@ at::Tensor decode_attention(const at::Tensor& qkv, const at::Tensor& cos, const 
                             at::Tensor& k_cache, at::Tensor& v_cache, const at::Tensor& slot,
                             const at::Tensor& key_valid, int64_t S, int64_t H, int64_t D) {
 #ifdef C3_HAVE_CUDA_KERNELS
-  if (!at::GradMode::is_enabled() && qkv.is_cuda() && kernels_enabled() &&
+  if (inference_kernel(qkv) &&
       cuda::decode_attention_supported(qkv, cos, k_cache, v_cache, key_valid, S, H, D))
     return cuda::decode_attention(qkv, cos, sin, k_cache, v_cache, slot, key_valid, S, H, D);
 #else
