@@ -5,12 +5,10 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
 source scripts/device/nccl_env.sh
-export CUDACXX="${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}"
+source scripts/device/build.sh
 export C3_TESTDATA="$PWD/shared/testdata" C3_NO_PROGRESS=1
 nvidia-smi -L
-cmake -S . -B build-gpu -G Ninja -DC3_BUILD_BENCH=OFF -DC3_BUILD_TESTS=ON "${C3_NCCL_CMAKE_ARGS[@]}" > /tmp/build.log 2>&1 || { tail -30 /tmp/build.log; exit 1; }
-ninja -C build-gpu train_tests c3_tests >> /tmp/build.log 2>&1 || { grep -E "error" -A3 /tmp/build.log | head -40; exit 1; }
-echo "built in ${SECONDS}s"
+c3_build_gpu train_tests c3_tests || exit 1
 CUDA_VISIBLE_DEVICES=0,1 C3_DIST_DEVICE=cuda C3_DIST_REQUIRE=1 timeout 90 build-gpu/tests/train_tests \
   --gtest_filter='Distributed.*' > /tmp/nccl.txt 2>&1
 echo "train_tests Distributed (NCCL) exit $?"; grep -E "^\[ +(OK|FAILED|PASSED|SKIPPED)|\*\*\*|max \|" /tmp/nccl.txt | head -20
