@@ -226,6 +226,7 @@ TEST(BinStats, MeansRatioAndJson) {
                                          "latents",
                                          "ratio",
                                          "char_precision",
+                                         "char_precision_ci95",
                                          "exact_match",
                                          "word_precision",
                                          "token_accuracy",

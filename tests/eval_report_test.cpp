@@ -105,6 +105,33 @@ TEST(Report, MarkdownTable) {
   EXPECT_NE(md.find("| 64-128 | 4 | 96.5 | 3.02× | 100.00% |"), std::string::npos);
 }
 
+// The 95% interval of a bin's mean char precision: 1.96 x the sample standard deviation over
+// sqrt(n), written to the JSON and read back, and a column of both tables.
+TEST(Report, CharPrecisionConfidenceInterval) {
+  BinStats b("64-128", 64, 128, 32);
+  const double scores[] = {1.0, 0.9, 0.8, 0.5};
+  for (double c : scores) {
+    PassageScore s;
+    s.char_precision = c;
+    b.add(s, 100);
+  }
+  const double mean = 0.8, var = (0.04 + 0.01 + 0.0 + 0.09) / 3.0;
+  EXPECT_NEAR(b.char_precision(), mean, 1e-12);
+  EXPECT_NEAR(b.char_precision_ci95(), 1.96 * std::sqrt(var / 4.0), 1e-12);
+  BinStats one("64-128", 64, 128, 32);
+  one.add(PassageScore{}, 100);
+  EXPECT_TRUE(std::isnan(one.char_precision_ci95())) << "one passage has no spread";
+
+  EvalReport r;
+  r.model = "m";
+  r.latents = 32;
+  r.bins = {b};
+  const EvalReport back = report_from_json(report_to_json(r));
+  EXPECT_NEAR(back.bins[0].char_precision_ci95(), b.char_precision_ci95(), 1e-12);
+  EXPECT_NE(render_markdown(r).find("| 80.00% | ±21.17% |"), std::string::npos) << render_markdown(r);
+  EXPECT_NE(render_table(r).find("+-21.17%"), std::string::npos) << render_table(r);
+}
+
 TEST(Report, NaNRendersAsDash) {
   EvalReport r;
   r.model = "m";

@@ -36,13 +36,16 @@ struct Table {
   std::vector<std::vector<std::string>> rows;
 };
 
-Table make_table(const EvalReport& r, std::string_view times) {
+// `times` and `pm` are the ratio and plus-minus signs: ASCII for the terminal table, whose
+// columns are padded by bytes.
+Table make_table(const EvalReport& r, std::string_view times, std::string_view pm) {
   Table t;
   t.header = {"bin",
               "n",
               "mean tokens",
               "ratio",
               "char precision",
+              std::string(pm) + " 95%",
               "exact match",
               "word precision",
               "token accuracy",
@@ -50,7 +53,9 @@ Table make_table(const EvalReport& r, std::string_view times) {
   for (const BinStats& b : r.bins) {
     t.rows.push_back({b.bin, std::to_string(b.n), num(b.mean_tokens(), 1),
                       std::isfinite(b.ratio()) ? num(b.ratio(), 2) + std::string(times) : "-",
-                      pct(b.char_precision()), pct(b.exact_match()), pct(b.word_precision()),
+                      pct(b.char_precision()),
+                      std::isfinite(b.char_precision_ci95()) ? std::string(pm) + pct(b.char_precision_ci95()) : "-",
+                      pct(b.exact_match()), pct(b.word_precision()),
                       pct(b.token_accuracy()), num(b.seconds, 1)});
   }
   return t;
@@ -100,7 +105,7 @@ std::vector<TokenBin> parse_bins(std::string_view spec) {
 }
 
 std::string render_table(const EvalReport& r) {
-  const Table t = make_table(r, "x");
+  const Table t = make_table(r, "x", "+-");
   std::vector<size_t> width(t.header.size());
   for (size_t c = 0; c < t.header.size(); ++c) {
     width[c] = t.header[c].size();
@@ -124,7 +129,7 @@ std::string render_table(const EvalReport& r) {
 }
 
 std::string render_markdown(const EvalReport& r) {
-  const Table t = make_table(r, "×");
+  const Table t = make_table(r, "×", "±");
   std::string out = fmt::format("Model `{}`, L = {} latents", r.model, r.latents);
   if (!r.data.empty()) out += fmt::format(", data `{}`", r.data);
   out += ".\n\n|";
@@ -165,7 +170,8 @@ EvalReport report_from_json(const nlohmann::ordered_json& j) {
                jb.contains("latents") ? required<int64_t>(jb, "latents", "a bin") : r.latents);
     b.set_means(required<int64_t>(jb, "n", "a bin"), number_or_nan(jb, "mean_tokens"),
                 number_or_nan(jb, "char_precision"), number_or_nan(jb, "word_precision"),
-                number_or_nan(jb, "exact_match"), number_or_nan(jb, "token_accuracy"));
+                number_or_nan(jb, "exact_match"), number_or_nan(jb, "token_accuracy"),
+                number_or_nan(jb, "char_precision_ci95"));
     b.seconds = required<double>(jb, "seconds", "a bin");
     r.bins.push_back(std::move(b));
   }

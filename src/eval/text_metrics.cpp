@@ -77,6 +77,7 @@ void BinStats::add(const PassageScore& s, int64_t n_tokens) {
   ++n;
   sum_tokens_ += double(n_tokens);
   sum_char_ += s.char_precision;
+  sum_sq_char_ += s.char_precision * s.char_precision;
   sum_word_ += s.word_precision;
   n_exact_ += s.exact ? 1 : 0;
   if (!std::isnan(s.token_accuracy)) {
@@ -86,7 +87,10 @@ void BinStats::add(const PassageScore& s, int64_t n_tokens) {
 }
 
 void BinStats::set_means(int64_t n_passages, double mean_tokens, double char_precision,
-                         double word_precision, double exact_match, double token_accuracy) {
+                         double word_precision, double exact_match, double token_accuracy,
+                         double char_precision_ci95) {
+  restored_ = true;
+  ci95_restored_ = char_precision_ci95;
   auto sum = [&](double mean) { return std::isfinite(mean) ? mean * double(n_passages) : 0.0; };
   n = n_passages;
   sum_tokens_ = sum(mean_tokens);
@@ -100,6 +104,13 @@ void BinStats::set_means(int64_t n_passages, double mean_tokens, double char_pre
 double BinStats::mean_tokens() const { return mean_or_nan(sum_tokens_, n); }
 double BinStats::ratio() const { return latents > 0 ? mean_tokens() / double(latents) : kNaN; }
 double BinStats::char_precision() const { return mean_or_nan(sum_char_, n); }
+double BinStats::char_precision_ci95() const {
+  if (restored_) return ci95_restored_;
+  if (n < 2) return kNaN;
+  const double mean = sum_char_ / double(n);
+  const double var = std::max(0.0, (sum_sq_char_ - double(n) * mean * mean) / double(n - 1));
+  return 1.96 * std::sqrt(var / double(n));
+}
 double BinStats::word_precision() const { return mean_or_nan(sum_word_, n); }
 double BinStats::exact_match() const { return mean_or_nan(double(n_exact_), n); }
 double BinStats::token_accuracy() const { return mean_or_nan(sum_token_acc_, n_token_acc_); }
@@ -112,6 +123,7 @@ nlohmann::ordered_json BinStats::to_json() const {
       {"latents", latents},
       {"ratio", number_or_null(ratio())},
       {"char_precision", number_or_null(char_precision())},
+      {"char_precision_ci95", number_or_null(char_precision_ci95())},
       {"exact_match", number_or_null(exact_match())},
       {"word_precision", number_or_null(word_precision())},
       {"token_accuracy", number_or_null(token_accuracy())},

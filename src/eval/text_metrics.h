@@ -52,20 +52,29 @@ struct BinStats {
   double mean_tokens() const;
   double ratio() const;  // compression ratio = mean_tokens / latents
   double char_precision() const;
+  // Half-width of the 95% confidence interval of the mean char precision (normal approximation,
+  // 1.96 x the standard error from the sample standard deviation): how far another sample of n
+  // passages could land. NaN when n < 2.
+  double char_precision_ci95() const;
   double word_precision() const;
   double exact_match() const;  // fraction of passages reproduced exactly
   double token_accuracy() const;
 
-  // {bin, n, mean_tokens, latents, ratio, char_precision, exact_match, word_precision,
-  //  token_accuracy, seconds} in that order; NaN becomes null (report.h reads it back).
+  // {bin, n, mean_tokens, latents, ratio, char_precision, char_precision_ci95, exact_match,
+  //  word_precision, token_accuracy, seconds} in that order; NaN becomes null (report.h reads it
+  //  back).
   nlohmann::ordered_json to_json() const;
 
   // Restores an accumulator whose means equal the given ones (for reports read back from JSON).
   void set_means(int64_t n, double mean_tokens, double char_precision, double word_precision,
-                 double exact_match, double token_accuracy);
+                 double exact_match, double token_accuracy,
+                 double char_precision_ci95 = std::numeric_limits<double>::quiet_NaN());
 
  private:
   double sum_tokens_ = 0, sum_char_ = 0, sum_word_ = 0, sum_token_acc_ = 0;
+  double sum_sq_char_ = 0;  // for the confidence interval
+  bool restored_ = false;   // set_means: the interval comes from the report, not the sums
+  double ci95_restored_ = std::numeric_limits<double>::quiet_NaN();
   int64_t n_exact_ = 0, n_token_acc_ = 0;
 };
 
