@@ -105,6 +105,18 @@ TEST(Report, MarkdownTable) {
   EXPECT_NE(md.find("| 64-128 | 4 | 96.5 | 3.02× | 100.00% |"), std::string::npos);
 }
 
+// Both tables say how the text was decoded: greedy unless the run used beams, and the n-gram ban.
+TEST(Report, TablesNameTheDecoding) {
+  EvalReport r = sample_report();
+  r.meta["no_repeat_ngram"] = 20;
+  EXPECT_NE(render_table(r).find("greedy, no_repeat_ngram 20"), std::string::npos) << render_table(r);
+  r.meta["num_beams"] = 4;
+  r.meta["no_repeat_ngram"] = 0;
+  EXPECT_NE(render_markdown(r).find(", beam search (4 beams)."), std::string::npos)
+      << render_markdown(r);
+  EXPECT_EQ(render_markdown(r).find("no_repeat_ngram"), std::string::npos) << render_markdown(r);
+}
+
 // The 95% interval of a bin's mean char precision: 1.96 x the sample standard deviation over
 // sqrt(n), written to the JSON and read back, and a column of both tables.
 TEST(Report, CharPrecisionConfidenceInterval) {

@@ -163,6 +163,7 @@ std::vector<std::vector<int64_t>> C3ModelImpl::decompress(const at::Tensor& late
     g.max_new_tokens = std::min(g.max_new_tokens, longest);
   }
   g.no_repeat_ngram_size = opt.no_repeat_ngram_size;
+  g.num_beams = opt.num_beams;
   if (opt.stop_at_im_end) g.stop_tokens = {im_end_id_};
   auto out = model::generate(decoder, prompts, g, opt.on_step);
   for (size_t b = 0; b < caps.size(); ++b)

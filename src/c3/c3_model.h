@@ -32,6 +32,7 @@ struct DecompressOptions {
   // <|im_end|> by then is repeating itself, and on the CPU those tokens cost seconds.
   std::vector<int64_t> source_tokens;
   double length_cap = 1.5;  // 0 = off
+  int64_t num_beams = 1;    // > 1: beam search (model/beam_search.h) instead of greedy
   std::function<void(int64_t)> on_step;  // called after each decode step (rows still running)
 };
 

@@ -48,6 +48,9 @@ void setup_bench(CLI::App& root) {
       ->capture_default_str();
   app->add_option("--seed", o.seed, "seed of the random passages")->capture_default_str();
   app->add_option("--json", json_out, "write the report as JSON");
+  app->add_option("--trace", o.trace_prefix,
+                  "after timing, trace one more call of each step (Chrome JSON, Kineto; CUDA "
+                  "LibTorch >= 2) to PREFIX-<step>-b<batch>[-ngram<n>].json");
   app->add_option("--dump-ids", dump_text,
                   "instead of timing: print JSON with the greedy ids of compress + decompress of "
                   "this text (parity check against bench/hf_reference.py)");

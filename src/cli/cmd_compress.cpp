@@ -40,7 +40,13 @@ struct DecodeFlags {
   int64_t max_new_tokens = 4096;
   bool no_stop = false;
   double length_cap = 1.5;
+  int64_t beams = 1;
   void add(CLI::App* app) {
+    app->add_option("--beams", beams,
+                    "beam search with this many beams (1 = greedy, as the paper); slower, and "
+                    "it can recover where greedy decoding slips")
+        ->capture_default_str()
+        ->check(CLI::Range(int64_t{1}, int64_t{64}));
     app->add_option("--length-cap", length_cap,
                     "stop a chunk after this many times its source tokens (+16), as recorded in "
                     "the .c3 file; 0 = off")
@@ -57,6 +63,7 @@ struct DecodeFlags {
     o.max_new_tokens = max_new_tokens;
     o.stop_at_im_end = !no_stop;
     o.length_cap = length_cap;
+    o.num_beams = beams;
     return o;
   }
 };

@@ -28,6 +28,9 @@ void setup_eval(CLI::App& root) {
   app->add_option("--batch", o.batch, "passages per forward pass")->capture_default_str();
   app->add_option("--no-repeat-ngram", o.no_repeat_ngram, "n-gram ban while decoding (0 = off)")
       ->capture_default_str();
+  app->add_option("--beams", o.num_beams, "beam search with this many beams (1 = greedy)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{64}));
   app->add_option("--seed", o.seed, "passage-cutting seed")->capture_default_str();
   app->add_option("--device", device, "cpu | cuda")->capture_default_str();
   app->add_option("--dtype", dtype, "f32 | bf16 | auto")->capture_default_str();

@@ -42,6 +42,7 @@ EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::str
   rep.meta["docs_read"] = doc;
   rep.meta["per_bin"] = opt.per_bin;
   rep.meta["no_repeat_ngram"] = opt.no_repeat_ngram;
+  rep.meta["num_beams"] = opt.num_beams;
   rep.meta["device"] = m.model->device().str();
   int64_t total = 0;
   for (auto& p : passages) total += static_cast<int64_t>(p.size());
@@ -58,6 +59,7 @@ EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::str
       for (size_t k = i; k < std::min(ps.size(), i + opt.batch); ++k) ids.push_back(ps[k].ids);
       cascade::DecompressOptions d;
       d.no_repeat_ngram_size = opt.no_repeat_ngram;
+      d.num_beams = opt.num_beams;
       d.max_new_tokens = bin.hi + 64;
       auto gen = m.model->decompress(m.model->compress(ids), d);
       for (size_t k = 0; k < ids.size(); ++k) {

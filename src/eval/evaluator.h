@@ -17,6 +17,7 @@ struct EvalOptions {
   int64_t max_docs = 0;           // documents read at most (0 = all)
   int64_t batch = 16;             // passages per forward pass
   int64_t no_repeat_ngram = 20;
+  int64_t num_beams = 1;          // > 1: beam search instead of greedy
   bool token_accuracy = true;     // also teacher-forced token accuracy
   uint64_t seed = 0;
   bool progress = true;

@@ -36,6 +36,15 @@ struct Table {
   std::vector<std::vector<std::string>> rows;
 };
 
+// How the text was decoded, from the report's meta (older reports lack the keys).
+std::string decoding_of(const EvalReport& r) {
+  const int64_t beams = r.meta.value("num_beams", int64_t{1});
+  const int64_t ngram = r.meta.value("no_repeat_ngram", int64_t{0});
+  std::string s = beams > 1 ? fmt::format("beam search ({} beams)", beams) : std::string("greedy");
+  if (ngram > 0) s += fmt::format(", no_repeat_ngram {}", ngram);
+  return s;
+}
+
 // `times` and `pm` are the ratio and plus-minus signs: ASCII for the terminal table, whose
 // columns are padded by bytes.
 Table make_table(const EvalReport& r, std::string_view times, std::string_view pm) {
@@ -123,6 +132,7 @@ std::string render_table(const EvalReport& r) {
   };
   std::string out = fmt::format("model {}  L = {} latents", r.model, r.latents);
   if (!r.data.empty()) out += fmt::format("  data {}", r.data);
+  out += "  " + decoding_of(r);
   out += "\n" + line(t.header);
   for (const auto& row : t.rows) out += line(row);
   return out;
@@ -132,6 +142,7 @@ std::string render_markdown(const EvalReport& r) {
   const Table t = make_table(r, "×", "±");
   std::string out = fmt::format("Model `{}`, L = {} latents", r.model, r.latents);
   if (!r.data.empty()) out += fmt::format(", data `{}`", r.data);
+  out += ", " + decoding_of(r);
   out += ".\n\n|";
   for (const auto& h : t.header) out += " " + h + " |";
   out += "\n|";

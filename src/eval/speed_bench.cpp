@@ -11,6 +11,7 @@
 #include <functional>
 #include <random>
 
+#include "model/kernel_trace.h"
 #include "model/linear.h"
 #include "model/qwen2_model.h"
 #include "util/error.h"
@@ -252,6 +253,21 @@ BenchReport run_speed_bench(cascade::C3Model& m, const SpeedBenchOptions& o,
     }
     for (size_t v = 0; v < V; ++v)
       add_row("decompress", b, o.ngram_sizes[v], dsecs[v], double(b * o.new_tokens));
+    if (!o.trace_prefix.empty()) {
+      // Untimed: the profiler slows the host side down.
+      auto traced = [&](const std::string& name, const std::function<void()>& fn) {
+        model::KernelTrace trace;
+        sync(dev);
+        trace.start();
+        fn();
+        sync(dev);
+        trace.stop(fmt::format("{}-{}.json", o.trace_prefix, name));
+      };
+      traced(fmt::format("compress-b{}", b), [&] { latents = m->compress(ctx); });
+      for (size_t v = 0; v < V; ++v)
+        traced(fmt::format("decompress-b{}-ngram{}", b, o.ngram_sizes[v]),
+               [&] { out = m->decompress(latents, variants[v]); });
+    }
     const auto base = std::find(o.ngram_sizes.begin(), o.ngram_sizes.end(), int64_t{0});
     if (base != o.ngram_sizes.end()) {
       const size_t v0 = static_cast<size_t>(base - o.ngram_sizes.begin());

@@ -34,6 +34,9 @@ struct SpeedBenchOptions {
   int64_t warmup = 1;            // untimed runs before them
   std::vector<int64_t> ngram_sizes = {0, 20};  // no_repeat_ngram_size values for decompress
   uint64_t seed = 0;
+  // Non-empty: after the timed runs, one more call of each step is traced (Kineto, CUDA builds
+  // of LibTorch >= 2) to <trace_prefix>-<step>-b<batch>[-ngram<n>].json.
+  std::string trace_prefix;
   std::function<void(const BenchRow&)> on_row;  // called as each row is measured (progress)
 };
 

@@ -18,6 +18,9 @@ struct GenerationConfig {
   int64_t top_k = 0;                 // 0 = off
   double top_p = 1.0;                // 1 = off
   uint64_t seed = 0;
+  // Beam search (beam_search.h) when > 1: greedy only, the dynamic cache only.
+  int64_t num_beams = 1;
+  double length_penalty = 1.0;  // a finished beam's score is sum log p / length^length_penalty
   // Fixed-shape decode steps over a static cache: every row stays in the batch until all stop
   // (finished rows' tokens are discarded), and each step attends over a window of the cache
   // rounded up to 256 slots, masked. On CUDA the step is then captured once per window size as a

@@ -16,7 +16,7 @@
 #include "model/upload.h"
 #include "train/adamw.h"
 #include "train/data_loader.h"
-#include "train/kernel_trace.h"
+#include "model/kernel_trace.h"
 #include "train/distributed.h"
 #include "train/lr_schedule.h"
 #include "train/passage_sampler.h"
@@ -421,7 +421,7 @@ TrainResult train(const TrainOptions& opt) {
   PhaseTimer phases(device, prof_env && std::string(prof_env) == "1");
   const int64_t warm_steps = step + 3;
   const char* trace_path = std::getenv("C3_TRAIN_TRACE");
-  KernelTrace trace;  // steps warm_steps+1 .. warm_steps+3 when C3_TRAIN_TRACE is set (rank 0)  // the first steps (allocator, kernels) are not timed
+  model::KernelTrace trace;  // steps warm_steps+1 .. warm_steps+3 when C3_TRAIN_TRACE is set (rank 0)
   // --fit-steps-to-time: the step count is fitted at fit_step from the rate since warm_steps,
   // then again every kRefit steps from the rate since the last fit (steps slow down as the
   // curriculum lengthens passages). The ranks agree on it (and on running out of time) through

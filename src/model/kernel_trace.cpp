@@ -1,4 +1,4 @@
-#include "train/kernel_trace.h"
+#include "model/kernel_trace.h"
 
 #include <torch/version.h>
 
@@ -9,7 +9,7 @@
 #define C3_KINETO 1
 #endif
 
-namespace c3::train {
+namespace c3::model {
 
 KernelTrace::KernelTrace() = default;
 KernelTrace::~KernelTrace() = default;
@@ -24,7 +24,7 @@ void KernelTrace::start() {
   prof::enableProfiler(cfg, acts);
   running_ = true;
 #else
-  std::fprintf(stderr, "c3 train: C3_TRAIN_TRACE needs LibTorch >= 2 with CUDA; no trace\n");
+  std::fprintf(stderr, "c3: a kernel trace needs LibTorch >= 2 with CUDA; no trace\n");
 #endif
 }
 
@@ -34,10 +34,10 @@ void KernelTrace::stop(const std::string& path) {
   auto result = torch::autograd::profiler::disableProfiler();
   running_ = false;
   result->save(path);
-  std::fprintf(stderr, "c3 train: kernel trace written to %s\n", path.c_str());
+  std::fprintf(stderr, "c3: kernel trace written to %s\n", path.c_str());
 #else
   (void)path;
 #endif
 }
 
-}  // namespace c3::train
+}  // namespace c3::model

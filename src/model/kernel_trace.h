@@ -1,11 +1,11 @@
-// C3_TRAIN_TRACE=trace.json: a Chrome trace (CPU ops and CUDA kernels, via LibTorch's Kineto
-// profiler) of a few steady-state training steps, for finding where the GPU time goes.
+// A Chrome trace (CPU ops and CUDA kernels, via LibTorch's Kineto profiler) of a stretch of work,
+// for finding where the GPU time goes: c3 train's C3_TRAIN_TRACE, c3 bench's --trace.
 // Needs LibTorch >= 2 built with CUDA; elsewhere start() says so and does nothing.
 #pragma once
 #include <memory>
 #include <string>
 
-namespace c3::train {
+namespace c3::model {
 
 class KernelTrace {
  public:
@@ -19,4 +19,4 @@ class KernelTrace {
   bool running_ = false;
 };
 
-}  // namespace c3::train
+}  // namespace c3::model

@@ -1,0 +1,72 @@
+// `c3 roundtrip` through the shipped model, greedy and with beam search: the sample text comes
+// back exactly, and a bad --beams is refused with the flag's name.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "testdata.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int rc = -1;
+  std::string out;
+};
+
+RunResult roundtrip(const std::string& args) {
+  const fs::path root = c3::test::binary_dir().parent_path();
+  const std::string cmd = "C3_NO_PROGRESS=1 '" + (c3::test::binary_dir() / "c3").string() +
+                          "' roundtrip --model '" + (root / "models" / "c3-small").string() +
+                          "' " + args + " '" + (root / "docs" / "sample.txt").string() + "' 2>&1";
+  RunResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  return r;
+}
+
+std::string sample_text() {
+  std::ifstream f(c3::test::binary_dir().parent_path() / "docs" / "sample.txt", std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+TEST(CliRoundtrip, GreedyAndBeamsGiveTheSampleBack) {
+  const std::string want = sample_text();
+  ASSERT_FALSE(want.empty());
+  for (const char* beams : {"1", "3"}) {
+    const RunResult r = roundtrip(std::string("--json --beams ") + beams);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_TRUE(j["exact_match"].get<bool>()) << beams << " beams: " << j["text"];
+    EXPECT_DOUBLE_EQ(j["char_precision"].get<double>(), 1.0) << beams << " beams";
+    // Trailing whitespace aside (the tokenizer keeps it), the text is the file's.
+    std::string got = j["text"].get<std::string>(), w = want;
+    while (!w.empty() && std::isspace(static_cast<unsigned char>(w.back()))) w.pop_back();
+    while (!got.empty() && std::isspace(static_cast<unsigned char>(got.back()))) got.pop_back();
+    EXPECT_EQ(got, w) << beams << " beams";
+  }
+}
+
+TEST(CliRoundtrip, BeamsBelowOneAreRefused) {
+  const RunResult r = roundtrip("--beams 0");
+  EXPECT_NE(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("--beams"), std::string::npos) << r.out;
+}
+
+}  // namespace
