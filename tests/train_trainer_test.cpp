@@ -217,8 +217,10 @@ TEST_F(Trainer, OverfitsFewPassagesToExactReconstruction) {
 
 // The same objective as reconstruction_loss, but entirely in double: the model's logits() rounds
 // to fp32, which would swamp a finite difference. Its value is checked against the real one.
+// `seen` (optional, [B, Tt - 1]) replaces the teacher-forced decoder inputs.
 at::Tensor reconstruction_loss_f64(c3::cascade::C3Model& m,
-                                   const std::vector<std::vector<int32_t>>& ctx) {
+                                   const std::vector<std::vector<int32_t>>& ctx,
+                                   at::Tensor seen = {}) {
   const int64_t B = static_cast<int64_t>(ctx.size());
   const int64_t P = static_cast<int64_t>(m->prompt_ids().size());
   int64_t Tt = 0;
@@ -234,7 +236,8 @@ at::Tensor reconstruction_loss_f64(c3::cascade::C3Model& m,
   at::Tensor target = torch::tensor(tgt, torch::kLong).view({B, Tt});
   at::Tensor mask = torch::tensor(at::ArrayRef<uint8_t>(valid)).view({B, Tt}).to(torch::kBool);
   at::Tensor pe = m->prompt_embeds(m->compress(ctx));  // [B, P, C]
-  at::Tensor in = torch::cat({pe, m->decoder->embed(target.narrow(1, 0, Tt - 1))}, 1);
+  if (!seen.defined()) seen = target.narrow(1, 0, Tt - 1);
+  at::Tensor in = torch::cat({pe, m->decoder->embed(seen)}, 1);
   at::Tensor h = m->decoder->hidden(in, {}).narrow(1, P - 1, Tt).index({mask});  // [N, C]
   at::Tensor logits = torch::linear(h, m->decoder->model->embed_tokens->weight);  // tied
   return torch::cross_entropy_loss(logits, target.index({mask}));
@@ -274,6 +277,87 @@ TEST_F(Trainer, InputNoiseIsKeyedAndLeavesTheTargets) {
   EXPECT_NE(a.first, clean.first) << "half the inputs replaced left the loss unchanged";
   EXPECT_NE(a.first, other.first) << "another key drew the same noise";
   EXPECT_EQ(a.second, clean.second) << "noise must not change the targets";
+}
+
+// Self-feed at share 1 replaces every passage token the decoder reads by the decoder's own
+// argmax for it from the clean teacher-forced pass: the loss equals the f64 objective on those
+// inputs. Shares below 1 are keyed like the noise, and the two shares may not exceed 1 together.
+TEST_F(Trainer, SelfFeedReadsTheDecodersOwnPredictions) {
+  c3::cascade::C3Model m = tiny_cascade(fresh_dir("self_feed"), 16, 24, 4);
+  m->to(at::kDouble);
+  torch::NoGradGuard ng;
+  torch::manual_seed(9);
+  for (auto& p : m->parameters()) p.add_(torch::randn_like(p) * 0.3);  // confident, varied argmax
+  const std::vector<std::vector<int32_t>> ctx = {m->tok().encode("the small river runs north"),
+                                                 m->tok().encode("seven cold roads")};
+  const int64_t B = 2, P = static_cast<int64_t>(m->prompt_ids().size());
+  int64_t Tt = 0;
+  for (auto& c : ctx) Tt = std::max<int64_t>(Tt, static_cast<int64_t>(c.size()) + 1);
+  // The clean pass's predictions, by hand: position P - 1 + t predicts target t.
+  std::vector<int64_t> tgt(B * Tt, 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (size_t t = 0; t <= ctx[b].size(); ++t)
+      tgt[b * Tt + t] = t < ctx[b].size() ? ctx[b][t] : m->im_end_id();
+  const at::Tensor target = torch::tensor(tgt, torch::kLong).view({B, Tt});
+  const at::Tensor pe = m->prompt_embeds(m->compress(ctx));
+  const at::Tensor h = m->decoder->hidden(torch::cat({pe, m->decoder->embed(target.narrow(1, 0, Tt - 1))}, 1), {});
+  const at::Tensor pred = torch::linear(h.narrow(1, P - 1, Tt), m->decoder->model->embed_tokens->weight).argmax(-1);
+  at::Tensor seen = target.narrow(1, 0, Tt - 1).clone();
+  int64_t changed = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (size_t t = 0; t < ctx[b].size(); ++t) {
+      changed += seen[b][t].item<int64_t>() != pred[b][t].item<int64_t>();
+      seen[b][t] = pred[b][t];
+    }
+  ASSERT_GT(changed, 0) << "the model predicts its inputs exactly: the test would prove nothing";
+  c3::cascade::InputNoise all;
+  all.self_feed = 1.0;
+  all.key = 3;
+  const double got = m->reconstruction_loss(ctx, all).loss.item<double>();
+  // logits() rounds to fp32, hence 1e-6.
+  EXPECT_NEAR(got, reconstruction_loss_f64(m, ctx, seen).item<double>(), 1e-6 * std::abs(got));
+  EXPECT_GT(std::abs(got - reconstruction_loss_f64(m, ctx).item<double>()), 1e-3)
+      << "self-fed inputs left the loss unchanged";
+
+  c3::cascade::InputNoise half = all;
+  half.self_feed = 0.5;
+  const double a = m->reconstruction_loss(ctx, half).loss.item<double>();
+  EXPECT_EQ(a, m->reconstruction_loss(ctx, half).loss.item<double>()) << "not keyed";
+  c3::cascade::InputNoise too_much = half;
+  too_much.rate = 0.6;
+  EXPECT_THROW(m->reconstruction_loss(ctx, too_much), std::exception);
+}
+
+TEST(InputNoiseScale, FallsLinearlyToZeroAtTheDecayFraction) {
+  using c3::train::input_noise_scale;
+  EXPECT_EQ(input_noise_scale(0, 100, 0.0), 1.0);
+  EXPECT_EQ(input_noise_scale(99, 100, 0.0), 1.0);
+  EXPECT_DOUBLE_EQ(input_noise_scale(0, 100, 0.5), 1.0);
+  EXPECT_DOUBLE_EQ(input_noise_scale(25, 100, 0.5), 0.5);
+  EXPECT_EQ(input_noise_scale(50, 100, 0.5), 0.0);
+  EXPECT_EQ(input_noise_scale(80, 100, 0.5), 0.0);
+  EXPECT_DOUBLE_EQ(input_noise_scale(75, 100, 1.0), 0.25);
+}
+
+// The step log carries the shares in force; with decay 0.5 over 8 steps they are 0 from step 4.
+TEST_F(Trainer, LogsTheDecayingNoiseShares) {
+  const fs::path dir = fresh_dir("noise_decay");
+  write_tiny_setup(dir, synthetic_docs(6));
+  TrainOptions o = tiny_options(dir, "run");
+  o.input_noise = 0.2;
+  o.self_feed = 0.1;
+  o.input_noise_decay = 0.5;
+  c3::train::train(o);
+  int seen = 0;
+  for (const auto& s : read_log(fs::path(o.out_dir) / "train_log.jsonl", "step")) {
+    const int64_t step = s["step"].get<int64_t>();
+    // Logged after the step: "step" k is the k-th update, made at schedule step k - 1.
+    const double scale = c3::train::input_noise_scale(step - 1, o.max_steps, 0.5);
+    EXPECT_DOUBLE_EQ(s["input_noise"].get<double>(), 0.2 * scale) << "step " << step;
+    EXPECT_DOUBLE_EQ(s["self_feed"].get<double>(), 0.1 * scale) << "step " << step;
+    ++seen;
+  }
+  EXPECT_EQ(seen, 8);
 }
 
 TEST_F(Trainer, GradientsMatchFiniteDifferences) {

@@ -199,14 +199,34 @@ LossOutput C3ModelImpl::reconstruction_loss(const std::vector<std::vector<int32_
   at::Tensor target = model::upload(long_tensor(tgt).view({B, Tt}), dev);  // [B, Tt]
   // Teacher forcing: the decoder sees prompt + target[:-1] and predicts target at P-1 ... .
   at::Tensor seen = target.narrow(1, 0, Tt - 1);  // [B, Tt - 1]
-  if (noise.rate > 0) {
+  if (noise.rate > 0 || noise.self_feed > 0) {
+    C3_CHECK(noise.rate >= 0 && noise.self_feed >= 0 && noise.rate + noise.self_feed <= 1.0,
+             "input noise {} + self-feed {} must lie in [0, 1]", noise.rate, noise.self_feed);
+    std::vector<int64_t> predicted;  // per target, in `rows` order: the clean pass's argmax
+    if (noise.self_feed > 0) {
+      torch::NoGradGuard ng;
+      const at::Tensor h0 = decoder->hidden(at::cat({pe.detach(), decoder->embed(seen)}, 1), {});
+      const at::Tensor r = model::upload(long_tensor(rows), dev);
+      const at::Tensor ids =
+          decoder->logits(h0.reshape({B * S, h0.size(2)}).index_select(0, r)).argmax(-1).cpu();
+      predicted.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
+    }
     std::vector<int64_t> in(tgt);
     std::mt19937_64 rng(noise.key);
     std::uniform_real_distribution<double> coin(0.0, 1.0);
     std::uniform_int_distribution<int64_t> any_id(0, tok().vocab_size() - 1);
-    for (int64_t b = 0; b < B; ++b)
-      for (size_t t = 0; t < contexts[b].size(); ++t)
-        if (coin(rng) < noise.rate) in[b * Tt + t] = any_id(rng);
+    size_t n = 0;  // index into `rows` order: row b's targets follow row b-1's
+    for (int64_t b = 0; b < B; ++b) {
+      for (size_t t = 0; t < contexts[b].size(); ++t) {
+        const double c = coin(rng);
+        if (c < noise.rate) {
+          in[b * Tt + t] = any_id(rng);
+        } else if (c < noise.rate + noise.self_feed) {
+          in[b * Tt + t] = predicted[n + t];
+        }
+      }
+      n += contexts[b].size() + 1;
+    }
     seen = model::upload(long_tensor(in).view({B, Tt}), dev).narrow(1, 0, Tt - 1);
   }
   at::Tensor inputs = at::cat({pe, decoder->embed(seen)}, 1);  // [B, S, C]

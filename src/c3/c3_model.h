@@ -40,9 +40,14 @@ struct DecompressOptions {
 // Input noise replaces each passage token the decoder reads (never a target) by a random one
 // with probability `rate`: the model then learns to stay on course after a wrong token, as it
 // must when it reads its own output in free-running generation. `key` seeds the draws.
+// Self-feed replaces a share `self_feed` of them by the decoder's own teacher-forced prediction
+// of that token (argmax of a no-grad pass over the same latents): the slips it will really make,
+// not random ones (scheduled sampling in one parallel pass). A token is replaced by one or the
+// other, never both: rate + self_feed <= 1.
 struct InputNoise {
   double rate = 0.0;
   uint64_t key = 0;
+  double self_feed = 0.0;
 };
 struct LossOutput {
   at::Tensor loss;       // scalar, mean over target tokens

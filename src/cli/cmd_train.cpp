@@ -80,6 +80,16 @@ void setup_train(CLI::App& root) {
                   "share of the decoder's input tokens replaced at random (robustness to its own slips)")
       ->check(CLI::Range(0.0, 0.5))
       ->capture_default_str();
+  app->add_option("--self-feed", o.self_feed,
+                  "share of the decoder's input tokens replaced by its own teacher-forced "
+                  "predictions (one extra no-grad pass; the slips it really makes)")
+      ->check(CLI::Range(0.0, 0.5))
+      ->capture_default_str();
+  app->add_option("--input-noise-decay", o.input_noise_decay,
+                  "--input-noise and --self-feed fall linearly to 0 at this fraction of the run "
+                  "(0 = constant)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   app->add_option("--bf16", o.bf16, "bf16 autocast on CUDA")->capture_default_str();
   app->add_flag("--activation-checkpointing", o.activation_checkpointing, "recompute layers in backward");
   app->add_flag("!--no-overlap", o.overlap_allreduce,

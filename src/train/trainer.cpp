@@ -226,6 +226,12 @@ std::string latest_checkpoint(const std::string& run_dir) {
   return best;
 }
 
+double input_noise_scale(int64_t step, int64_t total_steps, double decay_fraction) {
+  if (decay_fraction <= 0) return 1.0;
+  const double end = decay_fraction * static_cast<double>(std::max<int64_t>(1, total_steps));
+  return std::max(0.0, 1.0 - static_cast<double>(step) / end);
+}
+
 TrainResult train(const TrainOptions& opt) {
   // ---- 1. processes, device, seeds -------------------------------------------------------
   DistEnv env = DistEnv::from_env();
@@ -316,6 +322,7 @@ TrainResult train(const TrainOptions& opt) {
         {"latents", model->latent_len()}, {"lengths", opt.lengths}, {"batch_size", opt.batch_size},
         {"grad_accum", opt.grad_accum}, {"lr", opt.lr}, {"steps", opt.max_steps},
         {"aux_lm_weight", opt.aux_lm_weight}, {"input_noise", opt.input_noise},
+        {"self_feed", opt.self_feed}, {"input_noise_decay", opt.input_noise_decay},
         {"curriculum_start", opt.curriculum_start},
         {"seed", opt.seed}};
     log->write(start);
@@ -449,6 +456,7 @@ TrainResult train(const TrainOptions& opt) {
     if (trace_path && rank0 && step == warm_steps) trace.start();
     if (trace.running() && step == warm_steps + 3) trace.stop(trace_path);
     const double lr = schedule.at(step);
+    const double noise_scale = input_noise_scale(step, schedule.total_steps, opt.input_noise_decay);
     phases.start();
 
     // Gather the step's micro-batches first: the loss is weighted per token over all of them
@@ -526,7 +534,8 @@ TrainResult train(const TrainOptions& opt) {
       {
         compat::AutocastGuard ac(use_bf16, device);
         cascade::InputNoise noise;
-        noise.rate = opt.input_noise;
+        noise.rate = opt.input_noise * noise_scale;
+        noise.self_feed = opt.self_feed * noise_scale;
         noise.key = Rng::keyed({opt.seed, static_cast<uint64_t>(step), static_cast<uint64_t>(env.rank),
                                 static_cast<uint64_t>(k), 0x6e6f697365ull}).next();
         cascade::LossOutput out = model->reconstruction_loss(ids, noise);
@@ -586,6 +595,8 @@ TrainResult train(const TrainOptions& opt) {
                    {"grad_norm", grad_norm}, {"tokens_per_sec", tps}, {"mfu", mfu},
                    {"token_accuracy", step_targets ? double(step_correct) / step_targets : 0.0},
                    {"tokens_seen", tokens_seen}, {"curriculum_len", cur_len},
+                   {"input_noise", opt.input_noise * noise_scale},
+                   {"self_feed", opt.self_feed * noise_scale},
                    {"elapsed_s", seconds_since(t_start)}});
       }
       bar.set_postfix(fmt::format("loss {:.3f} len {} {:.0f} tok/s", step_loss, cur_len, tps));

@@ -55,6 +55,10 @@ struct TrainOptions {
   bool decay_embeddings = false;
   double aux_lm_weight = 0.0;  // weight of a plain next-token loss on the decoder
   double input_noise = 0.0;    // share of decoder input tokens replaced at random (InputNoise)
+  double self_feed = 0.0;      // share replaced by the decoder's own predictions (InputNoise)
+  // > 0: both shares fall linearly to 0 at this fraction of the run (input_noise_scale), so the
+  // run ends on the clean objective; 0: constant.
+  double input_noise_decay = 0.0;
   bool bf16 = true;            // bf16 autocast with fp32 master weights (CUDA only)
   bool activation_checkpointing = false;
   bool overlap_allreduce = true;  // data-parallel: all-reduce gradient buckets during backward
@@ -86,6 +90,10 @@ struct TrainResult {
 };
 
 TrainResult train(const TrainOptions& opt);
+
+// The factor on --input-noise and --self-feed at `step` of `total_steps`: 1 when decay_fraction
+// is 0, else 1 - step / (decay_fraction * total_steps), at least 0.
+double input_noise_scale(int64_t step, int64_t total_steps, double decay_fraction);
 
 // The newest complete checkpoint under a run folder ("" when none).
 std::string latest_checkpoint(const std::string& run_dir);
