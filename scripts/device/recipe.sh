@@ -5,7 +5,8 @@
 # cosine schedule is fitted to MINUTES (--fit-steps-to-time).
 # Env: NAME=recipe NPROC=2 MINUTES=3 CONFIG=recipe BATCH=64 LR=1e-3 LENGTHS=uniform:16-1280 OUT=dir
 # INIT=c3-checkpoint (start from its weights; the configs are then ignored) CURRICULUM_START=64
-# (0 = off) EASY_SHARE=0.2 WARMUP=200 MAX_PASSAGE_TOKENS=1280 INPUT_NOISE=0.
+# (0 = off) EASY_SHARE=0.2 WARMUP=200 MAX_PASSAGE_TOKENS=1280 INPUT_NOISE=0 SELF_FEED=0
+# NOISE_DECAY=0 (the last three: c3 train --input-noise, --self-feed, --input-noise-decay).
 # Expects c3 built in build-gpu/ and the corpus under shared/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,7 +27,8 @@ CMD=(train --nproc "$NPROC" --out "/tmp/$NAME" --device cuda --train "$DATA"/tra
   --valid "$DATA/valid.jsonl.xz" "${MODEL_ARGS[@]}"
   --latents 32 --max-passage-tokens "${MAX_PASSAGE_TOKENS:-1280}" --lengths "${LENGTHS:-uniform:16-1280}"
   --curriculum-start "${CURRICULUM_START:-64}" --curriculum-gate 0.6 --curriculum-grow 1.25
-  --easy-share "${EASY_SHARE:-0.2}" --input-noise "${INPUT_NOISE:-0}" --batch-size "$BATCH" --lr "$LR" --warmup "${WARMUP:-200}" --steps 20000
+  --easy-share "${EASY_SHARE:-0.2}" --input-noise "${INPUT_NOISE:-0}"
+  --self-feed "${SELF_FEED:-0}" --input-noise-decay "${NOISE_DECAY:-0}" --batch-size "$BATCH" --lr "$LR" --warmup "${WARMUP:-200}" --steps 20000
   --max-minutes "$MINUTES" --eval-every 500 --eval-passages 8 --log-every 20 --data-threads 6
   --bucket-docs 2048 --seed 1 --no-plot --fit-steps-to-time)
 echo "c3 ${CMD[*]}" > "$R/command.txt"
