@@ -189,7 +189,7 @@ std::vector<std::vector<int64_t>> beam_search(Qwen2ForCausalLM& model,
     if (live.empty()) break;
 
     // Reorder the cache to the chosen parents, then one decode step for all K beams.
-    cache.select_rows(at::tensor(src_rows, at::kLong));
+    cache.reorder_rows(src_rows);
     const int64_t R = static_cast<int64_t>(src_rows.size());
     const at::Tensor ids = at::tensor(step_ids, at::kLong).view({R, 1}).to(dev);
     const at::Tensor p = at::tensor(pos, at::kLong).view({R, 1}).to(dev);

@@ -26,6 +26,26 @@ void KVCache::enable_static() {
   attend_len = max_len();
 }
 
+void KVCache::reorder_rows(const std::vector<int64_t>& rows) {
+  const int64_t R = static_cast<int64_t>(rows.size());
+  bool identity = R == batch();
+  for (int64_t i = 0; identity && i < R; ++i) identity = rows[i] == i;
+  if (identity) return;
+  const at::Tensor idx = at::tensor(rows, at::kLong).to(key_valid.device());
+  if (R != batch() || len == 0 || static_mode) {
+    select_rows(idx);
+    return;
+  }
+  auto filled = [&](at::Tensor& t) {
+    at::Tensor used = t.narrow(2, 0, len);
+    used.copy_(used.index_select(0, idx));
+  };
+  for (auto& t : k) filled(t);
+  for (auto& t : v) filled(t);
+  // key_valid beyond len is all false in every row, so the whole mask can move.
+  key_valid.copy_(key_valid.index_select(0, idx));
+}
+
 void KVCache::select_rows(const at::Tensor& rows) {
   C3_CHECK(!static_mode, "KVCache::select_rows: a static cache keeps its rows (CUDA graphs "
            "captured its tensors)");

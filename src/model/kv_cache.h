@@ -28,6 +28,10 @@ struct KVCache {
   int64_t max_len() const { return key_valid.size(1); }
   // Keeps only the rows in `rows` (a [B'] long tensor), e.g. to drop finished sequences.
   void select_rows(const at::Tensor& rows);
+  // Beam search's reorder: row i becomes the old row rows[i]. With as many rows as now, only
+  // the filled slots [0, len) are copied, in place, and the identity costs nothing; otherwise
+  // it is select_rows.
+  void reorder_rows(const std::vector<int64_t>& rows);
   void reset() { len = 0; }
 };
 
