@@ -6,7 +6,8 @@
 # Env: NAME=recipe NPROC=2 MINUTES=3 CONFIG=recipe BATCH=64 LR=1e-3 LENGTHS=uniform:16-1280 OUT=dir
 # INIT=c3-checkpoint (start from its weights; the configs are then ignored) CURRICULUM_START=64
 # (0 = off) EASY_SHARE=0.2 WARMUP=200 MAX_PASSAGE_TOKENS=1280 INPUT_NOISE=0 SELF_FEED=0
-# NOISE_DECAY=0 (the last three: c3 train --input-noise, --self-feed, --input-noise-decay).
+# NOISE_DECAY=0 (the last three: c3 train --input-noise, --self-feed, --input-noise-decay)
+# EVAL_BEAMS= (set: also eval 10x and 20x with that many beams).
 # Expects c3 built in build-gpu/ and the corpus under shared/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -49,4 +50,10 @@ C3_NO_PROGRESS=1 timeout "$EVAL_TRAIN_S" $C3 eval --model "$CK" --device cuda --
 C3_NO_PROGRESS=1 timeout "$EVAL_TRAIN_S" $C3 eval --model "$CK" --device cuda --data "$DATA/train-00.jsonl.xz" \
   --bins 32-96,288-352,608-672 --per-bin 16 --batch 16 \
   --json "$R/eval_train.json" --markdown "$R/eval_train.md" > "$R/eval_train.txt" 2>&1
-cat "$R/eval_valid.md" "$R/eval_valid40.md" "$R/eval_train.md" 2>/dev/null
+# With EVAL_BEAMS=N: 10x and 20x again with beam search (c3 eval --beams N).
+if [ -n "${EVAL_BEAMS:-}" ]; then
+  C3_NO_PROGRESS=1 timeout "$EVAL_TRAIN_S" $C3 eval --model "$CK" --device cuda --data "$DATA/valid.jsonl.xz" \
+    --bins 288-352,608-672 --per-bin 32 --batch 32 --beams "$EVAL_BEAMS" \
+    --json "$R/eval_valid_beams.json" --markdown "$R/eval_valid_beams.md" > "$R/eval_valid_beams.txt" 2>&1
+fi
+cat "$R/eval_valid.md" "$R/eval_valid40.md" "$R/eval_train.md" "$R/eval_valid_beams.md" 2>/dev/null

@@ -15,7 +15,7 @@ c3_build_gpu c3 || exit 1
 run_recipe() {  # name gpu noise self_feed
   (CUDA_VISIBLE_DEVICES=$2 NAME=$1 BATCH=128 LR=5e-4 NPROC=1 MINUTES=$MINUTES EXPORT=1 \
     INIT=models/c3-small LENGTHS=uniform:16-704 CURRICULUM_START=0 EASY_SHARE=0 WARMUP=100 \
-    INPUT_NOISE=$3 SELF_FEED=$4 NOISE_DECAY=0.8 EVAL_S=50 EVAL_TRAIN_S=25 \
+    INPUT_NOISE=$3 SELF_FEED=$4 NOISE_DECAY=0.8 EVAL_S=50 EVAL_TRAIN_S=25 EVAL_BEAMS=4 \
     bash scripts/device/recipe.sh > "$OUT/$1.log" 2>&1
    tar -cf "$OUT/$1.tar" -C "$OUT" $1 && rm -rf "$OUT/$1") &
 }
