@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "model/cpu_threads.h"
 #include "model/kv_cache.h"
@@ -50,7 +51,7 @@ namespace {
 // One running beam: its ids so far, its n-gram table and its summed log-probability.
 struct Beam {
   std::vector<int64_t> ids;
-  std::vector<NgramBan> ban;  // empty, or one table
+  std::optional<NgramBan> ban;  // with no_repeat_ngram_size
   double sum_logprobs = 0;
 };
 
@@ -97,10 +98,10 @@ std::vector<std::vector<int64_t>> beam_search(Qwen2ForCausalLM& model,
     live[b] = b;
     hyps.emplace_back(K, cfg.length_penalty);
     beams[b].resize(K);
-    for (auto& beam : beams[b]) {
-      if (ngram) beam.ban.emplace_back(cfg.no_repeat_ngram_size, prompts[b].ids);
+    for (int64_t k = 0; k < K; ++k) {
+      if (ngram) beams[b][k].ban.emplace(cfg.no_repeat_ngram_size, prompts[b].ids);
       // All K beams start equal: only the first may extend at the first step (HF's -1e9).
-      beam.sum_logprobs = &beam == &beams[b][0] ? 0.0 : -1e9;
+      beams[b][k].sum_logprobs = k == 0 ? 0.0 : -1e9;
     }
   }
 
@@ -110,7 +111,7 @@ std::vector<std::vector<int64_t>> beam_search(Qwen2ForCausalLM& model,
     if (ngram) {
       std::vector<std::vector<int64_t>> banned;
       for (int64_t b : live)
-        for (const auto& beam : beams[b]) banned.push_back(beam.ban[0].banned());
+        for (const auto& beam : beams[b]) banned.push_back(beam.ban->banned());
       ban_tokens(logp, banned);
     }
     std::vector<double> base;
@@ -167,7 +168,7 @@ std::vector<std::vector<int64_t>> beam_search(Qwen2ForCausalLM& model,
         Beam& parent = beams[b][p.src];
         next.push_back(--uses[p.src] == 0 ? std::move(parent) : parent);
         next.back().ids.push_back(p.id);
-        if (ngram) next.back().ban[0].push(p.id);
+        if (ngram) next.back().ban->push(p.id);
         next.back().sum_logprobs = p.sum_logprobs;
         src_rows.push_back(n * K + p.src);
         step_ids.push_back(p.id);
