@@ -13,10 +13,10 @@
 
 #include "io/hf_config.h"
 #include "io/torch_compat.h"
+#include "model/kernel_trace.h"
 #include "model/upload.h"
 #include "train/adamw.h"
 #include "train/data_loader.h"
-#include "model/kernel_trace.h"
 #include "train/distributed.h"
 #include "train/lr_schedule.h"
 #include "train/passage_sampler.h"
