@@ -81,14 +81,14 @@ class CliBadInput : public ::testing::Test {
     }
   }
 
-  std::string model() { return q(c3::test::binary_dir().parent_path() / "models" / "c3-small"); }
+  std::string model() { return q(c3::test::source_dir() / "models" / "c3-small"); }
   std::string compress(const fs::path& in, const fs::path& out) {
     return "compress --model " + model() + " " + q(in) + " -o " + q(out);
   }
 
   // A copy of c3-small whose model.safetensors is replaced by `weights`.
   fs::path broken_model(const std::string& weights) {
-    const fs::path src = c3::test::binary_dir().parent_path() / "models" / "c3-small";
+    const fs::path src = c3::test::source_dir() / "models" / "c3-small";
     const fs::path m = dir_ / "model";
     fs::copy(src, m, fs::copy_options::recursive);
     fs::remove(m / "model.safetensors");
@@ -127,7 +127,7 @@ TEST_F(CliBadInput, FiftyMegabyteSingleLine) {
                        dir_ / "o.c3");
   big.replace(0, 2, "{\"text\": \"");
   spit(dir_ / "big.jsonl", big);
-  const std::string tok = q(c3::test::binary_dir().parent_path() / "models" / "c3-small" /
+  const std::string tok = q(c3::test::source_dir() / "models" / "c3-small" /
                             "tokenizer.json");
   expect_clean_failure(c3("tokenize --tokenizer " + tok + " < " + q(dir_ / "big.jsonl")),
                        "stdin line 1: not JSON", {});
@@ -149,7 +149,7 @@ TEST_F(CliBadInput, GarbageModelFile) {
 
 TEST_F(CliBadInput, TruncatedModel) {
   const std::string full =
-      slurp(c3::test::binary_dir().parent_path() / "models" / "c3-small" / "model.safetensors");
+      slurp(c3::test::source_dir() / "models" / "c3-small" / "model.safetensors");
   const fs::path m = broken_model(full.substr(0, full.size() / 2));
   expect_clean_failure(c3("compress --model " + q(m) + " " + q(dir_ / "ok.txt") + " -o " +
                           q(dir_ / "o.c3")),

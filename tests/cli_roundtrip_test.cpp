@@ -24,7 +24,7 @@ struct RunResult {
 };
 
 RunResult roundtrip(const std::string& args) {
-  const fs::path root = c3::test::binary_dir().parent_path();
+  const fs::path root = c3::test::source_dir();
   const std::string cmd = "C3_NO_PROGRESS=1 '" + (c3::test::binary_dir() / "c3").string() +
                           "' roundtrip --model '" + (root / "models" / "c3-small").string() +
                           "' " + args + " '" + (root / "docs" / "sample.txt").string() + "' 2>&1";
@@ -40,7 +40,7 @@ RunResult roundtrip(const std::string& args) {
 }
 
 std::string sample_text() {
-  std::ifstream f(c3::test::binary_dir().parent_path() / "docs" / "sample.txt", std::ios::binary);
+  std::ifstream f(c3::test::source_dir() / "docs" / "sample.txt", std::ios::binary);
   std::stringstream s;
   s << f.rdbuf();
   return s.str();
@@ -61,6 +61,24 @@ TEST(CliRoundtrip, GreedyAndBeamsGiveTheSampleBack) {
     while (!got.empty() && std::isspace(static_cast<unsigned char>(got.back()))) got.pop_back();
     EXPECT_EQ(got, w) << beams << " beams";
   }
+}
+
+// The human view: the summary line, the regenerated text, and a word diff when it differs (here
+// cut short on purpose by --max-new-tokens).
+TEST(CliRoundtrip, MarksWhereTheTextDiffers) {
+  const RunResult exact = roundtrip("");
+  ASSERT_EQ(exact.rc, 0) << exact.out;
+  EXPECT_NE(exact.out.find("char precision 100.00% (exact)"), std::string::npos) << exact.out;
+  EXPECT_EQ(exact.out.find("differences from the source"), std::string::npos) << exact.out;
+
+  const RunResult cut = roundtrip("--max-new-tokens 8");
+  ASSERT_EQ(cut.rc, 0) << cut.out;
+  EXPECT_EQ(cut.out.find("(exact)"), std::string::npos) << cut.out;
+  EXPECT_NE(cut.out.find("differences from the source"), std::string::npos) << cut.out;
+  // The words after the eighth token are missing from the regenerated text.
+  EXPECT_NE(cut.out.find("[-"), std::string::npos) << cut.out;
+  EXPECT_NE(cut.out.find("garden. I think that will be the best plan.\"-]"), std::string::npos)
+      << cut.out;
 }
 
 TEST(CliRoundtrip, BeamsBelowOneAreRefused) {

@@ -2,7 +2,7 @@
 // inputs in fp32, bf16 and fp16. SiLU-and-multiply and RoPE must match bit for bit; RMSNorm may
 // sum its squares in another order, so it may differ by one unit in the last place of the
 // dtype, rarely. Needs a CUDA build with the kernels (C3_HAVE_CUDA_KERNELS) and a GPU; skipped
-// elsewhere (it runs in scripts/device sessions).
+// elsewhere (scripts/device/golden_cuda.sh runs it).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

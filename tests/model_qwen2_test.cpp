@@ -191,7 +191,7 @@ TEST_P(Qwen2Golden, CudaBf16) {
 // ({f32,bf16}_{single_logits,batch_logits,greedy_out,ngram3_out}); prints one table row per dtype.
 TEST_P(Qwen2Golden, CompareWithHF) {
   const char* hf_dir = std::getenv("C3_HF_LOGITS");
-  if (!hf_dir || !*hf_dir) GTEST_SKIP() << "set C3_HF_LOGITS (see scripts/device/golden_model.sh)";
+  if (!hf_dir || !*hf_dir) GTEST_SKIP() << "set C3_HF_LOGITS (see scripts/device/golden_cuda.sh)";
   torch::NoGradGuard no_grad;
   const at::Device device = test_device() == "cuda" ? at::Device(at::kCUDA, 0) : at::kCPU;
   auto hf = io::SafetensorsFile::open(std::string(hf_dir) + "/" + GetParam() + ".safetensors");

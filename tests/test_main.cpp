@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   }
   const int rc = RUN_ALL_TESTS();
   // With CUDA LibTorch 2.11, a test binary that used CUDA crashed after its last test, in static
-  // destruction at exit (a jump to address 0; seen on H100 and H200, sessions 2 and 3), losing
+  // destruction at exit (a jump to address 0; seen on H100 and H200), losing
   // its buffered output and turning a pass into exit 139. The results are final here: flush them
   // and leave without running static destructors.
   std::fflush(stdout);

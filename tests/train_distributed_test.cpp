@@ -375,7 +375,7 @@ TEST(Distributed, TwoProcessesMatchOneProcessOnTheGlobalBatch) {
     if (std::getenv("C3_DIST_REQUIRE")) FAIL() << why << " (C3_DIST_REQUIRE is set)";
     GTEST_SKIP() << why;
   }
-  // The reference first: on CUDA the parent used to crash (a jump to address 0, session 3)
+  // The reference first: on CUDA the parent used to crash (a jump to address 0, seen on H100s)
   // when it first made a CUDA context after forking the workers.
   const std::vector<at::Tensor> ref = reference_params(dev);
   TempDir dir;

@@ -4,7 +4,8 @@
 # the H100 limits, plus greedy-id parity of c3 and HF on models/c3-small (fp32).
 # Usage: bash scripts/device/bench_paper.sh        (about 5-8 minutes on one H100/H200)
 # Knobs (environment): BATCH=16 PASSAGE_TOKENS=1024 NEW_TOKENS=64 REPEATS=3 SKIP_HF=1 SKIP_BUILD=1
-# SKIP_SMALL=1 (no c3-small table)
+# SKIP_SMALL=1 (no c3-small table); TRACE=1 also traces one call of each step with Kineto
+# (c3 bench --trace) and sums kernel time by name into $OUT/trace_summary.txt.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
@@ -22,8 +23,17 @@ fi
 C3=build-gpu/c3
 
 log "c3 bench: $ENC + $DEC, L=$L, bf16, batch 1 and $BATCH, $PT-token passages, $NT new tokens"
+TRACE_ARGS=()
+[ -n "${TRACE:-}" ] && { mkdir -p /tmp/tr; TRACE_ARGS=(--trace /tmp/tr/t); }
 timeout 200 $C3 bench --random-init $ENC $DEC $L --device cuda --dtype bf16 "${SHAPE[@]}" \
-  --json "$OUT/c3_paper.json" 2>&1 | tee "$OUT/c3_paper.txt"
+  --json "$OUT/c3_paper.json" "${TRACE_ARGS[@]}" 2>&1 | tee "$OUT/c3_paper.txt"
+if [ -n "${TRACE:-}" ]; then
+  for f in /tmp/tr/*.json; do
+    echo "== $(basename "$f")"; python3 scripts/device/trace_summary.py "$f"
+  done > "$OUT/trace_summary.txt" 2>&1
+  tar -C /tmp/tr -cJf "$OUT/traces.tar.xz" .
+  grep -v "^ *[0-9.]* ms  x" "$OUT/trace_summary.txt" | head -150
+fi
 
 if [ -z "${SKIP_HF:-}" ]; then
   log "HF transformers: the same cascade and shapes"

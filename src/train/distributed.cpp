@@ -38,7 +38,7 @@
 #endif
 
 // NCCL: only with CUDA LibTorch and nccl.h on the include path (pip wheels keep it in
-// site-packages/nvidia/nccl/include; scripts/device/ddp_check.sh adds that).
+// site-packages/nvidia/nccl/include; scripts/device/nccl_env.sh adds that).
 #if (defined(USE_C10D_NCCL) || defined(C3_HAVE_CUDA)) && __has_include(<nccl.h>)
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL
@@ -339,7 +339,7 @@ DataParallel::DataParallel(const DistEnv& env, at::Device device, DataParallelOp
   C3_CHECK(!cuda,
            "DataParallel: this build has no NCCL support, so multi-process training on "
            "{} is unavailable. HINT: build against CUDA LibTorch with nccl.h on the include path "
-           "(scripts/device/ddp_check.sh shows how), or train on --device cpu (Gloo)",
+           "(scripts/device/nccl_env.sh shows how), or train on --device cpu (Gloo)",
            impl_->device.str());
 #endif
 #ifndef C3_DIST_GLOO
