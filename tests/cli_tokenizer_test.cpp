@@ -45,16 +45,19 @@ std::string toy_tiktoken() {
 }
 
 TEST(CliTokenizer, TiktokenAndItsConversionGiveTheSameIds) {
-  const fs::path dir = c3::test::binary_dir() / "test_out" / "cli_tokenizer" / std::to_string(::getpid());
+  const fs::path dir =
+      c3::test::binary_dir() / "test_out" / "cli_tokenizer" / std::to_string(::getpid());
   c3::remove_tree(dir);
   fs::create_directories(dir / "model");
   c3::write_file_atomic(dir / "model" / "qwen.tiktoken", toy_tiktoken());
   c3::write_file_atomic(dir / "model" / "tokenizer_config.json",
                         R"({"tokenizer_class": "QWenTokenizer"})");
-  c3::write_file_atomic(dir / "in.jsonl", "{\"text\": \"ab the<img>x\"}\n{\"text\": \"<|im_end|>\"}\n");
+  c3::write_file_atomic(dir / "in.jsonl",
+                        "{\"text\": \"ab the<img>x\"}\n{\"text\": \"<|im_end|>\"}\n");
   const std::string want = "{\"ids\": [256, 258, 473, 120]}\n{\"ids\": [261]}\n";
 
-  RunResult r = c3("tokenize --tokenizer " + q(dir / "model" / "qwen.tiktoken") + " < " + q(dir / "in.jsonl"));
+  RunResult r = c3("tokenize --tokenizer " + q(dir / "model" / "qwen.tiktoken") + " < " +
+                   q(dir / "in.jsonl"));
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_EQ(r.out, want);
   r = c3("tokenize --tokenizer " + q(dir / "model") + " < " + q(dir / "in.jsonl"));
@@ -74,7 +77,8 @@ TEST(CliTokenizer, TiktokenAndItsConversionGiveTheSameIds) {
   c3::write_file_atomic(dir / "model" / "qwen.tiktoken", toy_tiktoken() + "Zm9v 300\n");
   r = c3("tokenize --tokenizer " + q(dir / "model") + " < " + q(dir / "in.jsonl"));
   EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("qwen.tiktoken: line 260: rank 300 leaves a gap"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("qwen.tiktoken: line 260: rank 300 leaves a gap"), std::string::npos)
+      << r.out;
   EXPECT_FALSE(fs::exists(dir / "x.json"));
   c3::remove_tree(dir);
 }

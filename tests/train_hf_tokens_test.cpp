@@ -113,7 +113,8 @@ TEST(TrainHfTokens, AddsC3TokensGrowsEmbeddingsAndSavesTheGrownTokenizer) {
   c3::cascade::C3Model m = c3::train::build_model(hf_init(dir, chat), &src);
   const std::string log = testing::internal::GetCapturedStderr();
   EXPECT_NE(log.find("lacks <img> </img> <imgpad>: added as special tokens 1503..1505"),
-            std::string::npos) << log;
+            std::string::npos)
+      << log;
   EXPECT_NE(log.find("lm_head.weight grown from 1503 to 1506 rows"), std::string::npos) << log;
   const auto& tok = m->tok();
   EXPECT_EQ(tok.vocab_size(), 1506);
@@ -212,7 +213,8 @@ TEST(TrainHfTokens, FoldersThatDoNotFitAreRefused) {
   cfg["hidden_size"] = 64;
   c3::write_file_atomic(dir / "hf_dec" / "config.json", cfg.dump());
   expect(error(hf_init(dir, tiny_tokenizer())),
-         {(dir / "hf_dec").string(), "model.embed_tokens.weight (expected [1506, 64], got [1506, 32]"});
+         {(dir / "hf_dec").string(),
+          "model.embed_tokens.weight (expected [1506, 64], got [1506, 32]"});
   // A tokenizer whose ids the embeddings cannot hold.
   cfg = nlohmann::json::parse(good_cfg);
   cfg["vocab_size"] = 1000;

@@ -1,4 +1,4 @@
-// tokenizer.json text for byte-level BPE: added tokens, NFC, Split(Qwen2) + ByteLevel, vocab, merges.
+// HF tokenizer.json text for byte-level BPE: added tokens, NFC, Qwen2 Split, vocab, merges.
 #include "tokenizer/hf_tokenizer_json.h"
 
 #include <fmt/format.h>

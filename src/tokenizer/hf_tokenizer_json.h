@@ -11,9 +11,9 @@
 namespace c3::tokenizer {
 
 struct HfBpeJson {
-  std::vector<std::string> tokens;                 // token bytes by id (0 .. n-1)
+  std::vector<std::string> tokens;                  // token bytes by id (0 .. n-1)
   std::vector<std::pair<int32_t, int32_t>> merges;  // (left id, right id), highest priority first
-  std::vector<AddedToken> added;                   // ids from n on
+  std::vector<AddedToken> added;                    // ids from n on
   bool ignore_merges = false;  // a pre-token that is a whole token is that token (tiktoken's rule)
 };
 

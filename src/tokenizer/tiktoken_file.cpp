@@ -55,9 +55,10 @@ std::string shown(std::string_view line) {
 // Parses one "BASE64 RANK" line of `origin` (line number `ln`); `want` is the rank expected.
 std::string parse_line(std::string_view line, int64_t ln, int32_t want, const std::string& origin) {
   const size_t sp = line.find(' ');
-  C3_CHECK(sp != std::string_view::npos && sp > 0 && line.find(' ', sp + 1) == std::string_view::npos,
-           "{}: line {}: expected \"BASE64 RANK\" (two fields separated by one space), got {}",
-           origin, ln, shown(line));
+  C3_CHECK(
+      sp != std::string_view::npos && sp > 0 && line.find(' ', sp + 1) == std::string_view::npos,
+      "{}: line {}: expected \"BASE64 RANK\" (two fields separated by one space), got {}", origin,
+      ln, shown(line));
   std::string bytes;
   C3_CHECK(decode_base64(line.substr(0, sp), bytes),
            "{}: line {}: {} is not valid base64 (standard alphabet, padded with '=')", origin, ln,
@@ -69,11 +70,16 @@ std::string parse_line(std::string_view line, int64_t ln, int32_t want, const st
     digits = digits && c >= '0' && c <= '9';
     rank = rank * 10 + (c - '0');
   }
-  C3_CHECK(digits, "{}: line {}: the rank {} is not a non-negative integer", origin, ln, shown(num));
-  C3_CHECK(rank >= want, "{}: line {}: rank {} repeats (ranks must count up from 0 by one; this "
-           "line should have rank {})", origin, ln, rank, want);
-  C3_CHECK(rank == want, "{}: line {}: rank {} leaves a gap: expected rank {} (ranks must count "
-           "up from 0 by one)", origin, ln, rank, want);
+  C3_CHECK(digits, "{}: line {}: the rank {} is not an integer from 0 to 9999999999", origin, ln,
+           shown(num));
+  C3_CHECK(rank >= want,
+           "{}: line {}: rank {} repeats (ranks must count up from 0 by one; this "
+           "line should have rank {})",
+           origin, ln, rank, want);
+  C3_CHECK(rank == want,
+           "{}: line {}: rank {} leaves a gap: expected rank {} (ranks must count "
+           "up from 0 by one)",
+           origin, ln, rank, want);
   return bytes;
 }
 
@@ -103,25 +109,29 @@ TiktokenFile parse_tiktoken(std::string_view text, const std::string& origin) {
   rank_of.reserve(f.tokens.size());
   for (size_t r = 0; r < f.tokens.size(); ++r) {
     auto [it, fresh] = rank_of.emplace(f.tokens[r], static_cast<int32_t>(r));
-    C3_CHECK(fresh, "{}: line {}: token {} repeats line {}'s (each token once)", origin,
-             line_of[r], shown(f.tokens[r]), line_of[it->second]);
+    C3_CHECK(fresh, "{}: line {}: token {} repeats line {}'s (each token once)", origin, line_of[r],
+             shown(f.tokens[r]), line_of[it->second]);
   }
   for (int b = 0; b < 256; ++b) {
     const std::string one(1, static_cast<char>(b));
-    C3_CHECK(rank_of.count(one), "{}: no token for the byte 0x{:02X}; a byte-level BPE file "
-             "needs all 256 single bytes", origin, b);
+    C3_CHECK(rank_of.count(one),
+             "{}: no token for the byte 0x{:02X}; a byte-level BPE file "
+             "needs all 256 single bytes",
+             origin, b);
   }
   return f;
 }
 
-TiktokenFile read_tiktoken(const std::string& path) { return parse_tiktoken(read_file(path), path); }
+TiktokenFile read_tiktoken(const std::string& path) {
+  return parse_tiktoken(read_file(path), path);
+}
 
 const std::vector<std::string>& qwen_special_tokens() {
   static const std::vector<std::string> tokens = [] {
     std::vector<std::string> t = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
     for (int i = 0; i < 205; ++i) t.push_back(fmt::format("<|extra_{}|>", i));
-    for (const char* s : {"<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>", "<img>",
-                          "</img>", "<imgpad>"})
+    for (const char* s :
+         {"<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>", "<img>", "</img>", "<imgpad>"})
       t.push_back(s);
     return t;
   }();
@@ -160,9 +170,10 @@ std::vector<TiktokenMerge> tiktoken_merges(const std::vector<std::string>& token
       if (rt == rank_of.end()) continue;
       merges.push_back({l->second, rt->second, static_cast<int32_t>(r)});
     }
-    std::sort(merges.begin() + first, merges.end(), [](const TiktokenMerge& a, const TiktokenMerge& b) {
-      return a.left != b.left ? a.left < b.left : a.right < b.right;
-    });
+    std::sort(merges.begin() + first, merges.end(),
+              [](const TiktokenMerge& a, const TiktokenMerge& b) {
+                return a.left != b.left ? a.left < b.left : a.right < b.right;
+              });
   }
   return merges;
 }

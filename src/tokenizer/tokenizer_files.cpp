@@ -40,8 +40,10 @@ static bool config_names_qwen(const fs::path& dir) {
 TokenizerFiles find_tokenizer(const std::string& path, bool quiet) {
   TokenizerFiles f;
   const fs::path p(path);
-  C3_CHECK(fs::exists(p), "tokenizer '{}' does not exist. Pass a tokenizer.json, a qwen.tiktoken "
-           "or a model folder holding one.", path);
+  C3_CHECK(fs::exists(p),
+           "tokenizer '{}' does not exist. Pass a tokenizer.json, a qwen.tiktoken "
+           "or a model folder holding one.",
+           path);
   if (!fs::is_directory(p)) {
     f.main = path;
     f.files = {path};
@@ -50,9 +52,11 @@ TokenizerFiles find_tokenizer(const std::string& path, bool quiet) {
   }
   const fs::path json = p / "tokenizer.json", tiktoken = p / "qwen.tiktoken";
   const bool has_json = fs::exists(json), has_tiktoken = fs::exists(tiktoken);
-  C3_CHECK(has_json || has_tiktoken, "model folder '{}' has no tokenizer.json and no "
+  C3_CHECK(has_json || has_tiktoken,
+           "model folder '{}' has no tokenizer.json and no "
            "qwen.tiktoken (with tokenizer_config.json); copy the tokenizer files of the model "
-           "there.", path);
+           "there.",
+           path);
   const bool use_tiktoken = has_tiktoken && (!has_json || config_names_qwen(p));
   f.main = (use_tiktoken ? tiktoken : json).string();
   if (has_json) f.files.push_back(json.string());
@@ -76,7 +80,7 @@ BpeTokenizer load_tokenizer(const std::string& path) {
 
 void copy_tokenizer_files(const TokenizerFiles& f, const std::string& dir) {
   for (const std::string& src : f.files) {
-    const fs::path name = src != f.main     ? fs::path(src).filename()
+    const fs::path name = src != f.main  ? fs::path(src).filename()
                           : f.tiktoken() ? fs::path("qwen.tiktoken")
                                          : fs::path("tokenizer.json");
     const fs::path dst = fs::path(dir) / name;

@@ -25,8 +25,10 @@ const std::vector<std::string>& c3_image_tokens() {
 model::Qwen2Config read_hf_config(const std::string& dir, const char* flag,
                                   const tokenizer::BpeTokenizer& tok) {
   const std::string path = (fs::path(dir) / "config.json").string();
-  C3_CHECK(fs::is_directory(dir), "--{} '{}' is not a folder; pass an HF Qwen2 checkpoint folder "
-           "(config.json + model.safetensors)", flag, dir);
+  C3_CHECK(fs::is_directory(dir),
+           "--{} '{}' is not a folder; pass an HF Qwen2 checkpoint folder "
+           "(config.json + model.safetensors)",
+           flag, dir);
   const io::JsonFile f = io::JsonFile::load(path);
   const std::string type = f.optional<std::string>("model_type", "qwen2");
   const nlohmann::json arch = f.has("architectures") ? f.json()["architectures"] : nlohmann::json();
@@ -34,13 +36,14 @@ model::Qwen2Config read_hf_config(const std::string& dir, const char* flag,
                        (arch[0].is_string() && arch[0].get<std::string>() == "Qwen2ForCausalLM");
   C3_CHECK(type == "qwen2" && arch_ok,
            "{}: model_type \"{}\", architectures {}: --{} needs a Qwen2 checkpoint (model_type "
-           "qwen2, Qwen2ForCausalLM), as both halves of the cascade are Qwen2", path, type,
-           arch.is_null() ? "(none)" : arch.dump(), flag);
+           "qwen2, Qwen2ForCausalLM), as both halves of the cascade are Qwen2",
+           path, type, arch.is_null() ? "(none)" : arch.dump(), flag);
   model::Qwen2Config cfg = model::Qwen2Config::from_json(f);
   C3_CHECK(tok.vocab_size() <= cfg.vocab_size,
            "{} has {} tokens (ids up to {}) but {} has vocab_size {}: its embeddings hold ids "
-           "below {} only. Pass this model's own tokenizer with --tokenizer.", tok.origin(),
-           tok.vocab_size(), tok.vocab_size() - 1, path, cfg.vocab_size, cfg.vocab_size);
+           "below {} only. Pass this model's own tokenizer with --tokenizer.",
+           tok.origin(), tok.vocab_size(), tok.vocab_size() - 1, path, cfg.vocab_size,
+           cfg.vocab_size);
   return cfg;
 }
 
@@ -64,8 +67,12 @@ std::string with_c3_tokens(const tokenizer::BpeTokenizer& tok, std::vector<std::
   int64_t id = tok.vocab_size();  // HF's len(tokenizer): one past the last id
   for (const std::string& t : missing) {
     // The flags HF's add_tokens(..., special_tokens=True) gives an added token.
-    j["added_tokens"].push_back({{"id", id++}, {"content", t}, {"single_word", false},
-                                 {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+    j["added_tokens"].push_back({{"id", id++},
+                                 {"content", t},
+                                 {"single_word", false},
+                                 {"lstrip", false},
+                                 {"rstrip", false},
+                                 {"normalized", false},
                                  {"special", true}});
   }
   *added = missing;
@@ -109,10 +116,12 @@ void load_hf_weights(model::Qwen2ForCausalLM& half, const std::string& dir,
     // ~3e-5 of the rows' spread): the same start, deterministic.
     d.narrow(0, n_old, n_new).copy_(s.to(at::kFloat).mean(0).expand({n_new, s.size(1)}));
     if (log) {
-      std::fprintf(stderr, "c3: --%s %s: %s grown from %lld to %lld rows for the added tokens "
-                   "(new rows: the mean of the old ones, as transformers' resize_token_embeddings)\n",
-                   flag, dir.c_str(), p.key().c_str(), static_cast<long long>(n_old),
-                   static_cast<long long>(n_old + n_new));
+      std::fprintf(
+          stderr,
+          "c3: --%s %s: %s grown from %lld to %lld rows for the added tokens "
+          "(new rows: the mean of the old ones, as transformers' resize_token_embeddings)\n",
+          flag, dir.c_str(), p.key().c_str(), static_cast<long long>(n_old),
+          static_cast<long long>(n_old + n_new));
     }
   }
 }

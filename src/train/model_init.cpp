@@ -53,10 +53,12 @@ cascade::C3Model build_model(const ModelInit& init, TokenizerSource* tokenizer) 
     tok = std::make_shared<tokenizer::BpeTokenizer>(
         tokenizer::BpeTokenizer::from_json(tokenizer->grown_json, tok->origin()));
     if (log) {
-      std::fprintf(stderr, "c3: %s lacks %s: added as special tokens %lld..%lld (as HF's "
-                   "add_tokens(..., special_tokens=True)); checkpoints get the grown "
-                   "tokenizer.json\n", init.tokenizer.c_str(), fmt::format("{}", fmt::join(added, " ")).c_str(),
-                   static_cast<long long>(first), static_cast<long long>(tok->vocab_size() - 1));
+      std::fprintf(stderr, "%s\n",
+                   fmt::format("c3: {} lacks {}: added as special tokens {}..{} (as HF's "
+                               "add_tokens(..., special_tokens=True)); checkpoints get the grown "
+                               "tokenizer.json",
+                               init.tokenizer, fmt::join(added, " "), first, tok->vocab_size() - 1)
+                       .c_str());
     }
   }
   c.latent_token_len = init.latents;
