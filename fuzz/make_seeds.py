@@ -1,4 +1,5 @@
 """Writes the small seed corpora in fuzz/corpus/<target>/ (run once; the outputs are committed)."""
+import base64
 import json
 import lzma
 import os
@@ -97,6 +98,14 @@ def main():
     put("tokenizer_encode", "utf8", "café naïve 日本語 😀 <|endoftext|> <|im_end|>x\r\n  ")
     put("tokenizer_encode", "invalid", b"ok \xff\xfe \xc3\x28 \xed\xa0\x80 \xf4\x90\x80\x80 end")
     put("tokenizer_encode", "ids", struct.pack("<8i", 0, 1, 4090, 4095, -1, 1 << 30, 65, 300))
+
+    b64 = lambda bs: base64.b64encode(bs).decode()
+    ranks = [bytes([b]) for b in range(256)] + [b"ab", b"bc", b"abc", b" the", b"\xe6\x97"]
+    tik = "".join("%s %d\n" % (b64(t), r) for r, t in enumerate(ranks))
+    put("tiktoken_file", "toy.tiktoken", tik)
+    put("tiktoken_file", "crlf_blank.tiktoken", tik.replace("\n", "\r\n") + "\r\n\n")
+    put("tiktoken_file", "gap.tiktoken", tik.replace(" 257\n", " 300\n"))
+    put("tiktoken_file", "bad_base64.tiktoken", tik.replace(b64(b"ab"), "Y!I="))
 
     lines = "".join(json.dumps({"text": t}) + "\n" for t in ["first doc", "second\ndoc", "ünï"])
     put("corpus_reader", "plain.jsonl", b"\x00" + lines.encode())

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
 shift || true
-ALL=(safetensors latent_file tokenizer_json tokenizer_encode config_json corpus_reader)
+ALL=(safetensors latent_file tokenizer_json tokenizer_encode tiktoken_file config_json corpus_reader)
 [[ $# -gt 0 ]] && TARGETS=("$@") || TARGETS=("${ALL[@]}")
 JOBS=${FUZZ_JOBS:-2}
 OUT=build-fuzz
@@ -30,12 +30,12 @@ TORCH_LIBS="-L/usr/lib/x86_64-linux-gnu -ltorch_cpu -lc10"
 UTIL="src/util/atomic_file.cpp src/util/line_reader.cpp src/util/hash.cpp src/util/progress_bar.cpp"
 TOK="src/tokenizer/added_tokens.cpp src/tokenizer/bpe_tokenizer.cpp src/tokenizer/byte_level.cpp \
   src/tokenizer/normalizer.cpp src/tokenizer/pretokenizer.cpp src/tokenizer/streaming_decoder.cpp \
-  src/tokenizer/utf8.cpp"
+  src/tokenizer/utf8.cpp src/tokenizer/tiktoken_file.cpp src/tokenizer/hf_tokenizer_json.cpp"
 srcs_for() {
   case $1 in
     safetensors) echo "$UTIL $TOK src/io/safetensors.cpp src/io/hf_config.cpp" ;;
     latent_file) echo "$UTIL $TOK src/io/safetensors.cpp src/io/hf_config.cpp src/c3/latent_file.cpp" ;;
-    tokenizer_json | tokenizer_encode) echo "$UTIL $TOK" ;;
+    tokenizer_json | tokenizer_encode | tiktoken_file) echo "$UTIL $TOK" ;;
     config_json) echo "$UTIL src/io/hf_config.cpp src/model/qwen2_config.cpp" ;;
     corpus_reader) echo "$UTIL" ;;
   esac

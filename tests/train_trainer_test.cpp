@@ -255,8 +255,8 @@ c3::cascade::C3Model tiny_cascade(const fs::path& dir, int enc_hidden, int dec_h
   init.decoder_config = (dir / "decoder.json").string();
   init.latents = 4;
   init.seed = seed;
-  std::string tok_path;
-  return c3::train::build_model(init, &tok_path);
+  c3::train::TokenizerSource tok_src;
+  return c3::train::build_model(init, &tok_src);
 }
 
 // Input noise (--input-noise) corrupts what the decoder reads, never what it must predict: the

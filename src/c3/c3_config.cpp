@@ -11,7 +11,7 @@ C3Config C3Config::from_dir(const std::string& dir) {
   namespace fs = std::filesystem;
   if (!fs::is_directory(dir))
     fail("model folder '{}' does not exist. Pass --model with a C3 checkpoint folder "
-         "(config.json, model.safetensors, llm1/, tokenizer.json).", dir);
+         "(config.json, model.safetensors, llm1/, tokenizer.json or qwen.tiktoken).", dir);
   const std::string root_path = (fs::path(dir) / "config.json").string();
   const std::string enc_path = (fs::path(dir) / "llm1" / "config.json").string();
   io::JsonFile root = io::JsonFile::load(root_path);

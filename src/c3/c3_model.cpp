@@ -11,6 +11,7 @@
 #include "model/cpu_threads.h"
 #include "model/generate.h"
 #include "model/upload.h"
+#include "tokenizer/tokenizer_files.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/hash.h"
@@ -38,11 +39,11 @@ namespace {
 // A special token must exist in the tokenizer, and agree with config.json where it names one.
 int64_t special_id(const tokenizer::BpeTokenizer& tok, const char* text, int64_t from_config) {
   int64_t id = tok.token_id(text);
-  C3_CHECK(id >= 0, "tokenizer.json has no token '{}'; C3 needs <img>, </img>, <imgpad>, "
-           "<|im_start|> and <|im_end|>. Train the tokenizer with `c3 tokenizer train`.", text);
+  C3_CHECK(id >= 0, "{} has no token '{}'; C3 needs <img>, </img>, <imgpad>, <|im_start|> and "
+           "<|im_end|>. Train the tokenizer with `c3 tokenizer train`.", tok.origin(), text);
   C3_CHECK(from_config < 0 || from_config == id,
-           "config.json says '{}' is token {} but tokenizer.json gives {}; they must agree", text,
-           from_config, id);
+           "config.json says '{}' is token {} but {} gives {}; they must agree", text,
+           from_config, tok.origin(), id);
   return id;
 }
 
@@ -76,10 +77,15 @@ C3ModelImpl::C3ModelImpl(const C3Config& cfg, std::shared_ptr<const tokenizer::B
     if (prompt_ids_[i] == patch) prompt_slots_.push_back(static_cast<int64_t>(i));
   C3_CHECK(static_cast<int64_t>(prompt_slots_.size()) == L,
            "the decoder prompt tokenized to {} <imgpad> tokens, expected L = {}; is <imgpad> a "
-           "special token of tokenizer.json?", prompt_slots_.size(), L);
-  C3_CHECK(cfg.encoder.vocab_size >= tok_->vocab_size() && cfg.decoder.vocab_size >= tok_->vocab_size(),
-           "tokenizer.json has {} tokens but the encoder/decoder vocab_size are {}/{}",
-           tok_->vocab_size(), cfg.encoder.vocab_size, cfg.decoder.vocab_size);
+           "special token of {}?", prompt_slots_.size(), L, tok_->origin());
+  for (const auto& [half, vocab] : {std::pair<const char*, int64_t>{"encoder (llm1/config.json)",
+                                                                    cfg.encoder.vocab_size},
+                                    {"decoder (config.json)", cfg.decoder.vocab_size}}) {
+    C3_CHECK(vocab >= tok_->vocab_size(),
+             "{} has {} tokens (ids up to {}) but the {} vocab_size is {}: its embeddings "
+             "cannot cover them. Is this the model's tokenizer?", tok_->origin(),
+             tok_->vocab_size(), tok_->vocab_size() - 1, half, vocab);
+  }
 }
 
 at::Device C3ModelImpl::device() const { return Q->weight.device(); }
@@ -271,9 +277,7 @@ LoadedC3 load_c3(const std::string& dir, at::ScalarType dtype, at::Device device
   LoadedC3 out;
   out.dir = dir;
   C3Config cfg = C3Config::from_dir(dir);
-  const std::string tok_path = (fs::path(dir) / "tokenizer.json").string();
-  C3_CHECK(fs::exists(tok_path), "model folder '{}' has no tokenizer.json", dir);
-  out.tok = std::make_shared<tokenizer::BpeTokenizer>(tokenizer::BpeTokenizer::from_file(tok_path));
+  out.tok = std::make_shared<tokenizer::BpeTokenizer>(tokenizer::load_tokenizer(dir));
   {
     model::ParameterPlacement place(device, dtype);  // every weight is loaded: skip the random init
     out.model = C3Model(cfg, out.tok);
@@ -287,7 +291,7 @@ LoadedC3 load_c3(const std::string& dir, at::ScalarType dtype, at::Device device
   return out;
 }
 
-void save_c3(C3Model& m, const std::string& tokenizer_json, const std::string& dir,
+void save_c3(C3Model& m, const std::string& tokenizer, const std::string& dir,
              at::ScalarType dtype) {
   fs::create_directories(fs::path(dir) / "llm1");
   io::save_json((fs::path(dir) / "config.json").string(), m->config.decoder_json());
@@ -298,9 +302,7 @@ void save_c3(C3Model& m, const std::string& tokenizer_json, const std::string& d
   io::save_json((fs::path(dir) / "llm1" / "config.json").string(), m->config.encoder.to_json());
   model::save_parameters(*m->encoder, (fs::path(dir) / "llm1" / "model.safetensors").string(),
                          dtype, {{"format", "pt"}});
-  const fs::path tok_dst = fs::path(dir) / "tokenizer.json";
-  std::error_code ec;
-  if (!fs::equivalent(tokenizer_json, tok_dst, ec)) write_file_atomic(tok_dst, read_file(tokenizer_json));
+  tokenizer::copy_tokenizer_files(tokenizer::find_tokenizer(tokenizer, /*quiet=*/true), dir);
 }
 
 }  // namespace c3::cascade

@@ -108,14 +108,15 @@ struct LoadedC3 {
   std::string dir;
 };
 
-// Loads the official layout (root config.json + weights, llm1/, tokenizer.json; single or
-// sharded safetensors; both config styles).
+// Loads the official layout (root config.json + weights, llm1/, and tokenizer.json or
+// qwen.tiktoken + tokenizer_config.json as tokenizer::load_tokenizer picks; single or sharded
+// safetensors; both config styles).
 LoadedC3 load_c3(const std::string& dir, at::ScalarType dtype, at::Device device);
 // Fingerprint of a checkpoint folder without building the model.
 std::string fingerprint_c3(const std::string& dir);
-// Writes the official layout into `dir` (created; files written atomically). `tokenizer_json` is
-// the path of the tokenizer.json to copy.
-void save_c3(C3Model& m, const std::string& tokenizer_json, const std::string& dir,
+// Writes the official layout into `dir` (created; files written atomically). `tokenizer` is a
+// tokenizer file or a model folder: its tokenizer files (tokenizer::find_tokenizer) are copied.
+void save_c3(C3Model& m, const std::string& tokenizer, const std::string& dir,
              at::ScalarType dtype);
 
 }  // namespace c3::cascade

@@ -15,7 +15,7 @@ constexpr int kLatentFormatVersion = 1;
 
 struct LatentMeta {
   std::string model_fingerprint;  // XXH3-128 of the model's configs and weights
-  std::string tokenizer_hash;     // XXH3-128 of tokenizer.json
+  std::string tokenizer_hash;     // XXH3-128 of tokenizer.json (or qwen.tiktoken)
   int64_t latent_len = 0;         // L
   int64_t hidden = 0;             // C_dec
   std::string dtype = "BF16";     // BF16 | F32

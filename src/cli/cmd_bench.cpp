@@ -1,7 +1,6 @@
 // c3 bench: speed of compress / decompress / prefill on a checkpoint or a random-init cascade.
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 
 #include "cli/cli_common.h"
@@ -12,14 +11,12 @@
 
 namespace c3::cli {
 namespace {
-namespace fs = std::filesystem;
 
 void setup_bench(CLI::App& root) {
   auto* app = root.add_subcommand(
       "bench", "Measure compress/decompress throughput, prefill latency and peak memory");
   static std::string model, device = "cpu", dtype = "auto", json_out, dump_text;
-  static std::string tokenizer =
-      (fs::path(default_model_dir()) / "tokenizer.json").string();
+  static std::string tokenizer = default_model_dir();
   static std::vector<std::string> random_init;
   static eval::SpeedBenchOptions o;
   static int64_t dump_ngram = 20;
@@ -30,8 +27,8 @@ void setup_bench(CLI::App& root) {
                  ->expected(3);
   m->excludes(ri);
   app->add_option("--tokenizer", tokenizer,
-                  "tokenizer.json for --random-init (needs <img>, </img>, <imgpad>, "
-                  "<|im_start|>, <|im_end|>)")
+                  "tokenizer.json, qwen.tiktoken or a folder with one, for --random-init (needs "
+                  "<img>, </img>, <imgpad>, <|im_start|>, <|im_end|>)")
       ->capture_default_str();
   app->add_option("--device", device, "cpu | cuda | cuda:N")->capture_default_str();
   app->add_option("--dtype", dtype, "f32 | bf16 | auto (bf16 on CUDA)")->capture_default_str();

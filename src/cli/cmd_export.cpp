@@ -1,4 +1,5 @@
-// c3 export: rewrite a c3 checkpoint (e.g. a training step) as a release folder in another dtype.
+// c3 export: rewrite a c3 checkpoint (e.g. a training step) as a release folder in another dtype;
+// the tokenizer files go along as they are (tokenizer.json and/or qwen.tiktoken + companions).
 #include "c3/c3_model.h"
 #include "cli/cli_common.h"
 #include "cli/command.h"
@@ -14,7 +15,7 @@ void setup_export(CLI::App& root) {
   app->add_option("--dtype", dtype, "f32 | bf16 for the saved weights")->capture_default_str();
   app->callback([]() {
     cascade::LoadedC3 m = cascade::load_c3(in, at::kFloat, at::kCPU);
-    cascade::save_c3(m.model, in + "/tokenizer.json", out, parse_dtype(dtype, at::kCPU));
+    cascade::save_c3(m.model, in, out, parse_dtype(dtype, at::kCPU));
     std::printf("%s -> %s (%s), fingerprint %s\n", in.c_str(), out.c_str(), dtype.c_str(),
                 cascade::fingerprint_c3(out).c_str());
   });

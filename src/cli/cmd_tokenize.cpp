@@ -1,5 +1,6 @@
-// `c3 tokenize` (text <-> ids, JSON lines or plain, plus a speed benchmark) and
-// `c3 tokenizer train` (learn a byte-level BPE on a JSONL corpus).
+// `c3 tokenize` (text <-> ids, JSON lines or plain, plus a speed benchmark),
+// `c3 tokenizer train` (learn a byte-level BPE on a JSONL corpus) and
+// `c3 tokenizer convert` (qwen.tiktoken -> tokenizer.json).
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -12,7 +13,10 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/bpe_trainer.h"
 #include "tokenizer/encode_bench.h"
+#include "tokenizer/tiktoken_file.h"
+#include "tokenizer/tokenizer_files.h"
 #include "tokenizer/utf8.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/line_reader.h"
 
@@ -30,7 +34,7 @@ static std::string clip_json_error(const char* what) {
 using tokenizer::BpeTokenizer;
 
 struct TokenizeOptions {
-  std::string tokenizer;      // tokenizer.json
+  std::string tokenizer;      // tokenizer.json, qwen.tiktoken or a model folder
   bool decode = false;        // ids -> text instead of text -> ids
   bool plain = false;         // raw text on stdin (all of it is one text) instead of JSON lines
   bool lossy = false;         // replace invalid UTF-8 with U+FFFD instead of failing
@@ -194,7 +198,7 @@ void run_bench(const TokenizeOptions& o, const BpeTokenizer& tok) {
 }
 
 void run_tokenize(const TokenizeOptions& o) {
-  BpeTokenizer tok = BpeTokenizer::from_file(o.tokenizer);
+  BpeTokenizer tok = tokenizer::load_tokenizer(o.tokenizer);
   if (!o.bench.empty()) return run_bench(o, tok);
   if (o.plain) return run_plain(o, tok);
   run_jsonl(o, tok);
@@ -226,12 +230,32 @@ void run_train(TrainOptions& o) {
                  static_cast<long long>(s.vocab_size), static_cast<long long>(o.t.min_frequency));
 }
 
+// Writes the HF tokenizer.json equivalent to a qwen.tiktoken (tests check that it gives the same
+// ids as the tiktoken path).
+void run_convert(const std::string& from, const std::string& out) {
+  const tokenizer::TokenizerFiles f = tokenizer::find_tokenizer(from);
+  C3_CHECK(f.tiktoken(), "--from '{}': expected a qwen.tiktoken (or a folder holding one); "
+           "'{}' is already a tokenizer.json", from, f.main);
+  const tokenizer::TiktokenFile tik = tokenizer::read_tiktoken(f.main);
+  const std::string json = tokenizer::tiktoken_to_hf_json(tik);
+  write_file_atomic(out, json);
+  std::printf("%s\n", nlohmann::ordered_json(
+                          {{"from", f.main}, {"out", out}, {"ranks", tik.tokens.size()},
+                           {"special_tokens", tokenizer::qwen_special_tokens().size()},
+                           {"bytes", json.size()}})
+                          .dump()
+                          .c_str());
+}
+
 void setup_tokenize(CLI::App& root) {
   auto o = std::make_shared<TokenizeOptions>();
   CLI::App* cmd = root.add_subcommand(
-      "tokenize", "Text to token ids and back with an HF tokenizer.json. Default: JSON lines "
+      "tokenize", "Text to token ids and back with an HF tokenizer.json or a qwen.tiktoken. "
+                  "Default: JSON lines "
                   "{\"text\": ...} on stdin -> {\"ids\": [...]} lines on stdout");
-  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer.json (byte-level BPE)")->required();
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "tokenizer.json (byte-level BPE), qwen.tiktoken, or a model folder with one")
+      ->required();
   cmd->add_flag("--decode", o->decode, "Ids to text: {\"ids\": [...]} lines -> {\"text\": ...}");
   cmd->add_flag("--plain", o->plain,
                 "All of stdin is one raw text -> one JSON array of ids (with --decode: ids as a "
@@ -271,6 +295,16 @@ void setup_tokenizer(CLI::App& root) {
                     "Distinct words kept while counting (bounds memory; the rarest are dropped)")
       ->capture_default_str();
   train->callback([o] { run_train(*o); });
+
+  static std::string convert_from, convert_out;
+  CLI::App* convert = cmd->add_subcommand(
+      "convert", "Write the HF tokenizer.json equivalent to a qwen.tiktoken (byte-level vocabulary, "
+                 "merges ordered by rank, QWenTokenizer's special tokens), so that HF tokenizers "
+                 "reads the checkpoint too");
+  convert->add_option("--from", convert_from, "qwen.tiktoken, or a model folder holding one")
+      ->required();
+  convert->add_option("--out", convert_out, "tokenizer.json to write (atomically)")->required();
+  convert->callback([] { run_convert(convert_from, convert_out); });
 }
 
 }  // namespace

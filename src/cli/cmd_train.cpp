@@ -39,7 +39,9 @@ void setup_train(CLI::App& root) {
   app->add_option("--out", o.out_dir, "run folder: checkpoints step-*/, train_log.jsonl, loss.png")->required();
   app->add_option("--train", train_globs, "training JSONL(.xz) files or patterns")->required();
   app->add_option("--valid", valid_globs, "held-out JSONL(.xz) for validation");
-  app->add_option("--tokenizer", i.tokenizer, "tokenizer.json (from scratch)");
+  app->add_option("--tokenizer", i.tokenizer,
+                  "tokenizer.json or qwen.tiktoken (from scratch or --encoder-hf/--decoder-hf; "
+                  "<img> </img> <imgpad> are added if missing)");
   app->add_option("--encoder-config", i.encoder_config, "Qwen2 config.json with the encoder's dims");
   app->add_option("--decoder-config", i.decoder_config, "Qwen2 config.json with the decoder's dims");
   app->add_option("--encoder-hf", i.encoder_hf, "HF Qwen2 folder to initialise the encoder from");

@@ -18,7 +18,7 @@ struct ModelFlags {
   std::string dtype = "auto";
   int64_t batch = 8;
   void add(CLI::App* app) {
-    app->add_option("--model", model, "C3 checkpoint folder (config.json, llm1/, tokenizer.json)")
+    app->add_option("--model", model, "C3 checkpoint folder (config.json, llm1/, tokenizer.json or qwen.tiktoken)")
         ->capture_default_str();
     app->add_option("--device", device, "cpu | cuda | cuda:N")->capture_default_str();
     app->add_option("--dtype", dtype, "f32 | bf16 | auto (bf16 on CUDA)")->capture_default_str();

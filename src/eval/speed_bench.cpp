@@ -12,6 +12,7 @@
 #include <random>
 
 #include "model/kernel_trace.h"
+#include "tokenizer/tokenizer_files.h"
 #include "model/linear.h"
 #include "model/qwen2_model.h"
 #include "util/error.h"
@@ -107,11 +108,10 @@ double median(std::vector<double> v) {
 
 cascade::C3Model random_init_cascade(const model::Qwen2Config& encoder,
                                      const model::Qwen2Config& decoder, int64_t latents,
-                                     const std::string& tokenizer_json, at::ScalarType dtype,
+                                     const std::string& tokenizer, at::ScalarType dtype,
                                      at::Device device) {
   C3_CHECK(latents > 0, "--random-init: L must be positive, got {}", latents);
-  auto tok = std::make_shared<tokenizer::BpeTokenizer>(
-      tokenizer::BpeTokenizer::from_file(tokenizer_json));
+  auto tok = std::make_shared<tokenizer::BpeTokenizer>(tokenizer::load_tokenizer(tokenizer));
   cascade::C3Config c;
   c.encoder = encoder;
   c.decoder = decoder;

@@ -68,13 +68,13 @@ struct BenchReport {
   double decode_floor_tokens_per_s() const { return limits.bandwidth / decoder_bytes_per_step; }
 };
 
-// Builds a cascade from two Qwen2 configs and a tokenizer without re-initialising the weights (the
+// Builds a cascade from two Qwen2 configs and a tokenizer (file or folder) without re-initialising the weights (the
 // modules' construction-time random values are fine for speed). Parameters are created directly
 // in `dtype` (the default dtype is switched while constructing) and then moved to `device`, so
 // paper sizes take seconds, not minutes. Vocabularies smaller than the tokenizer's are grown.
 cascade::C3Model random_init_cascade(const model::Qwen2Config& encoder,
                                      const model::Qwen2Config& decoder, int64_t latents,
-                                     const std::string& tokenizer_json, at::ScalarType dtype,
+                                     const std::string& tokenizer, at::ScalarType dtype,
                                      at::Device device);
 
 // Runs every measurement on `m` (in eval mode, under no-grad). `meta` is copied into the report.

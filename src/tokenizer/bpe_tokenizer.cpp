@@ -7,6 +7,7 @@
 #include <atomic>
 #include <climits>
 #include <deque>
+#include <filesystem>
 #include <queue>
 #include <unordered_map>
 
@@ -15,6 +16,7 @@
 #include "tokenizer/byte_level.h"
 #include "tokenizer/normalizer.h"
 #include "tokenizer/pretokenizer.h"
+#include "tokenizer/tiktoken_file.h"
 #include "tokenizer/utf8.h"
 #include "tokenizer/word_cache.h"
 #include "util/atomic_file.h"
@@ -23,6 +25,7 @@
 #include "util/json_int.h"
 
 namespace c3::tokenizer {
+namespace fs = std::filesystem;
 
 // nlohmann's parse errors quote the last token read, which can be megabytes long: keep errors
 // to one readable line.
@@ -102,10 +105,21 @@ struct BpeTokenizer::Impl {
   PairMap merges;
   bool ignore_merges = false;
   std::unordered_map<std::string, int32_t> vocab;     // byte-level string -> id (model)
-  std::unordered_map<std::string, int32_t> word_ids;  // raw bytes -> id (for ignore_merges)
+  // ignore_merges: raw bytes -> [id] of every vocab token, looked up once per new word with the
+  // hash the word cache computed anyway (a std::unordered_map<std::string> cost ~30% of a cold
+  // encode). Filled while loading, read-only after.
+  WordCache whole_words{size_t(1) << 30};
   std::unordered_map<std::string, int32_t> added_ids;
   std::vector<std::string> id_token, id_bytes;
   std::vector<uint8_t> id_known, id_special;
+
+  // Loading: id tables of max_id + 1 entries, one token, then byte ids and added-token matchers.
+  void size_tables(int32_t max_id);
+  void set_token(int32_t id, const std::string& tok);
+  void add_whole_word(const std::string& bytes, int32_t id) {
+    whole_words.insert(bytes, WordCache::hash(bytes), &id, 1);
+  }
+  void finish_loading();
 
   Scratch& scratch() const;
   void encode(std::string_view text, std::vector<int32_t>& out) const;
@@ -132,6 +146,46 @@ Scratch& BpeTokenizer::Impl::scratch() const {
 static std::string str_or_empty(const nlohmann::json& j, const char* key) {
   if (!j.contains(key) || j.at(key).is_null()) return "";
   return j.at(key).get<std::string>();
+}
+
+void BpeTokenizer::Impl::size_tables(int32_t max_id) {
+  id_token.assign(max_id + 1, "");
+  id_bytes.assign(max_id + 1, "");
+  id_known.assign(max_id + 1, 0);
+  id_special.assign(max_id + 1, 0);
+}
+
+// HF's ByteLevel decoder: a token whose characters are all in the byte alphabet becomes those
+// bytes, any other token its own UTF-8.
+void BpeTokenizer::Impl::set_token(int32_t id, const std::string& tok) {
+  id_token[id] = tok;
+  std::string bytes;
+  id_bytes[id] = token_to_bytes(tok, bytes) ? bytes : tok;
+  id_known[id] = 1;
+}
+
+// Added tokens: HF matches the non-normalized ones in the raw text and the normalized ones
+// (their content normalized too) in the normalized text.
+void BpeTokenizer::Impl::finish_loading() {
+  for (int b = 0; b < 256; ++b) {
+    auto it = vocab.find(bytes_to_token(std::string(1, char(b))));
+    byte_id[b] = it == vocab.end() ? -1 : it->second;
+  }
+  std::vector<AddedToken> raw, norm;
+  for (const AddedToken& a : added) {
+    set_token(a.id, a.content);
+    id_special[a.id] = a.special;
+    added_ids[a.content] = a.id;
+    if (a.normalized && !normalizer.is_identity()) {
+      AddedToken n = a;
+      n.content = normalizer.normalize(a.content);
+      norm.push_back(n);
+    } else {
+      (a.normalized ? norm : raw).push_back(a);
+    }
+  }
+  raw_matcher = AddedTokenMatcher(raw);
+  normalized_matcher = AddedTokenMatcher(norm);
 }
 
 BpeTokenizer BpeTokenizer::from_file(const std::string& path) {
@@ -198,21 +252,10 @@ BpeTokenizer BpeTokenizer::from_json(std::string_view text, const std::string& o
       max_id = std::max(max_id, a.id);
       m.added.push_back(a);
     }
-    m.id_token.assign(max_id + 1, "");
-    m.id_bytes.assign(max_id + 1, "");
-    m.id_known.assign(max_id + 1, 0);
-    m.id_special.assign(max_id + 1, 0);
-    // HF's ByteLevel decoder: a token whose characters are all in the byte alphabet becomes those
-    // bytes, any other token its own UTF-8.
-    auto set_token = [&](int32_t id, const std::string& tok) {
-      m.id_token[id] = tok;
-      std::string bytes;
-      m.id_bytes[id] = token_to_bytes(tok, bytes) ? bytes : tok;
-      m.id_known[id] = 1;
-    };
+    m.size_tables(max_id);
     for (const auto& [tok, id] : m.vocab) {
-      set_token(id, tok);
-      if (m.ignore_merges) m.word_ids.emplace(m.id_bytes[id], id);
+      m.set_token(id, tok);
+      if (m.ignore_merges) m.add_whole_word(m.id_bytes[id], id);
     }
 
     // Merges: "a b" strings (older files) or ["a", "b"] pairs; rank = position.
@@ -239,11 +282,6 @@ BpeTokenizer BpeTokenizer::from_json(std::string_view text, const std::string& o
                a, b);
       m.merges.insert(ia->second, ib->second, {static_cast<int32_t>(r), ic->second});
     }
-    for (int b = 0; b < 256; ++b) {
-      auto it = m.vocab.find(bytes_to_token(std::string(1, char(b))));
-      m.byte_id[b] = it == m.vocab.end() ? -1 : it->second;
-    }
-
     m.normalizer = Normalizer::from_json(j.value("normalizer", nlohmann::json()));
     const auto pre = j.value("pre_tokenizer", nlohmann::json());
     C3_CHECK(!pre.is_null(), "{}: pre_tokenizer is null; byte-level BPE needs a ByteLevel "
@@ -254,26 +292,53 @@ BpeTokenizer BpeTokenizer::from_json(std::string_view text, const std::string& o
              "{}: decoder type \"{}\" is not supported (expected ByteLevel)", origin,
              dec.value("type", ""));
 
-    // Added tokens: HF matches the non-normalized ones in the raw text and the normalized ones
-    // (their content normalized too) in the normalized text.
-    std::vector<AddedToken> raw, norm;
-    for (const AddedToken& a : m.added) {
-      set_token(a.id, a.content);
-      m.id_special[a.id] = a.special;
-      m.added_ids[a.content] = a.id;
-      if (a.normalized && !m.normalizer.is_identity()) {
-        AddedToken n = a;
-        n.content = m.normalizer.normalize(a.content);
-        norm.push_back(n);
-      } else {
-        (a.normalized ? norm : raw).push_back(a);
-      }
-    }
-    m.raw_matcher = AddedTokenMatcher(raw);
-    m.normalized_matcher = AddedTokenMatcher(norm);
+    m.finish_loading();
   } catch (const nlohmann::json::exception& e) {
     fail("{}: unexpected tokenizer.json layout: {}", origin, e.what());
   }
+  BpeTokenizer t;
+  t.impl_ = std::move(impl);
+  return t;
+}
+
+// tiktoken's rule as BPE (tiktoken_file.h): every split of a token into two tokens merges to it,
+// with the token's rank as priority; equal ranks go leftmost first, as in tiktoken's loop.
+BpeTokenizer BpeTokenizer::from_tiktoken(const std::string& path) {
+  const fs::path config = fs::path(path).parent_path() / "tokenizer_config.json";
+  if (fs::exists(config)) check_qwen_tokenizer_config(config.string());
+  TiktokenFile f = read_tiktoken(path);
+  auto impl = std::make_shared<Impl>();
+  Impl& m = *impl;
+  m.origin = path;
+  m.hash = f.hash;
+  m.instance = g_next_instance.fetch_add(1);
+  m.ignore_merges = true;  // tiktoken takes a pre-token that is a whole token as it is
+  const auto& special = qwen_special_tokens();
+  const int32_t n = static_cast<int32_t>(f.tokens.size());
+  m.size_tables(n + static_cast<int32_t>(special.size()) - 1);
+  m.vocab.reserve(n);
+  for (int32_t id = 0; id < n; ++id) {
+    std::string tok = bytes_to_token(f.tokens[id]);
+    m.vocab.emplace(tok, id);
+    m.set_token(id, tok);
+    m.add_whole_word(f.tokens[id], id);
+  }
+  const std::vector<TiktokenMerge> merges = tiktoken_merges(f.tokens);
+  m.merges.reserve(merges.size());
+  for (const TiktokenMerge& mg : merges) m.merges.insert(mg.left, mg.right, {mg.merged, mg.merged});
+  m.normalizer = Normalizer({Normalizer::Form::kNFC});
+  m.pretokenizer = PreTokenizer::qwen2();
+  // QWenTokenizer normalizes the whole text, then finds special tokens (all allowed): matching
+  // them as `normalized` added tokens gives that order.
+  for (size_t i = 0; i < special.size(); ++i) {
+    AddedToken a;
+    a.id = n + static_cast<int32_t>(i);
+    a.content = special[i];
+    a.special = true;
+    a.normalized = true;
+    m.added.push_back(a);
+  }
+  m.finish_loading();
   BpeTokenizer t;
   t.impl_ = std::move(impl);
   return t;
@@ -364,10 +429,9 @@ void BpeTokenizer::Impl::encode_word(std::string_view word, Scratch& sc,
   }
   auto& ids = sc.word_ids;
   ids.clear();
-  auto whole = ignore_merges ? word_ids.find(std::string(word)) : word_ids.end();
-  if (whole != word_ids.end()) {
-    ids.push_back(whole->second);
-  } else {
+  // ignore_merges (tiktoken's rule): a word that is a whole token is that token.
+  if (ignore_merges && word.size() > kMaxCachedBytes) h = WordCache::hash(word);
+  if (!ignore_merges || !whole_words.lookup(word, h, ids)) {
     // A byte missing from the vocabulary is dropped, as HF does without an unk_token.
     for (unsigned char b : word) {
       if (byte_id[b] >= 0) ids.push_back(byte_id[b]);
@@ -480,6 +544,8 @@ bool BpeTokenizer::is_special(int32_t id) const {
 int64_t BpeTokenizer::vocab_size() const { return static_cast<int64_t>(impl_->id_token.size()); }
 
 const std::string& BpeTokenizer::file_hash() const { return impl_->hash; }
+
+const std::string& BpeTokenizer::origin() const { return impl_->origin; }
 
 const std::vector<AddedToken>& BpeTokenizer::added_tokens() const { return impl_->added; }
 

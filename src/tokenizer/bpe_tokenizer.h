@@ -1,5 +1,5 @@
-// BpeTokenizer: loads an HF tokenizer.json (byte-level BPE, GPT-2 / Qwen2 family) and encodes and
-// decodes exactly as HF tokenizers does.
+// BpeTokenizer: loads an HF tokenizer.json (byte-level BPE, GPT-2 / Qwen2 family) or Qwen's
+// qwen.tiktoken and encodes and decodes exactly as HF tokenizers / QWenTokenizer do.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -18,6 +18,11 @@ class BpeTokenizer {
   static BpeTokenizer from_file(const std::string& path);
   // The same from the file's text; `origin` names it in error messages.
   static BpeTokenizer from_json(std::string_view json_text, const std::string& origin = "<json>");
+  // Reads a qwen.tiktoken (tiktoken_file.h) as QWenTokenizer does: NFC, the Qwen2 pre-tokenizer
+  // regex, rank-ordered merges, and its special tokens after the last rank, all allowed in text.
+  // A tokenizer_config.json beside it must not name another tokenizer_class. Errors name the
+  // file and the line. (load_tokenizer() in tokenizer_files.h picks between the two formats.)
+  static BpeTokenizer from_tiktoken(const std::string& path);
 
   // Token ids of `text` as HF's encode(text, add_special_tokens=False): added tokens in the text
   // (special or not) become their ids. Invalid UTF-8 throws c3::Error with the byte offset.
@@ -38,13 +43,14 @@ class BpeTokenizer {
   std::string id_to_token(int32_t id) const;       // "Ġthe", "<|im_end|>"; "" when absent
   bool is_special(int32_t id) const;
   int64_t vocab_size() const;                      // max id + 1, added tokens included
-  const std::string& file_hash() const;            // XXH3-128 of the tokenizer.json bytes
+  const std::string& file_hash() const;  // XXH3-128 of the file's bytes (.json or .tiktoken)
+  const std::string& origin() const;     // the file it was read from (for messages)
   const std::vector<AddedToken>& added_tokens() const;
 
   struct Impl;
 
  private:
-  BpeTokenizer() = default;  // only from_file / from_json make one
+  BpeTokenizer() = default;  // only from_file / from_json / from_tiktoken make one
   std::shared_ptr<const Impl> impl_;
 };
 

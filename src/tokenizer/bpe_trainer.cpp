@@ -10,10 +10,10 @@
 #include <unordered_map>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/hf_tokenizer_json.h"
 #include "tokenizer/normalizer.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/utf8.h"
@@ -34,8 +34,6 @@ double seconds_since(Clock::time_point t) {
 uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
 int32_t pair_left(uint64_t k) { return static_cast<int32_t>(k >> 32); }
 int32_t pair_right(uint64_t k) { return static_cast<int32_t>(k & 0xFFFFFFFFu); }
-
-std::string json_str(const std::string& s) { return nlohmann::json(s).dump(); }
 
 }  // namespace
 
@@ -297,46 +295,17 @@ std::string BpeTrainer::train() {
   for (const Word& w : words) s.stats.tokens += w.count * static_cast<int64_t>(w.syms.size());
   s.stats.merge_seconds = seconds_since(t0);
 
-  // tokenizer.json in HF's layout, written by hand: a 16k-entry object through nlohmann's
-  // ordered_json would cost a linear search per key.
-  std::vector<std::string> tok_str(tok_bytes.size());
-  for (size_t i = 0; i < tok_bytes.size(); ++i) tok_str[i] = bytes_to_token(tok_bytes[i]);
-  const std::string byte_level_cfg =
-      R"({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, )"
-      R"("use_regex": false})";
-  std::string out;
-  out.reserve(tok_bytes.size() * 64);
-  out += "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n";
-  out += "  \"added_tokens\": [";
+  HfBpeJson spec;
+  spec.tokens = std::move(tok_bytes);
+  spec.merges = std::move(merges);
   for (int64_t i = 0; i < n_special; ++i) {
-    out += fmt::format(
-        "{}\n    {{\"id\": {}, \"content\": {}, \"single_word\": false, \"lstrip\": false, "
-        "\"rstrip\": false, \"normalized\": false, \"special\": true}}",
-        i ? "," : "", tok_bytes.size() + i, json_str(s.opts.special_tokens[i]));
+    AddedToken a;
+    a.id = static_cast<int32_t>(spec.tokens.size() + i);
+    a.content = s.opts.special_tokens[i];
+    a.special = true;
+    spec.added.push_back(a);
   }
-  out += "\n  ],\n";
-  out += "  \"normalizer\": {\"type\": \"NFC\"},\n";
-  out += fmt::format(
-      "  \"pre_tokenizer\": {{\"type\": \"Sequence\", \"pretokenizers\": [{{\"type\": \"Split\", "
-      "\"pattern\": {{\"Regex\": {}}}, \"behavior\": \"Isolated\", \"invert\": false}}, {}]}},\n",
-      json_str(kQwen2Pattern), byte_level_cfg);
-  out += "  \"post_processor\": " + byte_level_cfg + ",\n";
-  out += "  \"decoder\": " + byte_level_cfg + ",\n";
-  out += "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n"
-         "    \"unk_token\": null,\n"
-         "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
-         "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n"
-         "    \"vocab\": {";
-  for (size_t i = 0; i < tok_str.size(); ++i) {
-    out += fmt::format("{}\n      {}: {}", i ? "," : "", json_str(tok_str[i]), i);
-  }
-  out += "\n    },\n    \"merges\": [";
-  for (size_t i = 0; i < merges.size(); ++i) {
-    out += fmt::format("{}\n      [{}, {}]", i ? "," : "", json_str(tok_str[merges[i].first]),
-                       json_str(tok_str[merges[i].second]));
-  }
-  out += "\n    ]\n  }\n}\n";
-  return out;
+  return hf_tokenizer_json(spec);
 }
 
 void BpeTrainer::train_to_file(const std::string& path) {

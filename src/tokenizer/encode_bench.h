@@ -16,6 +16,7 @@ struct EncodeBenchResult {
   double best_s = 0;  // the fastest later pass (caches warm, as HF's stay warm); = cold_s if 1 pass
   double cpu_s = 0;   // CPU time of all workers in the pass with the least CPU time (warm):
                       // unlike wall time, barely moved by other programs on a busy machine
+  double cold_cpu_s = 0;  // CPU time of the first pass (every word a cache miss)
   double mb_per_s() const { return bytes / best_s / 1e6; }
   double cold_mb_per_s() const { return bytes / cold_s / 1e6; }
   double tokens_per_s() const { return tokens / best_s; }

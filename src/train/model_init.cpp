@@ -1,9 +1,16 @@
 // Model initialisation for training.
 #include "train/model_init.h"
 
+#include <cstdio>
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "io/safetensors.h"
+#include "tokenizer/tokenizer_files.h"
+#include "train/distributed.h"
+#include "train/hf_init.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace c3::train {
@@ -15,25 +22,45 @@ int64_t count_parameters(torch::nn::Module& m) {
   return n;
 }
 
-cascade::C3Model build_model(const ModelInit& init, std::string* tokenizer_path) {
+cascade::C3Model build_model(const ModelInit& init, TokenizerSource* tokenizer) {
+  *tokenizer = TokenizerSource{};
   if (!init.from_c3.empty()) {
     cascade::LoadedC3 l = cascade::load_c3(init.from_c3, at::kFloat, at::kCPU);
-    *tokenizer_path = (fs::path(init.from_c3) / "tokenizer.json").string();
+    tokenizer->path = init.from_c3;
     l.model->train();
     return l.model;
   }
   C3_CHECK(!init.tokenizer.empty(),
            "training from scratch needs --tokenizer FILE (make one with `c3 tokenizer train`)");
-  auto tok = std::make_shared<tokenizer::BpeTokenizer>(tokenizer::BpeTokenizer::from_file(init.tokenizer));
-  *tokenizer_path = init.tokenizer;
+  const bool log = DistEnv::from_env().rank == 0;
+  auto tok = std::make_shared<tokenizer::BpeTokenizer>(tokenizer::load_tokenizer(init.tokenizer));
+  tokenizer->path = init.tokenizer;
   auto qwen_cfg = [&](const std::string& cfg, const std::string& hf, const char* which) {
-    if (!hf.empty()) return model::Qwen2Config::from_file((fs::path(hf) / "config.json").string());
+    C3_CHECK(cfg.empty() || hf.empty(), "give --{0}-config FILE or --{0}-hf DIR, not both", which);
+    if (!hf.empty()) return read_hf_config(hf, fmt::format("{}-hf", which).c_str(), *tok);
     C3_CHECK(!cfg.empty(), "give --{0}-config FILE (Qwen2 dims) or --{0}-hf DIR", which);
     return model::Qwen2Config::from_file(cfg);
   };
   cascade::C3Config c;
   c.encoder = qwen_cfg(init.encoder_config, init.encoder_hf, "encoder");
   c.decoder = qwen_cfg(init.decoder_config, init.decoder_hf, "decoder");
+  const model::Qwen2Config hf_encoder = c.encoder, hf_decoder = c.decoder;
+
+  std::vector<std::string> added;
+  tokenizer->grown_json = with_c3_tokens(*tok, &added);
+  if (!added.empty()) {
+    const int64_t first = tok->vocab_size();
+    tok = std::make_shared<tokenizer::BpeTokenizer>(
+        tokenizer::BpeTokenizer::from_json(tokenizer->grown_json, tok->origin()));
+    if (log) {
+      std::fprintf(stderr, "%s\n",
+                   fmt::format("c3: {} lacks {}: added as special tokens {}..{} (as HF's "
+                               "add_tokens(..., special_tokens=True)); checkpoints get the grown "
+                               "tokenizer.json",
+                               init.tokenizer, fmt::join(added, " "), first, tok->vocab_size() - 1)
+                       .c_str());
+    }
+  }
   c.latent_token_len = init.latents;
   c.contexts_compression_llm_hidden_size = c.encoder.hidden_size;
   c.im_start_token = tok->token_id("<img>");
@@ -48,18 +75,22 @@ cascade::C3Model build_model(const ModelInit& init, std::string* tokenizer_path)
   cascade::C3Model m(c, tok);
   model::init_weights(*m, 0.02);
   if (!init.encoder_hf.empty())
-    model::load_parameters(*m->encoder, io::Checkpoint::open(init.encoder_hf));
-  if (!init.decoder_hf.empty()) {
-    // The HF decoder lacks Q and the projector: load its keys into a plain Qwen2 and copy.
-    model::Qwen2ForCausalLM plain(c.decoder);
-    model::load_parameters(*plain, io::Checkpoint::open(init.decoder_hf));
-    torch::NoGradGuard ng;
-    auto src = plain->named_parameters();
-    for (auto& p : m->decoder->named_parameters())
-      if (src.contains(p.key())) p.value().copy_(src[p.key()]);
-  }
+    load_hf_weights(m->encoder, init.encoder_hf, hf_encoder, "encoder-hf", log);
+  if (!init.decoder_hf.empty())
+    load_hf_weights(m->decoder, init.decoder_hf, hf_decoder, "decoder-hf", log);
   m->train();
   return m;
+}
+
+std::string write_run_tokenizer(const TokenizerSource& src, const std::string& out_dir) {
+  if (!src.grown_json.empty()) {
+    const fs::path p = fs::path(out_dir) / "tokenizer.json";
+    write_file_atomic(p, src.grown_json);
+    return p.string();
+  }
+  const tokenizer::TokenizerFiles f = tokenizer::find_tokenizer(src.path, /*quiet=*/true);
+  tokenizer::copy_tokenizer_files(f, out_dir);
+  return (fs::path(out_dir) / (f.tiktoken() ? "qwen.tiktoken" : "tokenizer.json")).string();
 }
 
 }  // namespace c3::train

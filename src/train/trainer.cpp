@@ -251,13 +251,13 @@ TrainResult train(const TrainOptions& opt) {
   C3_CHECK(opt.resume.empty() || !resume_dir.empty(),
            "--resume '{}': no checkpoint there (expected a step-* folder with trainer_state.json)",
            opt.resume);
-  std::string tok_path;
+  TokenizerSource tok_src;
   ModelInit init = opt.init;
   if (!resume_dir.empty()) {
     init = ModelInit{};
     init.from_c3 = resume_dir;
   }
-  cascade::C3Model model = build_model(init, &tok_path);
+  cascade::C3Model model = build_model(init, &tok_src);
   const tokenizer::BpeTokenizer& tok = model->tok();
   model->to(device);
   model->fuse_projections();  // after the last to(): validation decodes take the fused path
@@ -371,14 +371,9 @@ TrainResult train(const TrainOptions& opt) {
   };
 
   // ---- 8. checkpoints: written to a temp folder, then renamed (atomic) --------------------
-  // The tokenizer is copied into the run folder once: a resumed run's source checkpoint (where
-  // tok_path pointed) is pruned after keep_last newer saves, and every save copies it.
-  if (rank0) {
-    const fs::path run_tok = fs::path(opt.out_dir) / "tokenizer.json";
-    std::error_code ec;
-    if (!fs::equivalent(tok_path, run_tok, ec)) write_file_atomic(run_tok, read_file(tok_path));
-    tok_path = run_tok.string();
-  }
+  // The tokenizer is copied into the run folder once: a resumed run's source checkpoint is
+  // pruned after keep_last newer saves, and every save copies it from there.
+  const std::string tok_path = rank0 ? write_run_tokenizer(tok_src, opt.out_dir) : "";
   auto step_dir = [&](int64_t at_step) {
     return fs::path(opt.out_dir) / fmt::format("step-{:07d}", at_step);
   };
