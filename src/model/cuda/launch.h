@@ -63,7 +63,7 @@ cudaError_t launch_rms_norm_backward(DType t, const void* g, const void* x, cons
                                      float* gw_part, int64_t N, int64_t C, float eps,
                                      int grid_blocks, cudaStream_t stream);
 // The widest row it takes: its fp32 accumulator of the weight's gradient lives in shared memory.
-constexpr int64_t kRmsNormBackwardMaxC = 12288;
+constexpr int64_t kRmsNormBackwardMaxC = 8192;  // 32 KB, under the 48 KB default
 // RoPE's backward: g [B, H, S, D] with strides sg[4] -> gx with strides sx[4]; cos/sin as
 // launch_rotary (fp32 [B, S, D], strides (cb, ct, 1)).
 cudaError_t launch_rotary_backward(DType t, const void* g, const float* cos, const float* sin,
