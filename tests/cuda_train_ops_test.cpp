@@ -54,13 +54,6 @@ double max_abs(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }
 
-// Largest difference in units of the dtype's last place at the reference value.
-double worst_ulps(const at::Tensor& got, const at::Tensor& want) {
-  const double eps = want.scalar_type() == at::kFloat ? 1.2e-7 : 7.9e-3;
-  const at::Tensor r = want.to(at::kDouble);
-  return ((got.to(at::kDouble) - r).abs() / (r.abs().clamp_min(1e-6) * eps)).max().item<double>();
-}
-
 using Op = std::function<at::Tensor(const std::vector<at::Tensor>&)>;
 
 // Output and gradients of `op` on fresh leaf copies of `inputs`, backpropagating `g`.
@@ -143,12 +136,15 @@ TEST(CudaTrainOps, SiluMulKernelsMatchAutogradOfTheReference) {
     const Op ref = [](const auto& v) { return fused::reference::silu_mul(v[0]); };
     const at::Tensor g = randn({5, 41, 704}, t);
     const auto got = value_and_grads(node, {gu}, g), want = value_and_grads(ref, {gu}, g);
-    // The forward kernel is bit for bit (model_fused_ops_test); the backward's SiLU derivative may
-    // contract a multiply-add where ATen's does not: one unit in the last place at most.
+    // The forward kernel is bit for bit (model_fused_ops_test). The backward's SiLU derivative
+    // may contract a multiply-add where ATen's does not; near its zero (gate ~ -1.28) that is
+    // many ulps of a tiny value, so the bound is one ulp of the gradient's scale.
     EXPECT_TRUE(torch::equal(got[0], want[0])) << c10::toString(t);
-    const double ulps = worst_ulps(got[1], want[1]);
-    std::printf("[silu_mul] %s: grad worst %.2f ulp\n", c10::toString(t), ulps);
-    EXPECT_LE(ulps, t == at::kFloat ? 8.0 : 1.01) << c10::toString(t);
+    const double rel = max_abs(got[1], want[1]) / want[1].abs().max().item<double>();
+    const double share = (got[1] != want[1]).to(at::kFloat).mean().item<double>();
+    std::printf("[silu_mul] %s: grad max diff %.2g of its scale, %.2g%% of elements differ\n",
+                c10::toString(t), rel, 100 * share);
+    EXPECT_LE(rel, t == at::kFloat ? 1e-6 : 7.9e-3) << c10::toString(t);
   }
 }
 
