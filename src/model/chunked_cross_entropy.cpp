@@ -174,9 +174,13 @@ CrossEntropyOutput chunked_cross_entropy(const at::Tensor& hidden, const at::Ten
                                          const ChunkedCrossEntropyOptions& o) {
   check_inputs(hidden, weight, target);
   const int64_t N = hidden.size(0), V = weight.size(0);
-  const int64_t chunk =
-      o.chunk_rows > 0 ? o.chunk_rows : std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, V));
   TORCH_CHECK(N > 0, "cross-entropy over no rows");
+  int64_t chunk = o.chunk_rows;
+  if (chunk <= 0) {  // at most kChunkElements logits a chunk, in chunks of equal size
+    const int64_t most = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, V));
+    const int64_t n_chunks = (N + most - 1) / most;
+    chunk = (N + n_chunks - 1) / n_chunks;
+  }
   const bool record = at::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
   if (!record) {
     PassSpec s;

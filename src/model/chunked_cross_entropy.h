@@ -28,13 +28,13 @@ struct CrossEntropyOutput {
 };
 
 struct ChunkedCrossEntropyOptions {
-  int64_t chunk_rows = 0;  // rows per chunk; 0 = kChunkElements / V (at least 1)
+  int64_t chunk_rows = 0;  // rows per chunk; 0 = equal chunks of at most kChunkElements / V rows
   bool sum = false;        // the sum over rows instead of the mean
   bool recompute = false;  // gradients in backward (recomputing the logits), not in forward
 };
 
-// About 512 MiB of fp32 logits per chunk: all rows in one chunk at vocabularies of a few
-// thousand, ~880 rows at 152k.
+// At most 512 MiB of fp32 logits per chunk: 32,768 rows at a vocabulary of 4,096 (one chunk
+// at batch 16 x 513 targets, two at batch 64), ~880 rows at 152k.
 constexpr int64_t kChunkElements = int64_t(1) << 27;
 
 // hidden [N, C] (N > 0), weight [V, C], target [N] long (each in [0, V)). Gradients reach hidden and
