@@ -11,10 +11,10 @@
 //
 // Two ways to produce the gradients:
 //   in forward (default): each chunk's gradients are computed while its logits exist, and backward
-//     only scales them by the incoming gradient: no second head GEMM (the trick of Liger Kernel's
-//     fused linear cross-entropy);
+//     only scales them by the incoming gradient: the reference's three head GEMMs, no fourth
+//     (the trick of Liger Kernel's fused linear cross-entropy);
 //   recompute: forward keeps nothing but its inputs, and backward makes each chunk's logits again
-//     (one more head GEMM, as the reference's memory would be traded for compute).
+//     (one more head GEMM: less memory between forward and backward, more compute).
 #pragma once
 #include <ATen/ATen.h>
 
