@@ -27,7 +27,8 @@ struct StepResult {
   std::map<std::string, at::Tensor> grads;
 };
 
-StepResult train_step(cascade::C3Model& m, const std::vector<std::vector<int32_t>>& ctx, const Path& p) {
+StepResult train_step(cascade::C3Model& m, const std::vector<std::vector<int32_t>>& ctx,
+                      const Path& p) {
   setenv("C3_CHUNKED_CE", p.chunked_ce, 1);
   const bool prev = model::stacked_training_enabled();
   model::set_stacked_training_enabled(p.stacked);
@@ -46,15 +47,18 @@ StepResult train_step(cascade::C3Model& m, const std::vector<std::vector<int32_t
 }
 
 TEST(TrainingPaths, EveryPathGivesTheOldLossAndGradients) {
-  cascade::LoadedC3 l = cascade::load_c3(test::testdata("c3/c3-tiny").string(), at::kFloat, at::kCPU);
+  cascade::LoadedC3 l =
+      cascade::load_c3(test::testdata("c3/c3-tiny").string(), at::kFloat, at::kCPU);
   const std::vector<std::vector<int32_t>> ctx = {
       l.tok->encode("The quick brown fox jumps over the lazy dog."),
       l.tok->encode("Cascades compress text into a few latent vectors and read it back."),
   };
   const StepResult old = train_step(l.model, ctx, {"0", false});
   ASSERT_FALSE(old.grads.empty());
-  for (const Path& p : {Path{"1", false}, Path{"0", true}, Path{"1", true}, Path{"recompute", true}}) {
-    SCOPED_TRACE(std::string("C3_CHUNKED_CE=") + p.chunked_ce + " stacked=" + std::to_string(p.stacked));
+  for (const Path& p :
+       {Path{"1", false}, Path{"0", true}, Path{"1", true}, Path{"recompute", true}}) {
+    SCOPED_TRACE(std::string("C3_CHUNKED_CE=") + p.chunked_ce +
+                 " stacked=" + std::to_string(p.stacked));
     const StepResult got = train_step(l.model, ctx, p);
     EXPECT_NEAR(got.loss, old.loss, 1e-6 * old.loss);
     EXPECT_EQ(got.correct, old.correct);

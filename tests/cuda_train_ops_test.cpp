@@ -34,13 +34,13 @@ namespace {
 namespace fused = model::fused;
 
 // GTEST_SKIP returns from the function it is in, so this is a macro.
-#define REQUIRE_CUDA()                                                              \
-  do {                                                                              \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";             \
+#define REQUIRE_CUDA()                                                  \
+  do {                                                                  \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
-#define REQUIRE_KERNELS()                                                           \
-  do {                                                                              \
-    REQUIRE_CUDA();                                                                 \
+#define REQUIRE_KERNELS()                                                            \
+  do {                                                                               \
+    REQUIRE_CUDA();                                                                  \
     if (!fused::kernels_enabled()) GTEST_SKIP() << "built without the CUDA kernels"; \
   } while (0)
 
@@ -87,10 +87,11 @@ TEST(CudaTrainOps, RmsNormKernelsMatchAutogradOfTheReference) {
   torch::manual_seed(1);
   for (at::ScalarType t : kTypes) {
     for (int64_t C : {64, 100, 1024, 2048}) {
-      const at::Tensor x = randn({7, 33, C}, t, 3.0), w = (torch::rand({C}) + 0.5).to(torch::kCUDA).to(t);
-      const auto rel = compare([](const auto& v) { return fused::rms_norm_autograd(v[0], v[1], 1e-6); },
-                               [](const auto& v) { return fused::reference::rms_norm(v[0], v[1], 1e-6); },
-                               {x, w});
+      const at::Tensor x = randn({7, 33, C}, t, 3.0),
+                       w = (torch::rand({C}) + 0.5).to(torch::kCUDA).to(t);
+      const auto rel = compare(
+          [](const auto& v) { return fused::rms_norm_autograd(v[0], v[1], 1e-6); },
+          [](const auto& v) { return fused::reference::rms_norm(v[0], v[1], 1e-6); }, {x, w});
       std::printf("[rms_norm] %s C=%ld: rel diff value %.2g grad_x %.2g grad_w %.2g\n",
                   c10::toString(t), C, rel[0], rel[1], rel[2]);
       const double tol = t == at::kFloat ? 1e-5 : 2e-2;  // bf16: the reference rounds in between
@@ -154,11 +155,13 @@ TEST(CudaTrainOps, TrainingDispatchTakesTheNodesUnlessSwitchedOff) {
   REQUIRE_KERNELS();
   const at::Tensor x = randn({4, 64}, at::kFloat).requires_grad_(true);
   const at::Tensor w = torch::ones({64}, torch::kCUDA).requires_grad_(true);
-  if (!fused::train_kernel_enabled(fused::TrainKernel::kRmsNorm)) GTEST_SKIP() << "C3_TRAIN_KERNELS leaves rms_norm off";
+  if (!fused::train_kernel_enabled(fused::TrainKernel::kRmsNorm))
+    GTEST_SKIP() << "C3_TRAIN_KERNELS leaves rms_norm off";
   const std::string on = fused::rms_norm(x, w, 1e-6).grad_fn()->name();
   EXPECT_NE(on.find("RmsNormFunction"), std::string::npos) << on;
   const int chosen = fused::train_kernels();
-  fused::set_train_kernels(fused::kAllTrainKernels & ~static_cast<int>(fused::TrainKernel::kRmsNorm));
+  fused::set_train_kernels(fused::kAllTrainKernels &
+                           ~static_cast<int>(fused::TrainKernel::kRmsNorm));
   const std::string off = fused::rms_norm(x, w, 1e-6).grad_fn()->name();
   fused::set_train_kernels(chosen);
   EXPECT_EQ(off.find("RmsNormFunction"), std::string::npos) << off;
@@ -185,7 +188,11 @@ TEST(CudaTrainOps, ChunkedCrossEntropyUnderAutocastMatchesAndSavesMemory) {
   const int64_t N = 4100, C = 256, V = 151936;
   const at::Tensor h0 = randn({N, C}, at::kFloat), w0 = randn({V, C}, at::kFloat, 0.05);
   const at::Tensor y = torch::randint(0, V, {N}, torch::kLong).to(torch::kCUDA);
-  struct R { double loss; at::Tensor gh, gw; int64_t peak; };
+  struct R {
+    double loss;
+    at::Tensor gh, gw;
+    int64_t peak;
+  };
   auto run = [&](int mode) {  // 0 whole logits, 1 chunked, 2 chunked recompute
     at::Tensor h = h0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true);
     torch::cuda::synchronize();
@@ -204,8 +211,8 @@ TEST(CudaTrainOps, ChunkedCrossEntropyUnderAutocastMatchesAndSavesMemory) {
   const R want = run(0);
   for (int mode : {1, 2}) {
     const R got = run(mode);
-    std::printf("[chunked ce] mode %d: loss %.6f (whole %.6f); peak %.2f GB (whole %.2f GB)\n", mode,
-                got.loss, want.loss, got.peak / 1e9, want.peak / 1e9);
+    std::printf("[chunked ce] mode %d: loss %.6f (whole %.6f); peak %.2f GB (whole %.2f GB)\n",
+                mode, got.loss, want.loss, got.peak / 1e9, want.peak / 1e9);
     EXPECT_NEAR(got.loss, want.loss, 1e-4 * want.loss);
     EXPECT_LE(max_abs(got.gh, want.gh), 2e-2 * want.gh.abs().max().item<double>());
     EXPECT_LE(max_abs(got.gw, want.gw), 2e-2 * want.gw.abs().max().item<double>());
@@ -255,7 +262,8 @@ model::Qwen2ForCausalLM small_model(uint64_t seed) {
 }
 
 // Largest gradient difference relative to the gradient's own scale, over all parameters.
-double worst_rel(const std::map<std::string, at::Tensor>& a, const std::map<std::string, at::Tensor>& b) {
+double worst_rel(const std::map<std::string, at::Tensor>& a,
+                 const std::map<std::string, at::Tensor>& b) {
   double worst = 0;
   for (const auto& [k, g] : b)
     worst = std::max(worst, max_abs(a.at(k), g) / std::max(1e-30, g.abs().max().item<double>()));

@@ -33,7 +33,8 @@ std::vector<at::Tensor> value_and_grads(const Op& op, const std::vector<at::Tens
   const at::Tensor y = op(leaves);
   y.backward(g);
   std::vector<at::Tensor> out{y.detach()};
-  for (size_t i = 0; i < leaves.size(); ++i) out.push_back(grad[i] ? leaves[i].grad() : at::Tensor());
+  for (size_t i = 0; i < leaves.size(); ++i)
+    out.push_back(grad[i] ? leaves[i].grad() : at::Tensor());
   return out;
 }
 
@@ -57,7 +58,8 @@ void expect_same(const std::string& what, const Op& node, const Op& reference,
     } else {
       EXPECT_LE(d, tol * scale) << "max abs diff " << d << " of " << scale;
     }
-    if (i > 0) std::printf("%s: grad %zu max abs diff %.3g (of %.3g)\n", what.c_str(), i - 1, d, scale);
+    if (i > 0)
+      std::printf("%s: grad %zu max abs diff %.3g (of %.3g)\n", what.c_str(), i - 1, d, scale);
   }
 }
 
@@ -79,9 +81,11 @@ TEST(AutogradOps, RmsNormMatchesAutogradOfTheReference) {
   // fp32 residual stream with an fp32 weight under a bf16 model: the trainer's mixed case.
   const at::Tensor x = torch::randn({4, 32}).to(at::kBFloat16);
   const at::Tensor w = torch::rand({32}) + 0.5;
-  expect_same("rms_norm bf16 x, fp32 weight", [](const auto& v) { return rms_norm_autograd(v[0], v[1], 1e-5); },
-              [](const auto& v) { return reference::rms_norm(v[0], v[1], 1e-5); }, {x, w},
-              {true, true}, 2e-2);
+  expect_same(
+      "rms_norm bf16 x, fp32 weight",
+      [](const auto& v) { return rms_norm_autograd(v[0], v[1], 1e-5); },
+      [](const auto& v) { return reference::rms_norm(v[0], v[1], 1e-5); }, {x, w}, {true, true},
+      2e-2);
 }
 
 TEST(AutogradOps, RotaryMatchesAutogradOfTheReferenceBitForBit) {
@@ -100,18 +104,20 @@ TEST(AutogradOps, RotaryMatchesAutogradOfTheReferenceBitForBit) {
   }
   // Tables whose halves differ: the backward is the exact transpose, not a rotation by -sin.
   const at::Tensor c2 = torch::randn({B, T, D}), s2 = torch::randn({B, T, D});
-  expect_same("rotary, unequal halves", [&](const auto& v) { return rotary_autograd(v[0], c2, s2); },
-              [&](const auto& v) { return reference::rotary(v[0], c2, s2); },
-              {torch::randn({B, H, T, D})}, {true}, 0);
+  expect_same(
+      "rotary, unequal halves", [&](const auto& v) { return rotary_autograd(v[0], c2, s2); },
+      [&](const auto& v) { return reference::rotary(v[0], c2, s2); }, {torch::randn({B, H, T, D})},
+      {true}, 0);
 }
 
 TEST(AutogradOps, SiluMulMatchesAutogradOfTheReferenceBitForBit) {
   torch::manual_seed(3);
   for (at::ScalarType t : kTypes) {
     const at::Tensor gu = (torch::randn({2, 7, 2 * 24}) * 4).to(t);
-    expect_same(std::string("silu_mul ") + c10::toString(t),
-                [](const auto& v) { return silu_mul_autograd(v[0]); },
-                [](const auto& v) { return reference::silu_mul(v[0]); }, {gu}, {true}, 0);
+    expect_same(
+        std::string("silu_mul ") + c10::toString(t),
+        [](const auto& v) { return silu_mul_autograd(v[0]); },
+        [](const auto& v) { return reference::silu_mul(v[0]); }, {gu}, {true}, 0);
   }
 }
 

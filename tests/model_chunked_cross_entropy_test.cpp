@@ -52,7 +52,8 @@ double max_abs(const at::Tensor& a, const at::Tensor& b) {
 TEST(ChunkedCrossEntropy, MatchesTheWholeLogitsInFp32) {
   Case c = make_case(/*N=*/37, /*C=*/24, /*V=*/53, at::kFloat, 1);
   for (bool sum : {false, true}) {
-    const Result want = run(c, [&](auto& h, auto& w, auto& y) { return full_cross_entropy(h, w, y, sum); });
+    const Result want =
+        run(c, [&](auto& h, auto& w, auto& y) { return full_cross_entropy(h, w, y, sum); });
     for (bool recompute : {false, true}) {
       for (int64_t chunk : {1, 5, 16, 37, 100, 0}) {
         SCOPED_TRACE("sum " + std::to_string(sum) + " recompute " + std::to_string(recompute) +
@@ -67,22 +68,28 @@ TEST(ChunkedCrossEntropy, MatchesTheWholeLogitsInFp32) {
         const double dw = max_abs(got.grad_weight, want.grad_weight);
         EXPECT_LT(dh, 1e-6 * scale);
         EXPECT_LT(dw, 1e-6 * scale);
-        if (chunk == 5) std::printf("fp32 sum=%d recompute=%d chunk 5: |dgrad_h| %.2g |dgrad_w| %.2g\n",
-                                    sum, recompute, dh, dw);
+        if (chunk == 5)
+          std::printf("fp32 sum=%d recompute=%d chunk 5: |dgrad_h| %.2g |dgrad_w| %.2g\n", sum,
+                      recompute, dh, dw);
       }
     }
   }
-  EXPECT_GE(run(c, [](auto& h, auto& w, auto& y) { return full_cross_entropy(h, w, y); }).correct, 19);
+  EXPECT_GE(run(c, [](auto& h, auto& w, auto& y) { return full_cross_entropy(h, w, y); }).correct,
+            19);
 }
 
 // The trainer scales each micro-batch's mean loss: gradients in forward are scaled in backward.
 TEST(ChunkedCrossEntropy, ScalesItsGradientsByTheIncomingOne) {
   Case c = make_case(19, 16, 31, at::kFloat, 2);
-  const Result want = run(c, [](auto& h, auto& w, auto& y) { return full_cross_entropy(h, w, y); }, 2.5);
+  const Result want = run(
+      c, [](auto& h, auto& w, auto& y) { return full_cross_entropy(h, w, y); }, 2.5);
   for (bool recompute : {false, true}) {
-    const Result got = run(c, [&](auto& h, auto& w, auto& y) {
-      return chunked_cross_entropy(h, w, y, {4, false, recompute});
-    }, 2.5);
+    const Result got = run(
+        c,
+        [&](auto& h, auto& w, auto& y) {
+          return chunked_cross_entropy(h, w, y, {4, false, recompute});
+        },
+        2.5);
     EXPECT_LT(max_abs(got.grad_hidden, want.grad_hidden), 1e-6) << recompute;
     EXPECT_LT(max_abs(got.grad_weight, want.grad_weight), 1e-6) << recompute;
   }

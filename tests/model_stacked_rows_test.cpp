@@ -36,8 +36,9 @@ std::pair<double, std::map<std::string, at::Tensor>> loss_and_grads(Qwen2ForCaus
   m->train();
   m->zero_grad();
   const at::Tensor logits = m->forward(ids, {{}, mask, nullptr});
-  const at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).narrow(0, 0, ids.numel() - 1),
-                                                 ids.reshape({-1}).narrow(0, 1, ids.numel() - 1));
+  const at::Tensor loss =
+      at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).narrow(0, 0, ids.numel() - 1),
+                             ids.reshape({-1}).narrow(0, 1, ids.numel() - 1));
   loss.backward();
   std::map<std::string, at::Tensor> g;
   for (const auto& p : m->named_parameters()) g[p.key()] = p.value().grad().clone();
@@ -71,8 +72,9 @@ TEST(StackedRows, LossAndEveryGradientMatchTheSeparateProjections) {
       EXPECT_LE(d, 1e-5 * scale + 1e-7) << name;
       worst = std::max(worst, d);
     }
-    std::printf("stacked vs separate projections (tied=%d): loss %.7f vs %.7f, worst grad diff %.2g\n",
-                tied, got.first, want.first, worst);
+    std::printf(
+        "stacked vs separate projections (tied=%d): loss %.7f vs %.7f, worst grad diff %.2g\n",
+        tied, got.first, want.first, worst);
   }
 }
 
@@ -91,7 +93,8 @@ TEST(StackedRows, GradientsLandInTheOfficialParametersAndTheSwitchRestoresTheOld
     EXPECT_FALSE(layer(stacked, 0).self_attn->uses_stacked());
     const auto got = loss_and_grads(stacked, ids, mask);
     EXPECT_EQ(got.first, want.first);
-    for (const auto& [name, g] : want.second) EXPECT_TRUE(at::equal(got.second.at(name), g)) << name;
+    for (const auto& [name, g] : want.second)
+      EXPECT_TRUE(at::equal(got.second.at(name), g)) << name;
   }
   StackedTraining on(true);
   loss_and_grads(stacked, ids, mask);

@@ -26,7 +26,8 @@ std::string PhysicalLimits::describe() const {
   const std::string figures =
       fmt::format("{:.0f} TFLOP/s dense bf16, {:.3g} TB/s", flops / 1e12, bandwidth / 1e12);
   if (known) return card + ": " + figures;
-  const std::string which = device_name.empty() ? "no CUDA device" : "unknown card '" + device_name + "'";
+  const std::string which =
+      device_name.empty() ? "no CUDA device" : "unknown card '" + device_name + "'";
   return which + ": assumed " + figures + " (an H200's)";
 }
 

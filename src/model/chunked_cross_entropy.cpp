@@ -28,10 +28,10 @@ void check_inputs(const at::Tensor& hidden, const at::Tensor& weight, const at::
   TORCH_CHECK(hidden.dim() == 2 && weight.dim() == 2 && hidden.size(1) == weight.size(1),
               "cross-entropy: expected hidden [N, C] and weight [V, C], got ", hidden.sizes(),
               " and ", weight.sizes());
-  TORCH_CHECK(target.dim() == 1 && target.size(0) == hidden.size(0) &&
-                  target.scalar_type() == at::kLong,
-              "cross-entropy: expected target [", hidden.size(0), "] long, got ", target.sizes(),
-              " ", target.scalar_type());
+  TORCH_CHECK(
+      target.dim() == 1 && target.size(0) == hidden.size(0) && target.scalar_type() == at::kLong,
+      "cross-entropy: expected target [", hidden.size(0), "] long, got ", target.sizes(), " ",
+      target.scalar_type());
 }
 
 // What one pass over the chunks makes. The gradients are those of (sum of row losses) * scale.
@@ -181,7 +181,8 @@ CrossEntropyOutput chunked_cross_entropy(const at::Tensor& hidden, const at::Ten
     const int64_t n_chunks = (N + most - 1) / most;
     chunk = (N + n_chunks - 1) / n_chunks;
   }
-  const bool record = at::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
+  const bool record =
+      at::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
   if (!record) {
     PassSpec s;
     s.chunk_rows = chunk;
@@ -189,9 +190,9 @@ CrossEntropyOutput chunked_cross_entropy(const at::Tensor& hidden, const at::Ten
     const Pass p = run_chunks(hidden, weight, target, s);
     return {finish_loss(p.loss_sum, N, o.sum), p.correct};
   }
-  const variable_list out =
-      o.recompute ? RecomputeFunction::apply(hidden, weight, target, chunk, o.sum)
-                  : InForwardFunction::apply(hidden, weight, target, chunk, o.sum);
+  const variable_list out = o.recompute
+                                ? RecomputeFunction::apply(hidden, weight, target, chunk, o.sum)
+                                : InForwardFunction::apply(hidden, weight, target, chunk, o.sum);
   return {out[0], out[1]};
 }
 
@@ -200,8 +201,8 @@ CrossEntropyOutput full_cross_entropy(const at::Tensor& hidden, const at::Tensor
   check_inputs(hidden, weight, target);
   const at::Tensor logits = at::linear(hidden, weight).to(at::kFloat);  // [N, V]
   CrossEntropyOutput out;
-  out.loss = at::cross_entropy_loss(logits, target, {},
-                                    sum ? at::Reduction::Sum : at::Reduction::Mean);
+  out.loss =
+      at::cross_entropy_loss(logits, target, {}, sum ? at::Reduction::Sum : at::Reduction::Mean);
   out.n_correct = logits.detach().argmax(-1).eq(target).sum();
   return out;
 }

@@ -37,8 +37,8 @@ struct ChunkedCrossEntropyOptions {
 // at batch 16 x 513 targets, two at batch 64), ~880 rows at 152k.
 constexpr int64_t kChunkElements = int64_t(1) << 27;
 
-// hidden [N, C] (N > 0), weight [V, C], target [N] long (each in [0, V)). Gradients reach hidden and
-// weight when they require grad and autograd is recording. Under CUDA autocast the head's GEMMs
+// hidden [N, C] (N > 0), weight [V, C], target [N] long (each in [0, V)). Gradients reach hidden
+// and weight when they require grad and autograd is recording. Under CUDA autocast the head's GEMMs
 // run in autocast's dtype, as at::linear's would.
 CrossEntropyOutput chunked_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight,
                                          const at::Tensor& target,

@@ -64,10 +64,12 @@ std::pair<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad, cons
   const int64_t C = x.size(-1);
   const at::Tensor x32 = x.to(at::kFloat);
   const at::Tensor r = at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);  // [..., 1]
-  const at::Tensor n = x32 * r;                                                   // fp32
-  const at::Tensor gn = (grad.to(at::kFloat) * weight.to(at::kFloat)).to(x.scalar_type()).to(at::kFloat);
+  const at::Tensor n = x32 * r;                                                 // fp32
+  const at::Tensor gn =
+      (grad.to(at::kFloat) * weight.to(at::kFloat)).to(x.scalar_type()).to(at::kFloat);
   const at::Tensor gx = r * (gn - n * (gn * n).mean(-1, /*keepdim=*/true));
-  const at::Tensor gw = (grad.to(at::kFloat) * n.to(x.scalar_type()).to(at::kFloat)).reshape({-1, C}).sum(0);
+  const at::Tensor gw =
+      (grad.to(at::kFloat) * n.to(x.scalar_type()).to(at::kFloat)).reshape({-1, C}).sum(0);
   return {gx.to(x.scalar_type()), gw.to(weight.scalar_type())};
 }
 

@@ -39,7 +39,8 @@ struct StackedRowsFunction : torch::autograd::Function<StackedRowsFunction> {
     int64_t off = 0;
     for (size_t i = 0; i < rows.size(); ++i) {
       // Views into the one gradient; AccumulateGrad may keep them as .grad without a copy.
-      grads.push_back(ctx->needs_input_grad(1 + i) ? grad_out[0].narrow(0, off, rows[i]) : at::Tensor());
+      grads.push_back(ctx->needs_input_grad(1 + i) ? grad_out[0].narrow(0, off, rows[i])
+                                                   : at::Tensor());
       off += rows[i];
     }
     return grads;
@@ -49,7 +50,8 @@ struct StackedRowsFunction : torch::autograd::Function<StackedRowsFunction> {
 }  // namespace
 
 at::Tensor stacked_rows(const at::Tensor& fused, const std::vector<at::Tensor>& parts) {
-  TORCH_CHECK(rows_of(fused, parts), "stacked_rows: the parameters are not the fused tensor's rows");
+  TORCH_CHECK(rows_of(fused, parts),
+              "stacked_rows: the parameters are not the fused tensor's rows");
   bool any_grad = false;
   for (const auto& p : parts) any_grad |= p.requires_grad();
   if (!any_grad || !at::GradMode::is_enabled()) return fused.detach();
@@ -58,6 +60,8 @@ at::Tensor stacked_rows(const at::Tensor& fused, const std::vector<at::Tensor>& 
 
 bool stacked_training_enabled() { return stacked_switch().load(std::memory_order_relaxed); }
 
-void set_stacked_training_enabled(bool on) { stacked_switch().store(on, std::memory_order_relaxed); }
+void set_stacked_training_enabled(bool on) {
+  stacked_switch().store(on, std::memory_order_relaxed);
+}
 
 }  // namespace c3::model

@@ -17,10 +17,14 @@ namespace {
 
 std::optional<DType> dtype_of(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return DType::kFloat;
-    case at::kBFloat16: return DType::kBFloat16;
-    case at::kHalf: return DType::kHalf;
-    default: return std::nullopt;
+    case at::kFloat:
+      return DType::kFloat;
+    case at::kBFloat16:
+      return DType::kBFloat16;
+    case at::kHalf:
+      return DType::kHalf;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -30,7 +34,8 @@ bool rms_norm_backward_supported(const at::Tensor& x, const at::Tensor& weight) 
   return rms_norm_supported(x, weight) && x.size(-1) <= kRmsNormBackwardMaxC;
 }
 
-std::pair<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad_in, const at::Tensor& x_in,
+std::pair<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad_in,
+                                                    const at::Tensor& x_in,
                                                     const at::Tensor& weight, double eps) {
   const at::Tensor x = x_in.contiguous();
   const at::Tensor g = grad_in.to(x.scalar_type()).contiguous();
@@ -48,7 +53,8 @@ std::pair<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad_in, c
   return {gx, gw_part.sum(0).to(weight.scalar_type())};
 }
 
-bool rotary_backward_supported(const at::Tensor& grad, const at::Tensor& cos, const at::Tensor& sin) {
+bool rotary_backward_supported(const at::Tensor& grad, const at::Tensor& cos,
+                               const at::Tensor& sin) {
   return rotary_supported(grad, cos, sin);
 }
 

@@ -17,7 +17,8 @@ std::pair<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad, cons
 
 // grad_x of y = rotary(x, cos, sin) from grad [B, H, T, D] (any strides, x's dtype). grad_x is
 // laid out [B, T, H, D], as the projection that x is a view of: the views back cost nothing.
-bool rotary_backward_supported(const at::Tensor& grad, const at::Tensor& cos, const at::Tensor& sin);
+bool rotary_backward_supported(const at::Tensor& grad, const at::Tensor& cos,
+                               const at::Tensor& sin);
 at::Tensor rotary_backward(const at::Tensor& grad, const at::Tensor& cos, const at::Tensor& sin);
 
 // grad_gate_up [..., 2I] of y = silu_mul(gate_up).

@@ -44,9 +44,9 @@ __device__ __forceinline__ void block_sum2(float& a, float& b, float* scratch) {
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-rms_norm_backward_kernel(const T* __restrict__ g, const T* __restrict__ x, const T* __restrict__ w,
-                         T* __restrict__ gx, float* __restrict__ gw_part, int64_t N, int64_t C,
-                         float eps) {
+    rms_norm_backward_kernel(const T* __restrict__ g, const T* __restrict__ x,
+                             const T* __restrict__ w, T* __restrict__ gx,
+                             float* __restrict__ gw_part, int64_t N, int64_t C, float eps) {
   extern __shared__ float gw_acc[];  // [C]: this block's share of the weight's gradient
   __shared__ float scratch[64];
   for (int64_t i = threadIdx.x; i < C; i += blockDim.x) gw_acc[i] = 0.f;  // own columns only
@@ -81,10 +81,10 @@ cudaError_t launch_rms_norm_backward(DType t, const void* g, const void* x, cons
                                      int grid_blocks, cudaStream_t stream) {
   if (C > kRmsNormBackwardMaxC || grid_blocks < 1) return cudaErrorInvalidValue;
   const size_t smem = static_cast<size_t>(C) * sizeof(float);
-  C3_ELEM_DISPATCH(t, rms_norm_backward_kernel<scalar_t><<<grid_blocks, kThreads, smem, stream>>>(
-                          static_cast<const scalar_t*>(g), static_cast<const scalar_t*>(x),
-                          static_cast<const scalar_t*>(w), static_cast<scalar_t*>(gx), gw_part, N,
-                          C, eps));
+  C3_ELEM_DISPATCH(
+      t, rms_norm_backward_kernel<scalar_t><<<grid_blocks, kThreads, smem, stream>>>(
+             static_cast<const scalar_t*>(g), static_cast<const scalar_t*>(x),
+             static_cast<const scalar_t*>(w), static_cast<scalar_t*>(gx), gw_part, N, C, eps));
   return cudaGetLastError();
 }
 

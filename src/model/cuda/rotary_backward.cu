@@ -23,10 +23,10 @@ using elem::to_t;
 
 template <typename T>
 __global__ void rotary_backward_kernel(const T* __restrict__ g, const float* __restrict__ cos,
-                                       const float* __restrict__ sin, T* __restrict__ gx,
-                                       int64_t B, int64_t H, int64_t S, int64_t D, int64_t g0,
-                                       int64_t g1, int64_t g2, int64_t g3, int64_t x0, int64_t x1,
-                                       int64_t x2, int64_t x3, int64_t cb, int64_t ct) {
+                                       const float* __restrict__ sin, T* __restrict__ gx, int64_t B,
+                                       int64_t H, int64_t S, int64_t D, int64_t g0, int64_t g1,
+                                       int64_t g2, int64_t g3, int64_t x0, int64_t x1, int64_t x2,
+                                       int64_t x3, int64_t cb, int64_t ct) {
   const int64_t total = B * H * S * D, half = D / 2;
   for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < total;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -52,9 +52,10 @@ cudaError_t launch_rotary_backward(DType t, const void* g, const float* cos, con
                                    const int64_t sg[4], const int64_t sx[4], int64_t cb, int64_t ct,
                                    cudaStream_t stream) {
   constexpr int kThreads = 256;
-  C3_ELEM_DISPATCH(t, rotary_backward_kernel<scalar_t><<<grid_for(B * H * S * D, kThreads), kThreads, 0, stream>>>(
-                          static_cast<const scalar_t*>(g), cos, sin, static_cast<scalar_t*>(gx), B,
-                          H, S, D, sg[0], sg[1], sg[2], sg[3], sx[0], sx[1], sx[2], sx[3], cb, ct));
+  C3_ELEM_DISPATCH(t, rotary_backward_kernel<scalar_t>
+                   <<<grid_for(B * H * S * D, kThreads), kThreads, 0, stream>>>(
+                       static_cast<const scalar_t*>(g), cos, sin, static_cast<scalar_t*>(gx), B, H,
+                       S, D, sg[0], sg[1], sg[2], sg[3], sx[0], sx[1], sx[2], sx[3], cb, ct));
   return cudaGetLastError();
 }
 

@@ -45,11 +45,13 @@ int grid_for(int64_t total, int threads) {
 }  // namespace
 
 cudaError_t launch_silu_mul_backward(DType t, const void* gate_up, const void* grad,
-                                     void* grad_gate_up, int64_t N, int64_t I, cudaStream_t stream) {
+                                     void* grad_gate_up, int64_t N, int64_t I,
+                                     cudaStream_t stream) {
   constexpr int kThreads = 256;
-  C3_ELEM_DISPATCH(t, silu_mul_backward_kernel<scalar_t><<<grid_for(N * I, kThreads), kThreads, 0, stream>>>(
-                          static_cast<const scalar_t*>(gate_up), static_cast<const scalar_t*>(grad),
-                          static_cast<scalar_t*>(grad_gate_up), N, I));
+  C3_ELEM_DISPATCH(
+      t, silu_mul_backward_kernel<scalar_t><<<grid_for(N * I, kThreads), kThreads, 0, stream>>>(
+             static_cast<const scalar_t*>(gate_up), static_cast<const scalar_t*>(grad),
+             static_cast<scalar_t*>(grad_gate_up), N, I));
   return cudaGetLastError();
 }
 
