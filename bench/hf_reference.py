@@ -291,7 +291,7 @@ def parity(args):
 
 
 def compare(c3_path, hf_path):
-    """Prints c3 and HF side by side with the H100 limits."""
+    """Prints c3 and HF side by side with the card's limits (from c3's report)."""
     c3, hf = json.load(open(c3_path)), json.load(open(hf_path))
     lim = c3["limits"]
     key = lambda r: (r["step"], r["batch"], r["no_repeat_ngram_size"])
@@ -300,7 +300,8 @@ def compare(c3_path, hf_path):
     print(f"c3 vs HF ({hf['meta'].get('gpu', '?')}, c3 {m.get('dtype')}, HF {hf['meta']['dtype']} "
           f"{hf['meta'].get('attn_implementation')}, transformers {hf['meta'].get('transformers')}); "
           f"passage {m.get('passage_tokens')} tok, {m.get('new_tokens')} new tok, L {m.get('latents')}")
-    print(f"| step | batch | ngram | c3 ms | HF ms | c3 tok/s | HF tok/s | c3/HF | H100 limit tok/s |")
+    card = lim.get("card", "H100")  # reports before the card was detected assumed an H100
+    print(f"| step | batch | ngram | c3 ms | HF ms | c3 tok/s | HF tok/s | c3/HF | {card} limit tok/s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in c3["rows"]:
         h = hf_rows.get(key(r))
@@ -318,9 +319,10 @@ def compare(c3_path, hf_path):
     gb = lambda b: f"{b / 1e9:.2f} GB" if b and b > 0 else "n/a"
     print(f"peak allocated: c3 {gb(c3['memory']['peak_allocated_bytes'])}, "
           f"HF {gb(hf['memory']['peak_allocated_bytes'])}; decode floor "
-          f"{lim['decoder_bytes_per_step'] / 1e9:.2f} GB/step at 3 TB/s = "
+          f"{lim['decoder_bytes_per_step'] / 1e9:.2f} GB/step at {lim['bandwidth_bytes_per_s'] / 1e12:.3g} TB/s = "
           f"{lim['decode_tokens_per_s_batch1']:.0f} tok/s per row; compress limit "
-          f"{lim['compress_tokens_per_s']:.0f} tok/s at 800 TFLOP/s")
+          f"{lim['compress_tokens_per_s']:.0f} tok/s at {lim['flops'] / 1e12:.0f} TFLOP/s "
+          f"({lim.get('reference', '')})")
 
 
 def main():

@@ -83,7 +83,11 @@ TEST(SpeedBench, EveryRowIsPresentAndSane) {
   EXPECT_TRUE(j["limits"].contains("decode_tokens_per_s_batch1"));
   const std::string table = render_bench_table(r);
   EXPECT_NE(table.find("decompress"), std::string::npos);
-  EXPECT_NE(table.find("H100"), std::string::npos);
+  // On the CPU no card is detected: the H200's figures are assumed, and the report says so.
+  EXPECT_EQ(j["limits"]["card"], "unknown");
+  EXPECT_EQ(j["limits"]["known"], false);
+  EXPECT_NE(table.find("no CUDA device: assumed 989 TFLOP/s"), std::string::npos);
+  EXPECT_DOUBLE_EQ(r.compress_limit_tokens_per_s(), 989e12 / r.encoder_flops_per_token);
   // The ban's cost: one entry per batch for ngram 20 against ngram 0, from paired calls.
   ASSERT_EQ(r.ban_costs.size(), 2u);
   for (const auto& c : r.ban_costs) {
@@ -93,6 +97,41 @@ TEST(SpeedBench, EveryRowIsPresentAndSane) {
   }
   EXPECT_EQ(j["ban_costs"].size(), 2u);
   EXPECT_NE(table.find("n-gram ban 20 at batch 1"), std::string::npos);
+}
+
+TEST(DeviceLimits, NamesMapToTheirCardsFigures) {
+  const PhysicalLimits h200 = limits_for_device("NVIDIA H200");
+  EXPECT_TRUE(h200.known);
+  EXPECT_EQ(h200.card, "H200");
+  EXPECT_DOUBLE_EQ(h200.flops, 989e12);
+  EXPECT_DOUBLE_EQ(h200.bandwidth, 4.8e12);
+  EXPECT_EQ(h200.describe(), "H200: 989 TFLOP/s dense bf16, 4.8 TB/s");
+
+  const PhysicalLimits sxm = limits_for_device("NVIDIA H100 80GB HBM3");  // as the runtime says
+  EXPECT_EQ(sxm.card, "H100 SXM");
+  EXPECT_DOUBLE_EQ(sxm.flops, 989e12);
+  EXPECT_DOUBLE_EQ(sxm.bandwidth, 3.35e12);
+  EXPECT_EQ(limits_for_device("nvidia h100 sxm5").card, "H100 SXM");  // case does not matter
+
+  const PhysicalLimits pcie = limits_for_device("NVIDIA H100 PCIe");
+  EXPECT_EQ(pcie.card, "H100 PCIe");
+  EXPECT_DOUBLE_EQ(pcie.flops, 756e12);
+  EXPECT_DOUBLE_EQ(pcie.bandwidth, 2.0e12);
+}
+
+TEST(DeviceLimits, UnknownCardsSayWhatTheyAssume) {
+  for (const char* name : {"NVIDIA A100-SXM4-80GB", "NVIDIA H200 NVL", "NVIDIA H100 NVL", ""}) {
+    const PhysicalLimits l = limits_for_device(name);
+    EXPECT_FALSE(l.known) << name;
+    EXPECT_EQ(l.card, "unknown") << name;
+    EXPECT_DOUBLE_EQ(l.flops, 989e12) << name;
+    EXPECT_DOUBLE_EQ(l.bandwidth, 4.8e12) << name;
+  }
+  EXPECT_EQ(limits_for_device("NVIDIA A100-SXM4-80GB").describe(),
+            "unknown card 'NVIDIA A100-SXM4-80GB': assumed 989 TFLOP/s dense bf16, 4.8 TB/s (an H200's)");
+  EXPECT_EQ(limits_for_device("").describe(),
+            "no CUDA device: assumed 989 TFLOP/s dense bf16, 4.8 TB/s (an H200's)");
+  EXPECT_EQ(cuda_device_name(at::kCPU), "");
 }
 
 TEST(SpeedBench, DumpIdsGivesTheInputsAndAtMostMaxNewTokens) {

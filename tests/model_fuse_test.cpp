@@ -8,6 +8,7 @@
 #include "model/decoder_layer.h"
 #include "model/generate.h"
 #include "model/qwen2_model.h"
+#include "model/stacked_rows.h"
 #include "model_golden.h"
 
 namespace c3::test {
@@ -103,11 +104,14 @@ TEST(FuseProjections, ParametersAreViewsWithTheSameValues) {
   EXPECT_FALSE(mlp.gate_proj->weight.is_alias_of(mlp.down_proj->weight));
 }
 
-// In grad mode the separate projections run: the gradients reach q_proj and gate_proj.
+// In grad mode with stacked training off the separate projections run: the gradients reach
+// q_proj and gate_proj (stacked training: model_stacked_rows_test.cpp).
 TEST(FuseProjections, GradientsReachTheSeparateParameters) {
   auto plain = tiny_model(tiny_config(), 9);
   auto fused = tiny_model(tiny_config(), 9);
   fused->fuse_projections();
+  const bool stacked = model::stacked_training_enabled();
+  model::set_stacked_training_enabled(false);
   ASSERT_TRUE(all_fused(fused, false));  // grad mode: the separate path
   const at::Tensor ids = at::randint(0, 97, {2, 7}, at::kLong);
   plain->forward(ids).pow(2).mean().backward();
@@ -125,6 +129,7 @@ TEST(FuseProjections, GradientsReachTheSeparateParameters) {
                           layer(fused, i).mlp->gate_proj->weight.grad()));
     EXPECT_GT(layer(fused, i).mlp->up_proj->weight.grad().abs().sum().item<double>(), 0);
   }
+  model::set_stacked_training_enabled(stacked);
 }
 
 // An optimizer step updates the parameters in place: the fused path sees the new values.

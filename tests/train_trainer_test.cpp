@@ -509,7 +509,10 @@ TEST_F(Trainer, ResumeContinuesBitForBit) {
 
 // ---- 4. two Gloo processes with batch B == one process with batch 2B -------------------------
 
-constexpr double kDistTol = 1e-6;
+// Summation order differs (each rank sums half the rows), and four Adam steps turn that into
+// parameter differences near 1e-6: measured 0.7e-6 with separate projections and whole logits,
+// 1.7e-6 with stacked projections and the chunked loss.
+constexpr double kDistTol = 3e-6;
 
 // Variable lengths (so ranks see different token counts), two micro-batches and a curriculum: a
 // per-rank mean loss or a rank-local curriculum key would break the match.

@@ -1,16 +1,167 @@
 #!/usr/bin/env bash
-# On the GPU machine: c3 train vs a PyTorch-eager loop over HF Qwen2 modules, same dims and batch
-# (configs/medium-*.json: hidden 1024, 12 + 12 layers), bf16 autocast, one GPU.
+# On the GPU machine, one GPU, one device call of at most 10 minutes: issue 16's training-speed
+# table. c3 train (new paths, and the old ones at a few sizes), PyTorch eager and PyTorch
+# torch.compile (bench/train_reference.py: the cascade from HF Qwen2 modules, fused AdamW) at the
+# small, recipe and medium configs, batch 16 and 64, fixed 512-token passages, L = 32, bf16
+# autocast; plus the GPU tests of the training kernels and a C3_TRAIN_PROFILE + Kineto trace.
+#
+#   OUT=/some/dir bash scripts/device/train_speed.sh
+#
+# Needs: shared/data/corpus/train-00.jsonl.xz and shared/testdata in the checkout (carried).
+# Writes to $OUT (at most 7 files): train_speed.md (the table), train_speed.jsonl (one row per
+# figure), cuda_tests.txt, profile.txt (phase times + trace summary), trace.json.gz, logs.tar.gz.
+#
+# Time (one H200, 16 cores; estimates, the script prints each part's): build ~3 min; the three
+# torch.compile processes compile side by side (~2 min of wall time) while the GPU tests run;
+# then every timed figure runs alone on the GPU, one after the other: c3 6 x ~12 s, compile
+# 6 x ~6 s, eager 3 processes x ~25 s, old paths and checkpointing 4 x ~12 s, profile ~20 s.
+# A budget (BUDGET seconds, default 560) skips what no longer fits and says so; the table is
+# printed from whatever ran.
+#
+# Env: CONFIGS ("small recipe medium"), BATCHES ("16 64"), STEPS (timed steps, 20),
+# PARTS ("build tests c3 compile eager old ckpt profile"), OLD_ROWS ("medium:16 medium:64
+# recipe:16"): the c3 rows repeated with C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
-cmake -S . -B build-gpu -G Ninja -DC3_BUILD_BENCH=OFF -DC3_BUILD_TESTS=OFF > /tmp/build.log 2>&1 && ninja -C build-gpu c3 >> /tmp/build.log 2>&1 || { grep error /tmp/build.log | head; exit 1; }
-echo "== c3 train"
-C3_NO_PROGRESS=1 timeout 150 build-gpu/c3 train --out /tmp/speed --device cuda --train shared/data/corpus/train-00.jsonl.xz \
-  --tokenizer models/c3-small/tokenizer.json --encoder-config configs/medium-encoder.json \
-  --decoder-config configs/medium-decoder.json --latents 32 --lengths fixed:512 --batch-size 16 \
-  --steps 40 --warmup 5 --eval-passages 0 --no-plot --log-every 5 --data-threads 8 2>&1 | tail -2
-grep '"event":"step"' /tmp/speed/train_log.jsonl | tail -1
-echo "== PyTorch eager (HF Qwen2 modules)"
-timeout 120 python3 bench/train_reference.py --encoder configs/medium-encoder.json \
-  --decoder configs/medium-decoder.json --latents 32 --batch 16 --tokens 512 --steps 20 2>&1 | tail -1
+source scripts/device/build.sh
+[ -d "$C3_TESTDATA" ] || export C3_TESTDATA="$(pwd)/shared/testdata"  # c3-tiny, for cuda_tests
+OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
+T0=$SECONDS
+BUDGET="${BUDGET:-560}"
+CONFIGS="${CONFIGS:-small recipe medium}"
+BATCHES="${BATCHES:-16 64}"
+STEPS="${STEPS:-20}"
+PARTS="${PARTS:-build tests c3 compile eager old ckpt profile}"
+OLD_ROWS="${OLD_ROWS:-medium:16 medium:64 recipe:16}"
+ROWS="$OUT/train_speed.jsonl"; : > "$ROWS"
+LOGS=/tmp/train_speed_logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
+LOCK=/tmp/train_speed.gpu.lock; : > "$LOCK"  # every timed figure holds it: one at a time
+# c3 train saves a checkpoint at the end (medium: 1.1 GB of weights + 2.2 GB of optimizer state):
+# in memory where /dev/shm is large enough, else on disk.
+RUN=/tmp/c3_train_speed
+if [ -d /dev/shm ] && (( $(df --output=avail -B1G /dev/shm 2>/dev/null | tail -1 || echo 0) >= 16 )); then
+  RUN=/dev/shm/c3_train_speed
+fi
+export C3_NO_PROGRESS=1 PYTHONUNBUFFERED=1
+
+left() { echo $(( BUDGET - (SECONDS - T0) )); }
+want() { [[ " $PARTS " == *" $1 "* ]]; }
+stamp() { echo "== $* at $((SECONDS - T0)) s"; }
+# limit_for SECONDS: that limit, or what is left of the budget less a reserve; 0 = no time.
+limit_for() { local l=$(( $(left) - 20 )); (( l > $1 )) && l=$1; (( l < 15 )) && l=0; echo $l; }
+
+# c3_row IMPL CONFIG BATCH [ENV=VALUE... --] [extra c3 train flags...]: one c3 train figure.
+c3_row() {
+  local impl=$1 cfg=$2 b=$3; shift 3
+  local envs=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  local lim; lim=$(limit_for 120)
+  if (( lim == 0 )); then echo "skipped (budget): $impl $cfg b$b"; return; fi
+  local log="$LOGS/$impl-$cfg-b$b.log"
+  rm -rf "$RUN"
+  env ${envs[@]+"${envs[@]}"} flock "$LOCK" timeout "$lim" build-gpu/c3 train --out "$RUN" \
+    --device cuda --train shared/data/corpus/train-00.jsonl.xz \
+    --tokenizer models/c3-small/tokenizer.json --encoder-config "configs/$cfg-encoder.json" \
+    --decoder-config "configs/$cfg-decoder.json" --latents 32 --lengths fixed:512 \
+    --batch-size "$b" --steps $((STEPS + 3)) --warmup 5 --eval-passages 0 --no-plot \
+    --log-every 5 --data-threads 8 "$@" > "$log" 2>&1
+  local rc=$?
+  python3 - "$RUN/train_log.jsonl" "$impl" "$cfg" "$b" >> "$ROWS" <<'PY' || echo "no figure: $impl $cfg b$b (exit $rc; see $log)"
+import json, sys
+end = [json.loads(l) for l in open(sys.argv[1]) if '"event":"end"' in l.replace(" ", "")][-1]
+print(json.dumps({"impl": sys.argv[2], "config": sys.argv[3], "batch": int(sys.argv[4]),
+                  "tokens_per_sec": round(end["tokens_per_sec"]), "mfu": round(end["mfu"], 4)}))
+PY
+  tail -1 "$ROWS"
+  cp "$RUN/train_log.jsonl" "$LOGS/$impl-$cfg-b$b.train_log.jsonl" 2>/dev/null
+  rm -rf "$RUN"
+}
+
+nvidia-smi -L
+stamp start
+if want build; then
+  c3_build_gpu c3 cuda_tests || exit 1
+fi
+stamp built
+
+if want c3; then
+  stamp "c3 train"
+  for cfg in $CONFIGS; do for b in $BATCHES; do c3_row c3 "$cfg" "$b"; done; done
+fi
+
+# torch.compile: the configs compile side by side (CPU work) while the GPU tests run; this shell
+# holds the GPU lock until every compile is done, so no figure is timed beside a compile.
+exec 9>>"$LOCK"
+flock 9
+compile_pids=()
+if want compile; then
+  for cfg in $CONFIGS; do
+    rm -f "/tmp/compiled-$cfg"
+    timeout "$(limit_for 400)" python3 bench/train_reference.py --encoder "configs/$cfg-encoder.json" \
+      --decoder "configs/$cfg-decoder.json" --config-name "$cfg" --batch $BATCHES --steps "$STEPS" \
+      --warmup 3 --compile --ready "/tmp/compiled-$cfg" --lock "$LOCK" 9>&- \
+      >> "$ROWS" 2> "$LOGS/compile-$cfg.log" &
+    compile_pids+=($!)
+  done
+fi
+if want tests; then
+  stamp "GPU tests (cuda_tests, label cuda)"
+  timeout "$(limit_for 150)" build-gpu/tests/cuda_tests 9>&- > "$OUT/cuda_tests.txt" 2>&1
+  echo "cuda_tests exit $?"
+  grep -E "^\[  (PASSED|FAILED|SKIPPED)|^\[(rms_norm|rotary|silu_mul|chunked|stacked|checkpoint|cascade)" "$OUT/cuda_tests.txt"
+fi
+if (( ${#compile_pids[@]} )); then
+  stamp "waiting for the compiles"
+  for cfg in $CONFIGS; do
+    while [ ! -f "/tmp/compiled-$cfg" ] && (( $(left) > 60 )); do
+      alive=0; for p in "${compile_pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+      (( alive )) || break
+      sleep 2
+    done
+  done
+  stamp "compiled; PyTorch compile: timed steps"
+fi
+flock -u 9
+exec 9>&-
+(( ${#compile_pids[@]} )) && wait "${compile_pids[@]}"
+
+if want eager; then
+  stamp "PyTorch eager"
+  for cfg in $CONFIGS; do
+    lim=$(limit_for 120)
+    if (( lim == 0 )); then echo "skipped (budget): eager $cfg"; continue; fi
+    timeout "$lim" python3 bench/train_reference.py --encoder "configs/$cfg-encoder.json" \
+      --decoder "configs/$cfg-decoder.json" --config-name "$cfg" --batch $BATCHES \
+      --steps "$STEPS" --lock "$LOCK" >> "$ROWS" 2> "$LOGS/eager-$cfg.log"
+    tail -n 2 "$ROWS"
+  done
+fi
+if want old; then
+  stamp "c3 train, old paths"
+  for cb in $OLD_ROWS; do
+    c3_row c3-old "${cb%%:*}" "${cb##*:}" C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0 --
+  done
+fi
+if want ckpt; then
+  stamp "c3 train, activation checkpointing"
+  c3_row c3-ckpt medium 16 -- --activation-checkpointing
+fi
+if want profile; then
+  stamp "c3 train profile + trace (medium, batch 16)"
+  STEPS=8 c3_row c3-profile medium 16 C3_TRAIN_PROFILE=1 C3_TRAIN_TRACE=/tmp/train_trace.json --
+  {
+    grep -h '"event":"profile"' "$LOGS/c3-profile-medium-b16.train_log.jsonl"
+    [ -f /tmp/train_trace.json ] && python3 scripts/device/trace_summary.py /tmp/train_trace.json
+  } > "$OUT/profile.txt" 2>&1
+  head -40 "$OUT/profile.txt"
+  [ -f /tmp/train_trace.json ] && gzip -c /tmp/train_trace.json > "$OUT/trace.json.gz"
+  [ -f "$OUT/trace.json.gz" ] && (( $(stat -c %s "$OUT/trace.json.gz") > 15000000 )) && rm "$OUT/trace.json.gz"
+fi
+grep -v '"impl": "c3-profile"' "$ROWS" > "$ROWS.tmp" && mv "$ROWS.tmp" "$ROWS"
+
+stamp "table"
+python3 scripts/device/train_speed_table.py "$ROWS" | tee "$OUT/train_speed.md"
+tar -czf "$OUT/logs.tar.gz" -C "$LOGS" . 2>/dev/null
+stamp done

@@ -8,6 +8,7 @@
 
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "model/chunked_cross_entropy.h"
 #include "model/cpu_threads.h"
 #include "model/generate.h"
 #include "model/upload.h"
@@ -239,11 +240,20 @@ LossOutput C3ModelImpl::reconstruction_loss(const std::vector<std::vector<int32_
   at::Tensor hidden = decoder->hidden(inputs, {});                                     // [B, S, C]
   at::Tensor h = hidden.reshape({B * S, hidden.size(2)}).index_select(0, model::upload(long_tensor(rows), dev));
   at::Tensor y = model::upload(long_tensor(y_host), dev);  // [N]
-  at::Tensor logits = decoder->logits(h);                  // [N, V] fp32
   LossOutput out;
-  out.loss = at::cross_entropy_loss(logits, y);
   out.n_tokens = at::scalar_tensor(y.size(0), at::TensorOptions().dtype(at::kLong));
-  out.n_correct = logits.detach().argmax(-1).eq(y).sum();
+  const model::CrossEntropyPath path = model::cross_entropy_path();
+  if (path == model::CrossEntropyPath::kFull) {  // C3_CHUNKED_CE=0: the batch's whole logits
+    const at::Tensor logits = decoder->logits(h);  // [N, V] fp32
+    out.loss = at::cross_entropy_loss(logits, y);
+    out.n_correct = logits.detach().argmax(-1).eq(y).sum();
+    return out;
+  }
+  model::ChunkedCrossEntropyOptions o;
+  o.recompute = path == model::CrossEntropyPath::kChunkedRecompute;
+  const model::CrossEntropyOutput ce = model::chunked_cross_entropy(h, decoder->output_weight(), y, o);
+  out.loss = ce.loss;
+  out.n_correct = ce.n_correct;
   return out;
 }
 

@@ -171,7 +171,10 @@ BenchReport run_speed_bench(cascade::C3Model& m, const SpeedBenchOptions& o,
   const int64_t dec_emb_unread = m->decoder->lm_head ? m->decoder->model->embed_tokens->weight.numel() : 0;
   r.decoder_bytes_per_step = double(dec_all - dec_cascade - dec_emb_unread) * elem;
 
+  r.limits = limits_for_device(cuda_device_name(dev));
   r.meta["device"] = dev.str();
+  r.meta["device_name"] = r.limits.device_name;
+  r.meta["card"] = r.limits.card;
   r.meta["dtype"] = std::string(c10::toString(m->Q->weight.scalar_type()));
   r.meta["latents"] = L;
   r.meta["decoder_prompt_tokens"] = P;
@@ -313,7 +316,9 @@ nlohmann::json bench_report_json(const BenchReport& r) {
             {"peak_reserved_bytes", r.peak_reserved_bytes},
             {"max_rss_bytes", r.max_rss_bytes}}},
           {"limits",
-           {{"reference", "one H100 SXM: 800 TFLOP/s dense bf16, 3 TB/s"},
+           {{"reference", r.limits.describe()},
+            {"card", r.limits.card},
+            {"known", r.limits.known},
             {"flops", r.limits.flops},
             {"bandwidth_bytes_per_s", r.limits.bandwidth},
             {"encoder_flops_per_token", r.encoder_flops_per_token},
@@ -329,7 +334,7 @@ std::string render_bench_table(const BenchReport& r) {
                    r.meta.value("latents", 0), r.meta.value("passage_tokens", 0),
                    r.meta.value("new_tokens", 0), r.meta.value("repeats", 0));
   s += fmt::format("{:<11} {:>5} {:>6} {:>11} {:>12} {:>13} {:>11} {:>12}\n", "step", "batch",
-                   "ngram", "median ms", "passages/s", "tokens/s", "peak mem", "H100 limit");
+                   "ngram", "median ms", "passages/s", "tokens/s", "peak mem", "limit");
   for (const auto& x : r.rows) {
     std::string limit = "";
     if (x.step == "compress") limit = fmt::format("{:.0f}", r.compress_limit_tokens_per_s());
@@ -347,10 +352,10 @@ std::string render_bench_table(const BenchReport& r) {
                    human_bytes(double(r.peak_allocated_bytes)),
                    human_bytes(double(r.peak_reserved_bytes)), human_bytes(double(r.max_rss_bytes)));
   s += fmt::format(
-      "limits (one H100: 800 TFLOP/s bf16, 3 TB/s): compress <= {:.0f} tok/s ({:.3g} GFLOP/token, "
-      "attention left out); decode floor {:.3g} ms/step = {:.0f} tok/s per row ({:.3g} GB of "
-      "weights per step at 3 TB/s; x batch while weight-bound)\n",
-      r.compress_limit_tokens_per_s(), r.encoder_flops_per_token / 1e9,
+      "limits ({}): compress <= {:.0f} tok/s ({:.3g} GFLOP/token, attention left out); decode "
+      "floor {:.3g} ms/step = {:.0f} tok/s per row ({:.3g} GB of weights per step; x batch while "
+      "weight-bound)\n",
+      r.limits.describe(), r.compress_limit_tokens_per_s(), r.encoder_flops_per_token / 1e9,
       1e3 / r.decode_floor_tokens_per_s(), r.decode_floor_tokens_per_s(),
       r.decoder_bytes_per_step / 1e9);
   return s;

@@ -1,5 +1,6 @@
 // Speed of the cascade: compress / decompress throughput, prefill latency and peak memory, each the
-// median of several timed runs after a warm-up, with the physical limits of one H100 beside them.
+// median of several timed runs after a warm-up, with the physical limits of the card beside them
+// (device_limits.h).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "c3/c3_model.h"
+#include "eval/device_limits.h"
 
 namespace c3::eval {
 
@@ -40,12 +42,6 @@ struct SpeedBenchOptions {
   std::function<void(const BenchRow&)> on_row;  // called as each row is measured (progress)
 };
 
-// Reference figures for one H100 SXM (dense bf16, HBM3).
-struct PhysicalLimits {
-  double flops = 800e12;      // bf16 FLOP/s
-  double bandwidth = 3.0e12;  // bytes/s
-};
-
 struct BenchReport {
   nlohmann::json meta;  // model, device, dtype, shapes, parameter counts, options
   std::vector<BenchRow> rows;
@@ -63,7 +59,7 @@ struct BenchReport {
   // out) and decoder bytes read per decode step (every weight once, KV cache left out).
   double encoder_flops_per_token = 0;
   double decoder_bytes_per_step = 0;
-  PhysicalLimits limits;
+  PhysicalLimits limits;  // of the device the bench ran on (an H200's assumed if unknown)
   double compress_limit_tokens_per_s() const { return limits.flops / encoder_flops_per_token; }
   double decode_floor_tokens_per_s() const { return limits.bandwidth / decoder_bytes_per_step; }
 };
@@ -83,7 +79,7 @@ BenchReport run_speed_bench(cascade::C3Model& m, const SpeedBenchOptions& o,
 
 // The report as JSON: {"meta", "rows": [...], "memory", "limits"}.
 nlohmann::json bench_report_json(const BenchReport& r);
-// A fixed-width table for stdout, with the H100 limits beside the measured figures.
+// A fixed-width table for stdout, with the card's limits beside the measured figures.
 std::string render_bench_table(const BenchReport& r);
 
 // Greedy ids of compress + decompress of `text` (as one passage), for parity against

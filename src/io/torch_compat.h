@@ -54,6 +54,15 @@ inline bool autocast_enabled_cuda() {
 #endif
 }
 
+// The dtype CUDA autocast casts matrix products to (bf16 under AutocastGuard).
+inline at::ScalarType autocast_dtype_cuda() {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::autocast::get_autocast_dtype(at::kCUDA);
+#else
+  return at::autocast::get_autocast_gpu_dtype();
+#endif
+}
+
 // Turns autocast's weight-cast cache off for a scope. A CUDA graph captured while the cache is on
 // reads the cached bf16 copies of the weights, which are freed when the autocast region ends:
 // replayed in a later region, it would read stale (or freed) memory. With the cache off, the

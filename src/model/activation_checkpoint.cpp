@@ -4,6 +4,8 @@
 #include <torch/autograd.h>
 #include <ATen/core/ivalue.h>
 
+#include "io/torch_compat.h"
+
 namespace c3::model {
 
 namespace {
@@ -15,6 +17,10 @@ using torch::autograd::variable_list;
 struct Block : torch::CustomClassHolder {
   std::function<at::Tensor(const at::Tensor&)> fn;
   std::vector<at::Tensor> params;
+  // CUDA autocast was on in forward. Backward runs outside the trainer's autocast region, so the
+  // recomputation must turn it on again (torch.utils.checkpoint does the same): without it, a
+  // bf16 run recomputed every layer, and differentiated it, in fp32.
+  bool autocast = false;
 };
 
 struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
@@ -32,6 +38,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     at::Tensor y;
     {
       torch::AutoGradMode enable(true);
+      compat::AutocastGuard ac(block->autocast, x.device());
       y = block->fn(x);
     }
     // Differentiate w.r.t. x and the parameters that need grad (frozen ones get none).
@@ -62,6 +69,7 @@ at::Tensor checkpoint(std::function<at::Tensor(const at::Tensor&)> fn, const at:
   auto block = c10::make_intrusive<Block>();
   block->fn = std::move(fn);
   block->params = params;
+  block->autocast = x.is_cuda() && compat::autocast_enabled_cuda();
   return CheckpointFunction::apply(x, at::TensorList(block->params), block);
 }
 

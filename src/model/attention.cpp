@@ -7,6 +7,7 @@
 #include "io/torch_compat.h"
 #include "model/cpu_kernels.h"
 #include "model/fused_ops.h"
+#include "model/stacked_rows.h"
 
 namespace c3::model {
 
@@ -137,8 +138,12 @@ bool Qwen2AttentionImpl::fuse_projections() {
 }
 
 bool Qwen2AttentionImpl::uses_fused() const {
-  // Under autograd the separate projections run, so that gradients reach their parameters.
+  // Under autograd the projections train through stacked_rows (or separately).
   return !at::GradMode::is_enabled() && is_fused();
+}
+
+bool Qwen2AttentionImpl::uses_stacked() const {
+  return at::GradMode::is_enabled() && stacked_training_enabled() && is_fused();
 }
 
 at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const RopeTables& rope,
@@ -158,6 +163,15 @@ at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const RopeTables& ro
     q_flat = qkv.narrow(-1, 0, Nq);
     k_flat = qkv.narrow(-1, Nq, Nkv);
     v_flat = qkv.narrow(-1, Nq + Nkv, Nkv);
+  } else if (uses_stacked()) {
+    // Training: one GEMM whose gradient reaches q_proj, k_proj and v_proj. A split, not three
+    // narrows: its backward is one cat, where each narrow's would fill a zero [B, T, 3N] tensor.
+    const at::Tensor qkv = apply_linear(x, stacked_rows(qkv_weight_, qkv_params(false)),
+                                        stacked_rows(qkv_bias_, qkv_params(true)));
+    const std::vector<at::Tensor> parts = qkv.split_with_sizes({Nq, Nkv, Nkv}, -1);
+    q_flat = parts[0];
+    k_flat = parts[1];
+    v_flat = parts[2];
   } else {
     q_flat = q_proj(x);
     k_flat = k_proj(x);

@@ -37,6 +37,8 @@ class Qwen2AttentionImpl : public torch::nn::Module {
   bool fuse_projections();
   bool is_fused() const;    // the parameters are still views into the fused tensors
   bool uses_fused() const;  // forward() takes the fused path now: fused, autograd not recording
+  // forward() trains through the stacked q/k/v (stacked_rows.h): fused, autograd recording, on.
+  bool uses_stacked() const;
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t n_heads, n_kv_heads, head_dim, layer_idx;
 

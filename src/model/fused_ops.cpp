@@ -2,26 +2,39 @@
 #include "model/fused_ops.h"
 
 #include "model/linear.h"
+#include "util/error.h"
 
 #include <ATen/core/grad_mode.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #ifdef C3_HAVE_CUDA_KERNELS
+#include "model/cuda/backward_kernels.h"
 #include "model/cuda/fused_kernels.h"
+#include "model/rms_norm_autograd.h"
+#include "model/rotary_autograd.h"
+#include "model/silu_mul_autograd.h"
 #endif
 
 namespace c3::model::fused {
 
 namespace {
+// On unless the environment variable is "0".
+bool env_on(const char* name) {
+  const char* v = std::getenv(name);
+  return !(v && std::strcmp(v, "0") == 0);
+}
 std::atomic<bool>& kernels_switch() {
-  static std::atomic<bool> on{[] {
-    const char* v = std::getenv("C3_FUSED_KERNELS");
-    return !(v && std::strcmp(v, "0") == 0);
-  }()};
+  static std::atomic<bool> on{env_on("C3_FUSED_KERNELS")};
   return on;
+}
+std::atomic<int>& train_kernels_mask() {
+  static std::atomic<int> mask{parse_train_kernels(std::getenv("C3_TRAIN_KERNELS"))};
+  return mask;
 }
 }  // namespace
 
@@ -35,6 +48,40 @@ bool kernels_enabled() {
 
 void set_kernels_enabled(bool on) { kernels_switch().store(on, std::memory_order_relaxed); }
 
+int parse_train_kernels(const char* value) {
+  if (!value || std::strcmp(value, "1") == 0) return kAllTrainKernels;
+  if (std::strcmp(value, "0") == 0) return 0;
+  int mask = 0;
+  std::string list(value);
+  size_t b = 0;
+  while (b <= list.size()) {
+    size_t e = list.find(',', b);
+    if (e == std::string::npos) e = list.size();
+    const std::string name = list.substr(b, e - b);
+    if (name == "rms_norm") {
+      mask |= static_cast<int>(TrainKernel::kRmsNorm);
+    } else if (name == "rotary") {
+      mask |= static_cast<int>(TrainKernel::kRotary);
+    } else if (name == "silu_mul") {
+      mask |= static_cast<int>(TrainKernel::kSiluMul);
+    } else if (!name.empty()) {
+      fail("C3_TRAIN_KERNELS='{}': unknown op '{}'; use 0, 1 or a comma list of rms_norm, "
+           "rotary, silu_mul", list, name);
+    }
+    b = e + 1;
+  }
+  return mask;
+}
+
+bool train_kernel_enabled(TrainKernel k) {
+  return kernels_enabled() &&
+         (train_kernels_mask().load(std::memory_order_relaxed) & static_cast<int>(k)) != 0;
+}
+
+int train_kernels() { return train_kernels_mask().load(std::memory_order_relaxed); }
+
+void set_train_kernels(int mask) { train_kernels_mask().store(mask, std::memory_order_relaxed); }
+
 #ifdef C3_HAVE_CUDA_KERNELS
 namespace {
 // A kernel may run: CUDA input, kernels on, and no autograd graph to record (no backward).
@@ -43,6 +90,12 @@ bool use_kernel(const at::Tensor& x, const at::Tensor& param = at::Tensor()) {
   if (at::GradMode::is_enabled() && (x.requires_grad() || (param.defined() && param.requires_grad())))
     return false;
   return true;
+}
+// A kernel's autograd node may run: CUDA input, training kernels on, and autograd recording
+// (x or the parameter needs a gradient).
+bool use_training_kernel(TrainKernel k, const at::Tensor& x, const at::Tensor& param = at::Tensor()) {
+  if (!x.is_cuda() || !train_kernel_enabled(k) || !at::GradMode::is_enabled()) return false;
+  return x.requires_grad() || (param.defined() && param.requires_grad());
 }
 // The decode-step kernels: inference only (autograd off), CUDA, kernels on.
 bool inference_kernel(const at::Tensor& x) {
@@ -62,8 +115,11 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 }
 
 at::Tensor silu_mul(const at::Tensor& gate_up) {
+  // A split, not two narrows: under autograd its backward is one cat, not two zero-filled
+  // [..., 2I] tensors added together. The values are the same.
   const int64_t I = gate_up.size(-1) / 2;
-  return at::silu(gate_up.narrow(-1, 0, I)) * gate_up.narrow(-1, I, I);
+  const std::vector<at::Tensor> gu = gate_up.split_with_sizes({I, I}, -1);
+  return at::silu(gu[0]) * gu[1];
 }
 
 at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor& sin_t) {
@@ -86,6 +142,8 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Te
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 #ifdef C3_HAVE_CUDA_KERNELS
   if (use_kernel(x, weight) && cuda::rms_norm_supported(x, weight)) return cuda::rms_norm(x, weight, eps);
+  if (use_training_kernel(TrainKernel::kRmsNorm, x, weight) && cuda::rms_norm_backward_supported(x, weight))
+    return rms_norm_autograd(x, weight, eps);
 #endif
   return reference::rms_norm(x, weight, eps);
 }
@@ -93,6 +151,8 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 at::Tensor silu_mul(const at::Tensor& gate_up) {
 #ifdef C3_HAVE_CUDA_KERNELS
   if (use_kernel(gate_up) && cuda::silu_mul_supported(gate_up)) return cuda::silu_mul(gate_up);
+  if (use_training_kernel(TrainKernel::kSiluMul, gate_up) && cuda::silu_mul_backward_supported(gate_up))
+    return silu_mul_autograd(gate_up);
 #endif
   return reference::silu_mul(gate_up);
 }
@@ -100,6 +160,8 @@ at::Tensor silu_mul(const at::Tensor& gate_up) {
 at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
 #ifdef C3_HAVE_CUDA_KERNELS
   if (use_kernel(x) && cuda::rotary_supported(x, cos, sin)) return cuda::rotary(x, cos, sin);
+  if (use_training_kernel(TrainKernel::kRotary, x) && cuda::rotary_backward_supported(x, cos, sin))
+    return rotary_autograd(x, cos, sin);
 #endif
   return reference::rotary(x, cos, sin);
 }

@@ -4,8 +4,10 @@
 // with HF's roundings, so CPU results match HF bit for bit. CUDA builds with a CUDA compiler
 // (C3_HAVE_CUDA_KERNELS) route CUDA tensors to one hand-written kernel per call that rounds at
 // the same points; RMSNorm's fp32 sum of squares may add in another order. C3_FUSED_KERNELS=0
-// turns the kernels off. The kernels have no backward: with autograd recording (training), the
-// reference path runs.
+// turns the kernels off. With autograd recording (training), RMSNorm, RoPE and SiLU-and-multiply
+// run as autograd nodes with kernels both ways (rms_norm_autograd.h, rotary_autograd.h,
+// silu_mul_autograd.h) where the kernels are built, unless C3_TRAIN_KERNELS=0; elsewhere the
+// reference ops run under autograd.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -56,6 +58,18 @@ at::Tensor decode_attention(const at::Tensor& qkv, const at::Tensor& cos, const 
 bool kernels_enabled();
 // Switches them on or off for this process (tests compare both paths).
 void set_kernels_enabled(bool on);
+// Whether training (autograd recording) takes a kernel's autograd node: the kernels enabled, and
+// the op chosen by C3_TRAIN_KERNELS: unset or "1" = all, "0" = none, or a comma list of
+// rms_norm, rotary, silu_mul (to find a wrong kernel by leaving the others on).
+enum class TrainKernel { kRmsNorm = 1, kRotary = 2, kSiluMul = 4 };
+constexpr int kAllTrainKernels = 7;
+bool train_kernel_enabled(TrainKernel k);
+// The chosen ops as a mask of TrainKernel bits, and a new choice for this process (tests compare
+// the paths).
+int train_kernels();
+void set_train_kernels(int mask);
+// The ops of a C3_TRAIN_KERNELS value as a mask of TrainKernel bits; fails naming a bad entry.
+int parse_train_kernels(const char* value);
 
 namespace reference {
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);

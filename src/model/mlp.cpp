@@ -2,6 +2,7 @@
 #include "model/mlp.h"
 
 #include "model/fused_ops.h"
+#include "model/stacked_rows.h"
 
 namespace c3::model {
 
@@ -23,13 +24,21 @@ bool Qwen2MLPImpl::fuse_projections() {
 }
 
 bool Qwen2MLPImpl::uses_fused() const {
-  // Under autograd the separate projections run, so that gradients reach their parameters.
+  // Under autograd the projections train through stacked_rows (or separately).
   return !at::GradMode::is_enabled() && is_fused();
+}
+
+bool Qwen2MLPImpl::uses_stacked() const {
+  return at::GradMode::is_enabled() && stacked_training_enabled() && is_fused();
 }
 
 at::Tensor Qwen2MLPImpl::forward(const at::Tensor& x) {
   if (uses_fused()) {
     return down_proj(fused::linear_silu_mul(x, gate_up_weight_));  // [B, T, C]
+  }
+  if (uses_stacked()) {  // training: one GEMM whose gradient reaches gate_proj and up_proj
+    const at::Tensor w = stacked_rows(gate_up_weight_, {gate_proj->weight, up_proj->weight});
+    return down_proj(fused::silu_mul(apply_linear(x, w)));  // [B, T, 2I] -> [B, T, C]
   }
   const at::Tensor gate = at::silu(gate_proj(x));  // [B, T, I]
   const at::Tensor up = up_proj(x);                // [B, T, I]

@@ -16,6 +16,8 @@ class Qwen2MLPImpl : public torch::nn::Module {
   bool fuse_projections();
   bool is_fused() const;    // the parameters are still views into the fused tensor
   bool uses_fused() const;  // forward() takes the fused path now: fused, autograd not recording
+  // forward() trains through the stacked gate/up (stacked_rows.h): fused, autograd recording, on.
+  bool uses_stacked() const;
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};  // no biases
 
  private:

@@ -145,8 +145,12 @@ at::Tensor Qwen2ForCausalLMImpl::hidden(const at::Tensor& inputs_embeds, const F
   return model->forward(inputs_embeds, in);
 }
 
-at::Tensor Qwen2ForCausalLMImpl::logits(const at::Tensor& hidden) {
+const at::Tensor& Qwen2ForCausalLMImpl::output_weight() const {
   // Tied: the embedding matrix [V, C] is the output projection too.
+  return lm_head ? lm_head->weight : model->embed_tokens->weight;
+}
+
+at::Tensor Qwen2ForCausalLMImpl::logits(const at::Tensor& hidden) {
   const at::Tensor out = lm_head ? lm_head(hidden) : apply_linear(hidden, model->embed_tokens->weight);
   return out.to(at::kFloat);  // [..., V]
 }

@@ -49,6 +49,7 @@ class Qwen2ForCausalLMImpl : public torch::nn::Module {
   at::Tensor embed(const at::Tensor& ids);                                  // [B,T] -> [B,T,C]
   at::Tensor hidden(const at::Tensor& inputs_embeds, const ForwardInputs& in);  // final-normed
   at::Tensor logits(const at::Tensor& hidden);  // [..., C] -> [..., V] (fp32 out)
+  const at::Tensor& output_weight() const;       // [V, C]: lm_head's, or the tied embedding
   at::Tensor forward(const at::Tensor& ids, const ForwardInputs& in = {});  // ids -> logits
   const Qwen2Config& config() const { return config_; }
   // Inference speed-up: every layer's q/k/v and gate/up projections run as one GEMM each when

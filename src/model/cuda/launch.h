@@ -54,4 +54,24 @@ cudaError_t launch_decode_attention(DType t, const DecodeAttentionArgs& a, cudaS
 // The head sizes the decode attention kernel is built for.
 inline bool decode_attention_head_dim_ok(int64_t D) { return D == 64 || D == 128 || D == 256; }
 
+// ---- backward kernels of training (rms_norm_backward.cu, rotary_backward.cu,
+// silu_mul_backward.cu); fp32, bf16 and fp16 ----
+// RMSNorm's backward for y = w * (x r).to(T), r = rsqrt(mean(x^2) + eps): g, x, gx [N, C]
+// contiguous and w [C], all of type t. Each of grid_blocks blocks sums its rows' share of the
+// weight's gradient in fp32 into gw_part[block, 0:C]; the caller adds up the blocks.
+cudaError_t launch_rms_norm_backward(DType t, const void* g, const void* x, const void* w, void* gx,
+                                     float* gw_part, int64_t N, int64_t C, float eps,
+                                     int grid_blocks, cudaStream_t stream);
+// The widest row it takes: its fp32 accumulator of the weight's gradient lives in shared memory.
+constexpr int64_t kRmsNormBackwardMaxC = 8192;  // 32 KB, under the 48 KB default
+// RoPE's backward: g [B, H, S, D] with strides sg[4] -> gx with strides sx[4]; cos/sin as
+// launch_rotary (fp32 [B, S, D], strides (cb, ct, 1)).
+cudaError_t launch_rotary_backward(DType t, const void* g, const float* cos, const float* sin,
+                                   void* gx, int64_t B, int64_t H, int64_t S, int64_t D,
+                                   const int64_t sg[4], const int64_t sx[4], int64_t cb, int64_t ct,
+                                   cudaStream_t stream);
+// silu(gate) * up's backward: gate_up [N, 2I] and grad [N, I] contiguous -> grad_gate_up [N, 2I].
+cudaError_t launch_silu_mul_backward(DType t, const void* gate_up, const void* grad,
+                                     void* grad_gate_up, int64_t N, int64_t I, cudaStream_t stream);
+
 }  // namespace c3::model::fused::cuda

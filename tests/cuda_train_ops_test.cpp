@@ -1,0 +1,341 @@
+// The training paths on the GPU against the reference ops (ctest label `cuda`; skipped without a
+// CUDA device or the kernels): the autograd nodes of RMSNorm, RoPE and SiLU-and-multiply (their
+// CUDA kernels both ways), the chunked cross-entropy under bf16 autocast (and its memory), the
+// stacked projections, activation checkpointing under autocast, and a whole cascade step with
+// every new path on against every one off.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "c3/c3_model.h"
+#include "io/torch_compat.h"
+#include "model/chunked_cross_entropy.h"
+#include "model/fused_ops.h"
+#include "model/qwen2_model.h"
+#include "model/rms_norm_autograd.h"
+#include "model/rotary_autograd.h"
+#include "model/silu_mul_autograd.h"
+#include "model/stacked_rows.h"
+#include "testdata.h"
+
+#ifdef C3_HAVE_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace c3::test {
+namespace {
+
+namespace fused = model::fused;
+
+// GTEST_SKIP returns from the function it is in, so this is a macro.
+#define REQUIRE_CUDA()                                                  \
+  do {                                                                  \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"; \
+  } while (0)
+#define REQUIRE_KERNELS()                                                            \
+  do {                                                                               \
+    REQUIRE_CUDA();                                                                  \
+    if (!fused::kernels_enabled()) GTEST_SKIP() << "built without the CUDA kernels"; \
+  } while (0)
+
+const at::ScalarType kTypes[] = {at::kFloat, at::kBFloat16};
+
+at::Tensor randn(at::IntArrayRef shape, at::ScalarType t, double scale = 1.0) {
+  return (torch::randn(shape) * scale).to(torch::kCUDA).to(t);
+}
+
+double max_abs(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+using Op = std::function<at::Tensor(const std::vector<at::Tensor>&)>;
+
+// Output and gradients of `op` on fresh leaf copies of `inputs`, backpropagating `g`.
+std::vector<at::Tensor> value_and_grads(const Op& op, const std::vector<at::Tensor>& inputs,
+                                        const at::Tensor& g) {
+  std::vector<at::Tensor> leaves;
+  for (const auto& x : inputs) leaves.push_back(x.detach().clone().requires_grad_(true));
+  const at::Tensor y = op(leaves);
+  y.backward(g);
+  std::vector<at::Tensor> out{y.detach()};
+  for (const auto& l : leaves) out.push_back(l.grad());
+  return out;
+}
+
+// Node vs reference on the GPU; returns the worst relative difference of each output/gradient.
+std::vector<double> compare(const Op& node, const Op& ref, const std::vector<at::Tensor>& inputs) {
+  const at::Tensor probe = ref(inputs);
+  const at::Tensor g = randn(probe.sizes(), probe.scalar_type());
+  const auto got = value_and_grads(node, inputs, g), want = value_and_grads(ref, inputs, g);
+  std::vector<double> rel;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].sizes(), want[i].sizes());
+    EXPECT_EQ(got[i].scalar_type(), want[i].scalar_type());
+    rel.push_back(max_abs(got[i], want[i]) / std::max(1e-30, want[i].abs().max().item<double>()));
+  }
+  return rel;
+}
+
+TEST(CudaTrainOps, RmsNormKernelsMatchAutogradOfTheReference) {
+  REQUIRE_KERNELS();
+  torch::manual_seed(1);
+  for (at::ScalarType t : kTypes) {
+    for (int64_t C : {64, 100, 1024, 2048}) {
+      const at::Tensor x = randn({7, 33, C}, t, 3.0),
+                       w = (torch::rand({C}) + 0.5).to(torch::kCUDA).to(t);
+      const auto rel = compare(
+          [](const auto& v) { return fused::rms_norm_autograd(v[0], v[1], 1e-6); },
+          [](const auto& v) { return fused::reference::rms_norm(v[0], v[1], 1e-6); }, {x, w});
+      std::printf("[rms_norm] %s C=%ld: rel diff value %.2g grad_x %.2g grad_w %.2g\n",
+                  c10::toString(t), C, rel[0], rel[1], rel[2]);
+      const double tol = t == at::kFloat ? 1e-5 : 2e-2;  // bf16: the reference rounds in between
+      for (double r : rel) EXPECT_LE(r, tol) << c10::toString(t) << " C=" << C;
+    }
+  }
+}
+
+TEST(CudaTrainOps, RotaryKernelsMatchAutogradOfTheReferenceBitForBit) {
+  REQUIRE_KERNELS();
+  torch::manual_seed(2);
+  const int64_t B = 3, T = 37, H = 4, Hkv = 2, D = 64;
+  const at::Tensor pos = torch::randint(0, 4000, {B, T}, torch::kLong).to(torch::kCUDA);
+  const at::Tensor inv = torch::rand({D / 2}).to(torch::kCUDA);
+  const at::Tensor freqs = pos.to(at::kFloat).unsqueeze(-1) * inv;
+  const at::Tensor emb = torch::cat({freqs, freqs}, -1);
+  const at::Tensor cos = emb.cos(), sin = emb.sin();
+  for (at::ScalarType t : kTypes) {
+    // q and k as the stacked projection makes them: splits of [B, T, (H + 2 Hkv) D], viewed and
+    // transposed to [B, H, T, D].
+    const at::Tensor qkv = randn({B, T, (H + 2 * Hkv) * D}, t);
+    const Op node = [&](const auto& v) {
+      const auto parts = v[0].split_with_sizes({H * D, Hkv * D, Hkv * D}, -1);
+      return fused::rotary_autograd(parts[0].view({B, T, H, D}).transpose(1, 2), cos, sin);
+    };
+    const Op ref = [&](const auto& v) {
+      const auto parts = v[0].split_with_sizes({H * D, Hkv * D, Hkv * D}, -1);
+      return fused::reference::rotary(parts[0].view({B, T, H, D}).transpose(1, 2), cos, sin);
+    };
+    const auto rel = compare(node, ref, {qkv});
+    std::printf("[rotary] %s: rel diff value %.2g grad %.2g\n", c10::toString(t), rel[0], rel[1]);
+    EXPECT_EQ(rel[0], 0) << c10::toString(t);
+    EXPECT_EQ(rel[1], 0) << c10::toString(t);
+  }
+}
+
+TEST(CudaTrainOps, SiluMulKernelsMatchAutogradOfTheReference) {
+  REQUIRE_KERNELS();
+  torch::manual_seed(3);
+  for (at::ScalarType t : kTypes) {
+    const at::Tensor gu = randn({5, 41, 2 * 704}, t, 4.0);
+    const Op node = [](const auto& v) { return fused::silu_mul_autograd(v[0]); };
+    const Op ref = [](const auto& v) { return fused::reference::silu_mul(v[0]); };
+    const at::Tensor g = randn({5, 41, 704}, t);
+    const auto got = value_and_grads(node, {gu}, g), want = value_and_grads(ref, {gu}, g);
+    // The forward kernel is bit for bit (model_fused_ops_test). The backward's SiLU derivative
+    // may contract a multiply-add where ATen's does not; near its zero (gate ~ -1.28) that is
+    // many ulps of a tiny value, so the bound is one ulp of the gradient's scale.
+    EXPECT_TRUE(torch::equal(got[0], want[0])) << c10::toString(t);
+    const double rel = max_abs(got[1], want[1]) / want[1].abs().max().item<double>();
+    const double share = (got[1] != want[1]).to(at::kFloat).mean().item<double>();
+    std::printf("[silu_mul] %s: grad max diff %.2g of its scale, %.2g%% of elements differ\n",
+                c10::toString(t), rel, 100 * share);
+    EXPECT_LE(rel, t == at::kFloat ? 1e-6 : 7.9e-3) << c10::toString(t);
+  }
+}
+
+// Under autograd the dispatch takes the nodes (one node per op), and C3_TRAIN_KERNELS=0 (the
+// switch) gives back the reference ops.
+TEST(CudaTrainOps, TrainingDispatchTakesTheNodesUnlessSwitchedOff) {
+  REQUIRE_KERNELS();
+  const at::Tensor x = randn({4, 64}, at::kFloat).requires_grad_(true);
+  const at::Tensor w = torch::ones({64}, torch::kCUDA).requires_grad_(true);
+  if (!fused::train_kernel_enabled(fused::TrainKernel::kRmsNorm))
+    GTEST_SKIP() << "C3_TRAIN_KERNELS leaves rms_norm off";
+  const std::string on = fused::rms_norm(x, w, 1e-6).grad_fn()->name();
+  EXPECT_NE(on.find("RmsNormFunction"), std::string::npos) << on;
+  const int chosen = fused::train_kernels();
+  fused::set_train_kernels(fused::kAllTrainKernels &
+                           ~static_cast<int>(fused::TrainKernel::kRmsNorm));
+  const std::string off = fused::rms_norm(x, w, 1e-6).grad_fn()->name();
+  fused::set_train_kernels(chosen);
+  EXPECT_EQ(off.find("RmsNormFunction"), std::string::npos) << off;
+}
+
+int64_t peak_allocated() {
+#ifdef C3_HAVE_CUDA
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].peak;
+#else
+  return -1;
+#endif
+}
+void reset_peak() {
+#ifdef C3_HAVE_CUDA
+  c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+#endif
+}
+
+// bf16 autocast, a paper-size vocabulary: the same loss and gradients as the whole logits, and
+// the peak memory of forward + backward well below theirs (4,100 x 151,936 fp32 = 2.5 GB).
+TEST(CudaTrainOps, ChunkedCrossEntropyUnderAutocastMatchesAndSavesMemory) {
+  REQUIRE_CUDA();
+  torch::manual_seed(4);
+  const int64_t N = 4100, C = 256, V = 151936;
+  const at::Tensor h0 = randn({N, C}, at::kFloat), w0 = randn({V, C}, at::kFloat, 0.05);
+  const at::Tensor y = torch::randint(0, V, {N}, torch::kLong).to(torch::kCUDA);
+  struct R {
+    double loss;
+    at::Tensor gh, gw;
+    int64_t peak;
+  };
+  auto run = [&](int mode) {  // 0 whole logits, 1 chunked, 2 chunked recompute
+    at::Tensor h = h0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true);
+    torch::cuda::synchronize();
+    reset_peak();
+    const int64_t base = peak_allocated();
+    at::Tensor loss;
+    {
+      compat::AutocastGuard ac(true, torch::kCUDA);
+      loss = mode == 0 ? model::full_cross_entropy(h, w, y).loss
+                       : model::chunked_cross_entropy(h, w, y, {0, false, mode == 2}).loss;
+    }
+    loss.backward();
+    torch::cuda::synchronize();
+    return R{loss.item<double>(), h.grad(), w.grad(), peak_allocated() - base};
+  };
+  const R want = run(0);
+  for (int mode : {1, 2}) {
+    const R got = run(mode);
+    std::printf("[chunked ce] mode %d: loss %.6f (whole %.6f); peak %.2f GB (whole %.2f GB)\n",
+                mode, got.loss, want.loss, got.peak / 1e9, want.peak / 1e9);
+    EXPECT_NEAR(got.loss, want.loss, 1e-4 * want.loss);
+    EXPECT_LE(max_abs(got.gh, want.gh), 2e-2 * want.gh.abs().max().item<double>());
+    EXPECT_LE(max_abs(got.gw, want.gw), 2e-2 * want.gw.abs().max().item<double>());
+#ifdef C3_HAVE_CUDA
+    EXPECT_LT(got.peak, want.peak / 2) << "mode " << mode;
+#endif
+  }
+}
+
+model::Qwen2Config small_config() {
+  model::Qwen2Config c;
+  c.vocab_size = 512;
+  c.hidden_size = 256;
+  c.intermediate_size = 704;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.rms_norm_eps = 1e-6;
+  c.rope_theta = 10000.0;
+  c.tie_word_embeddings = true;
+  return c;
+}
+
+// One bf16-autocast step of a small Qwen2 on the GPU; gradients by parameter name.
+std::map<std::string, at::Tensor> grads_of(model::Qwen2ForCausalLM& m, const at::Tensor& ids,
+                                           bool autocast = true) {
+  m->train();
+  m->zero_grad();
+  at::Tensor loss;
+  {
+    compat::AutocastGuard ac(autocast, torch::kCUDA);
+    const at::Tensor logits = m->forward(ids);
+    loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), ids.reshape({-1}));
+  }
+  loss.backward();
+  std::map<std::string, at::Tensor> g;
+  for (const auto& p : m->named_parameters()) g[p.key()] = p.value().grad().clone();
+  return g;
+}
+
+model::Qwen2ForCausalLM small_model(uint64_t seed) {
+  torch::manual_seed(seed);
+  model::Qwen2ForCausalLM m(small_config());
+  model::init_weights(*m, 0.05);
+  m->to(torch::kCUDA);
+  return m;
+}
+
+// Largest gradient difference relative to the gradient's own scale, over all parameters.
+double worst_rel(const std::map<std::string, at::Tensor>& a,
+                 const std::map<std::string, at::Tensor>& b) {
+  double worst = 0;
+  for (const auto& [k, g] : b)
+    worst = std::max(worst, max_abs(a.at(k), g) / std::max(1e-30, g.abs().max().item<double>()));
+  return worst;
+}
+
+TEST(CudaTrainOps, StackedProjectionsMatchTheSeparateOnes) {
+  REQUIRE_CUDA();
+  auto plain = small_model(5), stacked = small_model(5);
+  stacked->fuse_projections();
+  const at::Tensor ids = torch::randint(0, 512, {4, 96}, torch::kLong).to(torch::kCUDA);
+  const auto want = grads_of(plain, ids), got = grads_of(stacked, ids);
+  const double d = worst_rel(got, want);
+  std::printf("[stacked] bf16 autocast: worst relative grad diff %.3g\n", d);
+  EXPECT_LT(d, 3e-2);
+}
+
+// Recomputation in backward runs under the forward's autocast: its gradients are the plain bf16
+// ones (up to kernels' nondeterminism), far closer than those of an fp32 recompute would be.
+TEST(CudaTrainOps, ActivationCheckpointingRecomputesUnderAutocast) {
+  REQUIRE_CUDA();
+  auto m = small_model(6);
+  const at::Tensor ids = torch::randint(0, 512, {4, 96}, torch::kLong).to(torch::kCUDA);
+  const auto plain = grads_of(m, ids);
+  const auto fp32 = grads_of(m, ids, /*autocast=*/false);
+  m->model->activation_checkpointing = true;
+  const auto ckpt = grads_of(m, ids);
+  m->model->activation_checkpointing = false;
+  const double d_ckpt = worst_rel(ckpt, plain), d_fp32 = worst_rel(fp32, plain);
+  std::printf("[checkpoint] recomputed vs plain bf16 %.3g; fp32 vs bf16 %.3g\n", d_ckpt, d_fp32);
+  EXPECT_LT(d_ckpt, 0.1 * d_fp32);
+}
+
+// c3-tiny on the GPU in bf16 autocast: one training step with the new paths as the environment
+// chooses them (by default all on: kernels' autograd nodes, stacked projections, chunked
+// cross-entropy; the switches bisect a failure) against all of them off.
+TEST(CudaTrainOps, CascadeStepWithEveryNewPathMatchesTheOldOne) {
+  REQUIRE_CUDA();
+  cascade::LoadedC3 l = cascade::load_c3(testdata("c3/c3-tiny").string(), at::kFloat, torch::kCUDA);
+  const std::vector<std::vector<int32_t>> ctx = {
+      l.tok->encode("The quick brown fox jumps over the lazy dog, again and again."),
+      l.tok->encode("Cascades compress text into a few latent vectors and read it back.")};
+  const int kernels = fused::train_kernels();
+  const bool stacked = model::stacked_training_enabled();
+  const char* ce_env = std::getenv("C3_CHUNKED_CE");
+  const std::string ce = ce_env ? ce_env : "1";
+  auto step = [&](bool on) {
+    setenv("C3_CHUNKED_CE", on ? ce.c_str() : "0", 1);
+    fused::set_train_kernels(on ? kernels : 0);
+    model::set_stacked_training_enabled(on && stacked);
+    l.model->train();
+    l.model->zero_grad();
+    at::Tensor loss;
+    {
+      compat::AutocastGuard ac(true, torch::kCUDA);
+      loss = l.model->reconstruction_loss(ctx).loss;
+    }
+    loss.backward();
+    std::map<std::string, at::Tensor> g;
+    for (const auto& p : l.model->named_parameters()) g[p.key()] = p.value().grad().clone();
+    setenv("C3_CHUNKED_CE", ce.c_str(), 1);
+    fused::set_train_kernels(kernels);
+    model::set_stacked_training_enabled(stacked);
+    return std::make_pair(loss.item<double>(), g);
+  };
+  const auto old_path = step(false), new_path = step(true);
+  const double d = worst_rel(new_path.second, old_path.second);
+  std::printf("[cascade] loss new %.5f old %.5f; worst relative grad diff %.3g\n", new_path.first,
+              old_path.first, d);
+  EXPECT_NEAR(new_path.first, old_path.first, 1e-2 * old_path.first);
+  EXPECT_LT(d, 5e-2);
+}
+
+}  // namespace
+}  // namespace c3::test
