@@ -159,7 +159,12 @@ TEST(ServeHttp, BadInputGets4xxWithWhatToFixAndTheServerGoesOn) {
   }
   // Routes and methods.
   auto cli = s.client();
-  auto r = cli.Get("/v1/roundtrip");
+  auto r = cli.Post("/v1/roundtrip", json{{"text", std::string(9000, 'a')}}.dump(),
+                    "application/x-www-form-urlencoded");  // what curl -d sends
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_NE(r->body.find("Content-Type: application/json"), std::string::npos) << r->body;
+  r = cli.Get("/v1/roundtrip");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 405);
   EXPECT_EQ(r->get_header_value("Allow"), "POST");
@@ -186,7 +191,7 @@ TEST(ServeHttp, BadInputGets4xxWithWhatToFixAndTheServerGoesOn) {
   EXPECT_NE(r->get_header_value("Content-Type").find("text/plain"), std::string::npos);
   for (const char* line :
        {"c3_requests_total{route=\"/v1/roundtrip\",status=\"400\"} 13",
-        "c3_requests_total{route=\"/v1/roundtrip\",status=\"413\"} 1",
+        "c3_requests_total{route=\"/v1/roundtrip\",status=\"413\"} 2",
         "c3_requests_total{route=\"/v1/roundtrip\",status=\"200\"} 1",
         "c3_requests_total{route=\"/v1/decompress\",status=\"400\"} 5",
         "c3_requests_total{route=\"other\",status=\"404\"} 1",

@@ -295,6 +295,12 @@ void Server::add_routes() {
       message = "no route " + req.method + " " + req.path.substr(0, 100) +
                 "; the routes are POST /v1/compress, POST /v1/decompress, POST /v1/roundtrip, "
                 "GET /health and GET /metrics";
+    } else if (res.status == 413 &&
+               req.get_header_value("Content-Type") == "application/x-www-form-urlencoded") {
+      // httplib caps form bodies at 8 KiB whatever the payload limit; curl -d sends that type.
+      message = "a body sent as application/x-www-form-urlencoded (curl -d's default) may hold at "
+                "most 8192 bytes; send it with Content-Type: application/json (curl -H "
+                "'Content-Type: application/json')";
     } else if (res.status == 413) {
       message = fmt::format("the request body is larger than this server's --max-body-bytes "
                             "({} bytes); send the text in parts", opt_.max_body_bytes);
