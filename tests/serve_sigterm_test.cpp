@@ -35,6 +35,12 @@ Child spawn_serve(const fs::path& cwd, std::vector<std::string> args) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // Its environment: ours, without progress bars (set here, not with setenv: threads run).
+  static char no_progress[] = "C3_NO_PROGRESS=1";
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e) envp.push_back(*e);
+  envp.push_back(no_progress);
+  envp.push_back(nullptr);
   int fds[2];
   if (::pipe(fds) != 0) return {};
   Child c;
@@ -45,7 +51,7 @@ Child spawn_serve(const fs::path& cwd, std::vector<std::string> args) {
     ::close(fds[0]);
     ::close(fds[1]);
     if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-    ::execv(exe.c_str(), argv.data());
+    ::execve(exe.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -69,7 +75,6 @@ TEST(ServeProcess, SigtermFinishesTheRequestInFlightAndExitsZero) {
   const fs::path cwd = binary_dir() / "test_out" / "serve_sigterm";
   remove_tree(cwd);
   fs::create_directories(cwd);
-  ::setenv("C3_NO_PROGRESS", "1", 1);
   Child c = spawn_serve(cwd, {"--model", small_model_dir(), "--port", "0", "--max-queue", "4"});
   ASSERT_GT(c.pid, 0);
   std::string seen;
