@@ -16,7 +16,7 @@ SINGLE_REQUESTS="${SINGLE_REQUESTS:-16}"; REQUESTS="${REQUESTS:-4}"; REPEATS="${
 TEXTS="${TEXTS:-bench/data/serve-passages.jsonl}"
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 # shellcheck disable=SC2086
-"$C3" serve --model "$MODEL" --device "$DEVICE" --dtype "$DTYPE" --port 0 ${SERVE_ARGS:-} >"$log" 2>&1 &
+"$C3" serve --model "$MODEL" --device "$DEVICE" --dtype "$DTYPE" --port 0 --access-log ${SERVE_ARGS:-} >"$log" 2>&1 &
 pid=$!
 port=""
 for _ in $(seq 600); do
@@ -31,7 +31,9 @@ echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 bench() {  # CLIENTS REQUESTS: shows serve-bench's report on stderr, prints its req/s
   local out
   out=$("$C3" serve-bench --port "$port" --route "$ROUTE" --texts "$TEXTS" --clients "$1" \
-        --requests "$2" --json -) || { echo "$out" >&2; kill "$pid"; exit 1; }
+        --requests "$2" --json -) || {
+    echo "$out" >&2; echo "server log (non-200 lines, then the end):" >&2
+    grep -v ' 200 ' "$log" | tail -20 >&2; kill "$pid"; exit 1; }
   grep -v '^{' <<<"$out" >&2
   grep -o '"req_per_s":[0-9.e+-]*' <<<"$out" | cut -d: -f2
 }
@@ -41,6 +43,12 @@ for i in $(seq "$REPEATS"); do
   one+=("$(bench 1 "$SINGLE_REQUESTS")")
   many+=("$(bench "$CLIENTS" "$REQUESTS")")
 done
+if command -v curl >/dev/null; then  # how full the batches ran, over the whole run
+  curl -s "http://127.0.0.1:$port/metrics" | awk '
+    /^c3_decode_batch_rows_sum/ {rs=$2} /^c3_decode_batch_rows_count/ {rc=$2}
+    /^c3_encode_batch_chunks_sum/ {es=$2} /^c3_encode_batch_chunks_count/ {ec=$2}
+    END {printf "decode steps: %d, mean rows %.2f; encoder passes: %d, mean chunks %.2f\n", rc, rs/rc, ec, es/ec}'
+fi
 kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "util/error.h"
+#include "util/error.h"  // fmt too
 
 namespace c3::serve {
 
@@ -55,7 +55,11 @@ LoadResult run_load(const LoadOptions& opt) {
           if (j.is_object() && j.contains("tokens") && j["tokens"].is_number_integer())
             mine.tokens += j["tokens"].get<int64_t>();
         } else if (mine.first_error.empty()) {
-          mine.first_error = res ? res->body.substr(0, 300) : httplib::to_string(res.error());
+          // Which request of the connection failed, and after how long, tells a server-side
+          // close of an idle keep-alive connection from a lost request.
+          mine.first_error = fmt::format(
+              "client {} request {} after {:.3f} s: {}", c, r, s,
+              res ? res->body.substr(0, 300) : httplib::to_string(res.error()));
         }
       }
       std::lock_guard<std::mutex> lock(mu);

@@ -118,7 +118,7 @@ Server::Server(cascade::LoadedC3& m, const ServerOptions& opt) : m_(m), opt_(opt
                                               : static_cast<size_t>(opt.scheduler.max_queue + 16);
   http_->new_task_queue = [threads] { return new BoundedPool(threads, 2 * threads); };
   http_->set_payload_max_length(opt.max_body_bytes);
-  http_->set_keep_alive_timeout(2);  // an idle keep-alive connection holds a thread this long
+  http_->set_keep_alive_timeout(5);  // an idle keep-alive connection holds a thread this long
   http_->set_keep_alive_max_count(1000);
   // httplib's default, SO_REUSEPORT, would let a second server share a port in use and split its
   // traffic; SO_REUSEADDR only allows a restart over connections still in TIME_WAIT.
