@@ -122,15 +122,23 @@ Server::Server(cascade::LoadedC3& m, const ServerOptions& opt) : m_(m), opt_(opt
   http_->set_keep_alive_max_count(1000);
   // httplib's default, SO_REUSEPORT, would let a second server share a port in use and split its
   // traffic; SO_REUSEADDR only allows a restart over connections still in TIME_WAIT.
-  http_->set_socket_options([](socket_t sock) {
+  int listen_fd = -1;  // the last socket made is the one that bound
+  http_->set_socket_options([&listen_fd](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd = sock;
   });
   add_routes();
   port_ = opt.port == 0 ? http_->bind_to_any_port(opt.host)
                         : (http_->bind_to_port(opt.host, opt.port) ? opt.port : -1);
   C3_CHECK(port_ > 0, "cannot listen on {}:{}: the address is taken or not this host's. Choose "
            "another --port (0 = any free one) or --host.", opt.host, opt.port);
+  // httplib 0.11 listens with a backlog of 5: 16 clients connecting at once overflowed it, and
+  // a connection dropped there failed its first request after a second ("Read"). listen()
+  // again takes the system's limit.
+  C3_CHECK(listen_fd >= 0 && ::listen(listen_fd, SOMAXCONN) == 0,
+           "cannot raise the listen backlog of {}:{}", opt.host, port_);
+  http_->set_socket_options([](socket_t) {});  // the callback held a local
 }
 
 Server::~Server() {
