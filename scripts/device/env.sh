@@ -3,6 +3,7 @@ _root="$(pwd)/.deps/root"
 export PATH="$_root/usr/bin:$PATH"
 export PKG_CONFIG_PATH="$_root/usr/lib/x86_64-linux-gnu/pkgconfig:$_root/usr/share/pkgconfig"
 export LD_LIBRARY_PATH="$_root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+export CPATH="$_root/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"  # OpenSSL's multiarch headers
 export TORCH_PREFIX="$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
 export CMAKE_PREFIX_PATH="$TORCH_PREFIX:$_root/usr:$_root/usr/lib/x86_64-linux-gnu/cmake"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1

@@ -29,6 +29,12 @@ std::string decoder_prompt_text(int64_t latent_token_len) {
          slots + "\nRepeat the text: <|im_end|><|im_start|>assistant\n";
 }
 
+int64_t chunk_token_budget(const DecompressOptions& opt, int64_t source_tokens) {
+  if (opt.length_cap <= 0 || source_tokens < 0) return opt.max_new_tokens;
+  const int64_t cap = static_cast<int64_t>(std::ceil(opt.length_cap * source_tokens)) + 16;
+  return std::min(opt.max_new_tokens, cap);
+}
+
 std::string encoder_input_text(const std::string& context, int64_t latent_token_len) {
   std::string s = context + "<img>";
   for (int64_t i = 0; i < latent_token_len; ++i) s += "<imgpad>";
@@ -164,10 +170,10 @@ std::vector<std::vector<int64_t>> C3ModelImpl::decompress(const at::Tensor& late
              pe.size(0));
     int64_t longest = 0;
     for (int64_t n : opt.source_tokens) {
-      caps.push_back(static_cast<int64_t>(std::ceil(opt.length_cap * n)) + 16);
+      caps.push_back(chunk_token_budget(opt, n));
       longest = std::max(longest, caps.back());
     }
-    g.max_new_tokens = std::min(g.max_new_tokens, longest);
+    g.max_new_tokens = longest;
   }
   g.no_repeat_ngram_size = opt.no_repeat_ngram_size;
   g.num_beams = opt.num_beams;
@@ -176,6 +182,27 @@ std::vector<std::vector<int64_t>> C3ModelImpl::decompress(const at::Tensor& late
   for (size_t b = 0; b < caps.size(); ++b)
     if (static_cast<int64_t>(out[b].size()) > caps[b]) out[b].resize(caps[b]);
   return out;
+}
+
+std::vector<model::DecodeRow> C3ModelImpl::decode_rows(const at::Tensor& latents,
+                                                       const DecompressOptions& opt) {
+  C3_CHECK(opt.num_beams == 1, "continuous batching decodes greedily; {} beams need "
+           "decompress()", opt.num_beams);
+  C3_CHECK(opt.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}", opt.max_new_tokens);
+  const at::Tensor pe = prompt_embeds(latents);  // [B, P, C]
+  const int64_t B = pe.size(0);
+  C3_CHECK(opt.source_tokens.empty() || static_cast<int64_t>(opt.source_tokens.size()) == B,
+           "decode_rows: {} source lengths for {} latent rows", opt.source_tokens.size(), B);
+  std::vector<model::DecodeRow> rows(B);
+  for (int64_t b = 0; b < B; ++b) {
+    rows[b].prompt.ids = prompt_ids_;
+    rows[b].prompt.embeds = pe[b];
+    rows[b].max_new_tokens =
+        chunk_token_budget(opt, opt.source_tokens.empty() ? -1 : opt.source_tokens[b]);
+    rows[b].no_repeat_ngram_size = opt.no_repeat_ngram_size;
+    if (opt.stop_at_im_end) rows[b].stop_tokens = {im_end_id_};
+  }
+  return rows;
 }
 
 at::Tensor C3ModelImpl::prompt_logits(const at::Tensor& latents) {

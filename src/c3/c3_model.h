@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "c3/c3_config.h"
+#include "model/decode_batch.h"
 #include "model/qwen2_model.h"
 #include "tokenizer/bpe_tokenizer.h"
 
@@ -35,6 +36,10 @@ struct DecompressOptions {
   int64_t num_beams = 1;    // > 1: beam search (model/beam_search.h) instead of greedy
   std::function<void(int64_t)> on_step;  // called after each decode step (rows still running)
 };
+
+// The most tokens one chunk may generate: opt.max_new_tokens, and with its source length known
+// (source_tokens >= 0) and opt.length_cap > 0, at most ceil(length_cap * source_tokens) + 16.
+int64_t chunk_token_budget(const DecompressOptions& opt, int64_t source_tokens);
 
 // Teacher-forced reconstruction: cross-entropy over the target tokens (passage + <|im_end|>).
 // Input noise replaces each passage token the decoder reads (never a target) by a random one
@@ -77,6 +82,11 @@ class C3ModelImpl : public torch::nn::Module {
   // Step 5: greedy decoding from latents [B, L, C_dec]; each row stops on its own.
   std::vector<std::vector<int64_t>> decompress(const at::Tensor& latents,
                                                const DecompressOptions& opt = {});
+  // Step 5 as rows for continuous batching (model::DecodeBatch), greedy: one per latent row,
+  // with opt's n-gram ban, stop token and per-row budget (chunk_token_budget of
+  // opt.source_tokens[b] when given). Each row then gets the ids decompress() gives it.
+  std::vector<model::DecodeRow> decode_rows(const at::Tensor& latents,
+                                            const DecompressOptions& opt = {});
   // Decoder logits over the prompt only, [B, P, V] (golden check).
   at::Tensor prompt_logits(const at::Tensor& latents);
   // Training objective; `lm_targets` optional plain-LM auxiliary loss is computed by the trainer.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <sstream>
 
 #include "c3/chunker.h"
 #include "util/error.h"
@@ -23,11 +24,15 @@ static bool only_whitespace(std::string_view s) {
   return s.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos;
 }
 
-CompressResult compress_stream(LoadedC3& m, std::istream& in, const std::string& in_name,
-                               const CompressOptions& opt, const LatentSink& sink) {
-  const int64_t max_tokens =
-      opt.max_passage_tokens > 0 ? opt.max_passage_tokens : m.model->config.max_passage_tokens;
-  C3_CHECK(max_tokens >= 8, "--chunk-tokens must be at least 8, got {}", max_tokens);
+int64_t chunk_size(const LoadedC3& m, int64_t requested) {
+  const int64_t n = requested > 0 ? requested : m.model->config.max_passage_tokens;
+  C3_CHECK(n >= 8, "--chunk-tokens must be at least 8, got {}", n);
+  return n;
+}
+
+CompressResult chunk_stream(const tokenizer::BpeTokenizer& tok, std::istream& in,
+                            const std::string& in_name, int64_t max_tokens,
+                            const CompressOptions& opt, const std::function<void(Chunk&&)>& sink) {
   CompressResult res;
   std::string pending;
   std::vector<char> block(opt.block_bytes);
@@ -35,15 +40,6 @@ CompressResult compress_stream(LoadedC3& m, std::istream& in, const std::string&
   std::optional<ProgressBar> bar;
   if (opt.progress) bar.emplace("compress", 0, "B");
   bool all_space = true, any_plain = false, eof = false;
-  std::vector<std::vector<int32_t>> batch;
-  std::vector<int64_t> batch_bytes;
-  torch::NoGradGuard no_grad;
-  auto flush = [&]() {
-    if (batch.empty()) return;
-    sink(m.model->compress(batch), batch, batch_bytes);
-    batch.clear();
-    batch_bytes.clear();
-  };
   int64_t offset = 0;  // byte offset of `pending` in the input
   while (!eof) {
     in.read(block.data(), static_cast<std::streamsize>(block.size()));
@@ -60,13 +56,11 @@ CompressResult compress_stream(LoadedC3& m, std::istream& in, const std::string&
              "{}: invalid UTF-8 at byte offset {}. c3 compresses UTF-8 text; convert the input "
              "(e.g. with iconv) first.", in_name, offset + static_cast<int64_t>(bad));
     all_space = all_space && only_whitespace(piece);
-    for (const Chunk& c : split_into_chunks(*m.tok, piece, max_tokens)) {
-      for (int32_t id : c.ids) any_plain = any_plain || !m.tok->is_special(id);
-      batch.push_back(c.ids);
-      batch_bytes.push_back(c.byte_end - c.byte_begin);
+    for (Chunk& c : split_into_chunks(tok, piece, max_tokens)) {
+      for (int32_t id : c.ids) any_plain = any_plain || !tok.is_special(id);
       res.tokens += static_cast<int64_t>(c.ids.size());
       ++res.chunks;
-      if (static_cast<int64_t>(batch.size()) >= opt.batch_size) flush();
+      sink(std::move(c));
     }
     res.bytes += static_cast<int64_t>(take);
     res.chars += static_cast<int64_t>(utf8_length(piece));
@@ -78,20 +72,44 @@ CompressResult compress_stream(LoadedC3& m, std::istream& in, const std::string&
   C3_CHECK(!all_space, "{}: the input is only whitespace; there is nothing to compress", in_name);
   C3_CHECK(any_plain, "{}: the input holds only special tokens (like <|im_end|>); there is no "
            "text to compress", in_name);
-  flush();
   if (bar) bar->finish();
   return res;
 }
 
-CompressResult compress_to_file(LoadedC3& m, std::istream& in, const std::string& in_name,
-                                const std::string& out_path, const CompressOptions& opt) {
+CompressResult compress_stream(LoadedC3& m, std::istream& in, const std::string& in_name,
+                               const CompressOptions& opt, const LatentSink& sink) {
+  const int64_t max_tokens = chunk_size(m, opt.max_passage_tokens);
+  std::vector<std::vector<int32_t>> batch;
+  std::vector<int64_t> batch_bytes;
+  torch::NoGradGuard no_grad;
+  auto flush = [&]() {
+    if (batch.empty()) return;
+    sink(m.model->compress(batch), batch, batch_bytes);
+    batch.clear();
+    batch_bytes.clear();
+  };
+  CompressResult res = chunk_stream(*m.tok, in, in_name, max_tokens, opt, [&](Chunk&& c) {
+    batch_bytes.push_back(c.byte_end - c.byte_begin);
+    batch.push_back(std::move(c.ids));
+    if (static_cast<int64_t>(batch.size()) >= opt.batch_size) flush();
+  });
+  flush();
+  return res;
+}
+
+LatentMeta latent_meta(const LoadedC3& m, const std::string& dtype) {
   LatentMeta meta;
   meta.model_fingerprint = m.fingerprint;
   meta.tokenizer_hash = m.tok->file_hash();
   meta.latent_len = m.model->latent_len();
   meta.hidden = m.model->config.decoder.hidden_size;
-  meta.dtype = opt.dtype;
-  LatentWriter writer(out_path, meta);
+  meta.dtype = dtype;
+  return meta;
+}
+
+CompressResult compress_to_file(LoadedC3& m, std::istream& in, const std::string& in_name,
+                                const std::string& out_path, const CompressOptions& opt) {
+  LatentWriter writer(out_path, latent_meta(m, opt.dtype));
   CompressResult res = compress_stream(
       m, in, in_name, opt,
       [&](const at::Tensor& lat, const std::vector<std::vector<int32_t>>& ids,
@@ -103,6 +121,26 @@ CompressResult compress_to_file(LoadedC3& m, std::istream& in, const std::string
   writer.set_source(res.tokens, res.chars, res.bytes);
   writer.finish();
   return res;
+}
+
+std::string compress_to_bytes(LoadedC3& m, const std::string& text, const std::string& name,
+                              const CompressOptions& opt, CompressResult* result) {
+  LatentMeta meta = latent_meta(m, opt.dtype);
+  std::vector<at::Tensor> lat;
+  std::istringstream in(text);
+  CompressResult res = compress_stream(
+      m, in, name, opt,
+      [&](const at::Tensor& l, const std::vector<std::vector<int32_t>>& ids,
+          const std::vector<int64_t>& bytes) {
+        lat.push_back(l);
+        meta.chunk_bytes.insert(meta.chunk_bytes.end(), bytes.begin(), bytes.end());
+        for (auto& c : ids) meta.chunk_tokens.push_back(static_cast<int64_t>(c.size()));
+      });
+  meta.source_tokens = res.tokens;
+  meta.source_chars = res.chars;
+  meta.source_bytes = res.bytes;
+  if (result) *result = res;
+  return latent_file_bytes(meta, at::cat(lat, 0));
 }
 
 std::vector<std::vector<int64_t>> decompress_to_stream(LoadedC3& m, const LatentFile& f,

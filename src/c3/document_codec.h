@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "c3/c3_model.h"
+#include "c3/chunker.h"
 #include "c3/latent_file.h"
 
 namespace c3::cascade {
@@ -31,14 +32,33 @@ using LatentSink = std::function<void(const at::Tensor& latents,
                                       const std::vector<std::vector<int32_t>>& chunk_ids,
                                       const std::vector<int64_t>& chunk_bytes)>;
 
-// Reads all of `in` block by block (bounded memory), chunks and compresses it. Errors: invalid
-// UTF-8 (naming the byte offset), empty input, whitespace only, only special tokens.
+// The chunk size in tokens: `requested`, or the model's own (c3_max_passage_tokens) when 0.
+// Throws when it is below 8.
+int64_t chunk_size(const LoadedC3& m, int64_t requested);
+
+// Reads all of `in` block by block (bounded memory) and cuts it into chunks of at most
+// `max_tokens` tokens, handing each to `sink` in order. Errors: invalid UTF-8 (naming the byte
+// offset), empty input, whitespace only, only special tokens. The result has no chunks' bytes.
+CompressResult chunk_stream(const tokenizer::BpeTokenizer& tok, std::istream& in,
+                            const std::string& in_name, int64_t max_tokens,
+                            const CompressOptions& opt, const std::function<void(Chunk&&)>& sink);
+
+// Reads all of `in` block by block (bounded memory), chunks and compresses it (chunk_stream's
+// errors).
 CompressResult compress_stream(LoadedC3& m, std::istream& in, const std::string& in_name,
                                const CompressOptions& opt, const LatentSink& sink);
+
+// What a .c3 file made by `m` records before its chunks: the model's fingerprint, tokenizer
+// hash, shape and `dtype` ("BF16" | "F32").
+LatentMeta latent_meta(const LoadedC3& m, const std::string& dtype);
 
 // compress_stream into a .c3 file, written atomically.
 CompressResult compress_to_file(LoadedC3& m, std::istream& in, const std::string& in_name,
                                 const std::string& out_path, const CompressOptions& opt);
+
+// compress_stream into the bytes of a .c3 file, in memory: the bytes compress_to_file writes.
+std::string compress_to_bytes(LoadedC3& m, const std::string& text, const std::string& name,
+                              const CompressOptions& opt, CompressResult* result = nullptr);
 
 struct DecompressStreamOptions {
   int64_t batch_size = 8;

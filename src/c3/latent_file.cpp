@@ -34,12 +34,44 @@ std::map<std::string, std::string> to_metadata(const LatentMeta& m, int64_t n_ch
           {"chunk_tokens", nlohmann::json(m.chunk_tokens).dump()}};
 }
 
+// The length prefix and the JSON header, padded to 8 bytes, that precede the latents.
+std::string file_header(const LatentMeta& meta, int64_t n_chunks) {
+  const int64_t elem = meta.dtype == "BF16" ? 2 : 4;
+  const int64_t data_bytes = n_chunks * meta.latent_len * meta.hidden * elem;
+  nlohmann::json header;
+  header["__metadata__"] = to_metadata(meta, n_chunks);
+  header["latents"] = {{"dtype", meta.dtype},
+                       {"shape", {n_chunks, meta.latent_len, meta.hidden}},
+                       {"data_offsets", {0, data_bytes}}};
+  std::string h = header.dump();
+  while (h.size() % 8 != 0) h.push_back(' ');
+  std::string out(8, '\0');
+  const uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(n >> (8 * i));
+  return out + h;
+}
+
+void check_dtype(const std::string& dtype) {
+  C3_CHECK(dtype == "BF16" || dtype == "F32", "latent dtype must be BF16 or F32, got {}", dtype);
+}
+
+// [n, L, C] latents as the stored dtype, contiguous on the CPU.
+at::Tensor stored(const at::Tensor& latents, const LatentMeta& meta) {
+  TORCH_CHECK(latents.dim() == 3 && latents.size(1) == meta.latent_len &&
+                  latents.size(2) == meta.hidden,
+              "latents must be [n, ", meta.latent_len, ", ", meta.hidden, "]");
+  return latents.detach()
+      .to(at::kCPU, meta.dtype == "BF16" ? at::kBFloat16 : at::kFloat)
+      .contiguous();
+}
+
+LatentFile validate(const io::SafetensorsFile& f, const std::string& path);
+
 }  // namespace
 
 LatentWriter::LatentWriter(std::string path, LatentMeta meta)
     : path_(std::move(path)), meta_(std::move(meta)) {
-  C3_CHECK(meta_.dtype == "BF16" || meta_.dtype == "F32", "latent dtype must be BF16 or F32, got {}",
-           meta_.dtype);
+  check_dtype(meta_.dtype);
   side_path_ = path_ + ".part." + std::to_string(::getpid());
   side_ = std::fopen(side_path_.c_str(), "wb+");
   if (!side_)
@@ -56,12 +88,7 @@ LatentWriter::~LatentWriter() {
 
 void LatentWriter::append(const at::Tensor& latents, const std::vector<int64_t>& chunk_bytes,
                           const std::vector<int64_t>& chunk_tokens) {
-  TORCH_CHECK(latents.dim() == 3 && latents.size(1) == meta_.latent_len &&
-                  latents.size(2) == meta_.hidden,
-              "latents must be [n, ", meta_.latent_len, ", ", meta_.hidden, "]");
-  at::Tensor t = latents.detach()
-                     .to(at::kCPU, meta_.dtype == "BF16" ? at::kBFloat16 : at::kFloat)
-                     .contiguous();
+  const at::Tensor t = stored(latents, meta_);
   const size_t n = t.numel() * t.element_size();
   if (std::fwrite(t.data_ptr(), 1, n, side_) != n)
     fail("cannot write '{}': {}. Free some space and retry.", path_, std::strerror(errno));
@@ -79,21 +106,9 @@ void LatentWriter::set_source(int64_t tokens, int64_t chars, int64_t bytes) {
 void LatentWriter::finish() {
   C3_CHECK(!done_, "LatentWriter::finish called twice");
   done_ = true;
-  const int64_t elem = meta_.dtype == "BF16" ? 2 : 4;
-  const int64_t data_bytes = n_chunks_ * meta_.latent_len * meta_.hidden * elem;
-  nlohmann::json header;
-  header["__metadata__"] = to_metadata(meta_, n_chunks_);
-  header["latents"] = {{"dtype", meta_.dtype},
-                       {"shape", {n_chunks_, meta_.latent_len, meta_.hidden}},
-                       {"data_offsets", {0, data_bytes}}};
-  std::string h = header.dump();
-  while (h.size() % 8 != 0) h.push_back(' ');
+  const std::string h = file_header(meta_, n_chunks_);
   if (std::fflush(side_) != 0) fail("cannot write '{}': {}", path_, std::strerror(errno));
   write_file_atomic(path_, [&](std::ostream& out) {
-    uint64_t n = h.size();
-    unsigned char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
-    out.write(reinterpret_cast<const char*>(len), 8);
     out.write(h.data(), h.size());
     std::rewind(side_);
     std::vector<char> buf(1 << 20);
@@ -103,8 +118,30 @@ void LatentWriter::finish() {
   });
 }
 
+std::string latent_file_bytes(const LatentMeta& meta, const at::Tensor& latents) {
+  check_dtype(meta.dtype);
+  const int64_t n = latents.size(0);
+  C3_CHECK(static_cast<int64_t>(meta.chunk_bytes.size()) == n &&
+               static_cast<int64_t>(meta.chunk_tokens.size()) == n,
+           "latent_file_bytes: {} chunk sizes for {} latent rows", meta.chunk_bytes.size(), n);
+  const at::Tensor t = stored(latents, meta);
+  std::string out = file_header(meta, n);
+  out.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
+  return out;
+}
+
 LatentFile read_latents(const std::string& path) {
-  auto f = io::SafetensorsFile::open(path);
+  return validate(*io::SafetensorsFile::open(path), path);
+}
+
+LatentFile parse_latents(std::string bytes, const std::string& name) {
+  return validate(*io::SafetensorsFile::from_bytes(std::move(bytes), name), name);
+}
+
+namespace {
+
+LatentFile validate(const io::SafetensorsFile& file, const std::string& path) {
+  const io::SafetensorsFile* f = &file;
   const auto& md = f->metadata();
   auto get = [&](const char* key) -> const std::string& {
     auto it = md.find(key);
@@ -175,6 +212,8 @@ LatentFile read_latents(const std::string& path) {
   out.latents = f->tensor("latents");
   return out;
 }
+
+}  // namespace
 
 void check_latents_match(const LatentFile& f, const std::string& path,
                          const std::string& model_fingerprint, int64_t latent_len, int64_t hidden) {

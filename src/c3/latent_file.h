@@ -51,6 +51,12 @@ struct LatentFile {
 // Reads and validates a .c3 file; errors name the file and the field.
 LatentFile read_latents(const std::string& path);
 
+// In memory (the service sends .c3 files as base64): the exact bytes that LatentWriter writes for
+// `latents` [n, L, C] (stored as meta.dtype) and meta's chunk lists, and the reader of such bytes,
+// which validates them as read_latents does (errors name `name`).
+std::string latent_file_bytes(const LatentMeta& meta, const at::Tensor& latents);
+LatentFile parse_latents(std::string bytes, const std::string& name);
+
 // Refuses (c3::Error naming both fingerprints) latents made by another model.
 void check_latents_match(const LatentFile& f, const std::string& path,
                          const std::string& model_fingerprint, int64_t latent_len, int64_t hidden);

@@ -213,8 +213,23 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   if (base == MAP_FAILED)
     fail("cannot map safetensors file '{}': {}", path, std::strerror(map_errno));
   std::shared_ptr<void> mapping(base, [file_size](void* p) { ::munmap(p, file_size); });
-  const auto* bytes = static_cast<const uint8_t*>(base);
+  return parse(path, static_cast<const uint8_t*>(base), file_size, std::move(mapping));
+}
 
+std::shared_ptr<SafetensorsFile> SafetensorsFile::from_bytes(std::string bytes,
+                                                             const std::string& name) {
+  if (bytes.size() < 8)
+    fail("safetensors file '{}' is truncated: {} bytes, fewer than the 8-byte header length. {}",
+         name, bytes.size(), kHint);
+  auto owned = std::make_shared<std::string>(std::move(bytes));
+  const auto* base = reinterpret_cast<const uint8_t*>(owned->data());
+  const uint64_t size = owned->size();
+  return parse(name, base, size, std::move(owned));
+}
+
+std::shared_ptr<SafetensorsFile> SafetensorsFile::parse(const std::string& path,
+                                                        const uint8_t* bytes, uint64_t file_size,
+                                                        std::shared_ptr<void> mapping) {
   uint64_t n = 0;
   std::memcpy(&n, bytes, 8);
   if (n > kMaxHeaderBytes)

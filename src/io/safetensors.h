@@ -37,6 +37,9 @@ class SafetensorsFile {
   // ranges inside the data section, no overlap, full coverage, no duplicate names). Every error is
   // a c3::Error naming the file and, where there is one, the tensor.
   static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  // The same validation over the bytes of a file held in memory (e.g. sent over HTTP); `name`
+  // stands for the path in errors. Tensors read the bytes in place, as they read a mapping.
+  static std::shared_ptr<SafetensorsFile> from_bytes(std::string bytes, const std::string& name);
   ~SafetensorsFile();
 
   const std::string& path() const { return path_; }
@@ -54,6 +57,9 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  // Validates `size` bytes at `base` (kept alive by `keep`) as a safetensors file.
+  static std::shared_ptr<SafetensorsFile> parse(const std::string& path, const uint8_t* base,
+                                                uint64_t size, std::shared_ptr<void> keep);
   std::string path_;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> index_;

@@ -153,7 +153,7 @@ at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const RopeTables& ro
   at::Tensor q_flat, k_flat, v_flat;  // [B, T, Nq], [B, T, Nkv], [B, T, Nkv]
   if (uses_fused()) {
     const at::Tensor qkv = apply_linear(x, qkv_weight_, qkv_bias_);  // [B, T, Nq + 2 Nkv]
-    if (cache && cache->static_mode && T == 1) {
+    if (cache && cache->static_mode && T == 1 && cache->attend_start == 0) {
       // A graph-captured decode step: RoPE, the cache write and attention in one kernel.
       const at::Tensor attn = fused::decode_attention(
           qkv, rope.cos, rope.sin, cache->k[layer_idx], cache->v[layer_idx], cache->slot,
@@ -189,8 +189,9 @@ at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const RopeTables& ro
     const at::ScalarType cdt = cache->k[layer_idx].scalar_type();
     cache->k[layer_idx].index_copy_(2, cache->slot, k.to(cdt));
     cache->v[layer_idx].index_copy_(2, cache->slot, v.to(cdt));
-    k = cache->k[layer_idx].narrow(2, 0, cache->attend_len);  // [B, Hkv, S, D]
-    v = cache->v[layer_idx].narrow(2, 0, cache->attend_len);
+    const int64_t start = cache->attend_start, S = cache->attend_len - start;
+    k = cache->k[layer_idx].narrow(2, start, S);  // [B, Hkv, S, D]
+    v = cache->v[layer_idx].narrow(2, start, S);
   } else if (cache) {
     // Write this step's keys/values into the preallocated cache, then read back every slot so far.
     const int64_t start = cache->len, end = cache->len + T;

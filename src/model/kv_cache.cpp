@@ -26,6 +26,21 @@ void KVCache::enable_static() {
   attend_len = max_len();
 }
 
+KVCache KVCache::first_rows(int64_t n) const {
+  C3_CHECK(n >= 1 && n <= batch(), "KVCache::first_rows: {} rows of {}", n, batch());
+  KVCache view;
+  for (const auto& t : k) view.k.push_back(t.narrow(0, 0, n));
+  for (const auto& t : v) view.v.push_back(t.narrow(0, 0, n));
+  view.key_valid = key_valid.narrow(0, 0, n);
+  view.len = len;
+  view.static_mode = static_mode;
+  view.slot = slot;
+  view.slot_index = slot_index;
+  view.attend_start = attend_start;
+  view.attend_len = attend_len;
+  return view;
+}
+
 void KVCache::reorder_rows(const std::vector<int64_t>& rows) {
   const int64_t R = static_cast<int64_t>(rows.size());
   bool identity = R == batch();

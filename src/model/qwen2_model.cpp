@@ -46,14 +46,14 @@ at::Tensor Qwen2ModelImpl::forward(const at::Tensor& inputs_embeds, const Forwar
     TORCH_CHECK(T == 1 && !in.attention_mask.defined() && in.position_ids.defined(),
                 "Qwen2Model: a static-cache step takes one token per row and explicit "
                 "position_ids");
-    TORCH_CHECK(cache->batch() == B && cache->attend_len > 0 &&
+    const int64_t start = cache->attend_start, S = cache->attend_len - start;
+    TORCH_CHECK(cache->batch() == B && start >= 0 && S > 0 &&
                     cache->attend_len <= cache->max_len(),
-                "Qwen2Model: static cache of ", cache->batch(), " rows, attend_len ",
-                cache->attend_len, "; input has ", B, " rows");
+                "Qwen2Model: static cache of ", cache->batch(), " rows, window [", start, ", ",
+                cache->attend_len, "); input has ", B, " rows");
     cache->key_valid.index_fill_(1, cache->slot, true);
-    const int64_t S = cache->attend_len;
-    const at::Tensor allowed = cache->key_valid.narrow(1, 0, S) &
-                               cache->slot_index.narrow(0, 0, S).le(cache->slot);  // [B, S]
+    const at::Tensor allowed = cache->key_valid.narrow(1, start, S) &
+                               cache->slot_index.narrow(0, start, S).le(cache->slot);  // [B, S]
     mask = {allowed.view({B, 1, 1, S}), false};
   } else {
     at::Tensor key_valid;

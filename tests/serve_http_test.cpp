@@ -1,0 +1,261 @@
+// `c3 serve` in-process on 127.0.0.1 with an ephemeral port, called by real HTTP clients: the
+// answers equal the CLI's, every bad input gets a 4xx with a JSON error that names what to fix
+// (and the server keeps serving), the limits answer 413/429/503, /metrics speaks Prometheus, and
+// shutdown() finishes what is in flight.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "c3/document_codec.h"
+#include "serve/base64.h"
+#include "serve/server.h"
+#include "serve_common.h"
+
+namespace c3::test {
+namespace {
+
+using nlohmann::json;
+
+// A server on a free port, serving on its own thread until the object goes.
+struct LiveServer {
+  explicit LiveServer(serve::ServerOptions o = defaults())
+      : server(small_model(), o), thread([this] { server.serve(); }) {}
+  ~LiveServer() {
+    server.shutdown();
+    thread.join();
+  }
+  static serve::ServerOptions defaults() {
+    serve::ServerOptions o;
+    o.port = 0;
+    o.http_threads = 12;
+    o.max_body_bytes = 64 << 10;
+    return o;
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", server.port());
+    c.set_read_timeout(600, 0);
+    return c;
+  }
+  serve::Server server;
+  std::thread thread;
+};
+
+json post(const LiveServer& s, const std::string& route, const std::string& body, int* status) {
+  auto res = s.client().Post(route, body, "application/json");
+  if (!res) {
+    *status = 0;
+    return {};
+  }
+  *status = res->status;
+  return json::parse(res->body, nullptr, false);
+}
+
+TEST(ServeHttp, ConcurrentRoundTripsGiveTheCliAnswers) {
+  LiveServer s;
+  const auto texts = serve_texts();
+  std::vector<std::future<std::pair<int, json>>> got;
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& t : texts) {
+      got.push_back(std::async(std::launch::async, [&s, t] {
+        int status = 0;
+        json j = post(s, "/v1/roundtrip", json{{"text", t}, {"chunk_tokens", 24}}.dump(), &status);
+        return std::make_pair(status, j);
+      }));
+    }
+  }
+  for (size_t i = 0; i < got.size(); ++i) {
+    auto [status, j] = got[i].get();
+    ASSERT_EQ(status, 200) << j.dump();
+    const json want = cli_roundtrip(texts[i % texts.size()], 24).to_json();
+    for (const char* key : {"text", "ids", "tokens", "chunks", "latents", "ratio",
+                            "char_precision", "exact_match"})
+      EXPECT_EQ(j[key], want[key]) << key << " of request " << i;
+    EXPECT_GT(j["seconds"].get<double>(), 0);
+  }
+}
+
+// /v1/compress answers the bytes of `c3 compress`'s file; /v1/decompress reads them back into
+// `c3 decompress`'s text.
+TEST(ServeHttp, CompressGivesTheFileBytesAndDecompressReadsThem) {
+  LiveServer s;
+  const std::string text = serve_texts()[3];
+  cascade::CompressOptions co;
+  co.progress = false;
+  co.max_passage_tokens = 24;
+  cascade::CompressResult cr;
+  const std::string file = cascade::compress_to_bytes(small_model(), text, "t", co, &cr);
+  int status = 0;
+  const json c = post(s, "/v1/compress", json{{"text", text}, {"chunk_tokens", 24}}.dump(), &status);
+  ASSERT_EQ(status, 200) << c.dump();
+  EXPECT_EQ(serve::base64_decode(c["latents"].get<std::string>(), "latents"), file);
+  EXPECT_EQ(c["chunks"], cr.chunks);
+  EXPECT_EQ(c["tokens"], cr.tokens);
+  EXPECT_DOUBLE_EQ(c["ratio"].get<double>(), double(cr.tokens) / (cr.chunks * 32));
+
+  std::ostringstream cli_text;
+  cascade::DecompressStreamOptions dso;
+  dso.progress = false;
+  const auto ids = cascade::decompress_to_stream(
+      small_model(), cascade::parse_latents(file, "t"), cli_text, dso);
+  const json d = post(s, "/v1/decompress", json{{"latents", c["latents"]}}.dump(), &status);
+  ASSERT_EQ(status, 200) << d.dump();
+  EXPECT_EQ(d["text"], cli_text.str());
+  int64_t n = 0;
+  for (const auto& row : ids) n += static_cast<int64_t>(row.size());
+  EXPECT_EQ(d["tokens"], n);
+  EXPECT_EQ(d["chunks"], cr.chunks);
+}
+
+struct BadCase {
+  std::string route, body;
+  int status;
+  std::string needle;  // the error must contain it
+};
+
+TEST(ServeHttp, BadInputGets4xxWithWhatToFixAndTheServerGoesOn) {
+  LiveServer s;
+  cascade::LoadedC3 tiny =
+      cascade::load_c3(testdata("c3/c3-tiny").string(), at::kFloat, at::kCPU);
+  cascade::CompressOptions co;
+  co.progress = false;
+  const std::string foreign =
+      serve::base64_encode(cascade::compress_to_bytes(tiny, "Some text.", "t", co));
+  const std::vector<BadCase> cases = {
+      {"/v1/roundtrip", "", 400, "body is empty"},
+      {"/v1/roundtrip", "{\"text\": ", 400, "malformed JSON"},
+      {"/v1/roundtrip", "[1, 2]", 400, "not an object"},
+      {"/v1/roundtrip", "{}", 400, "missing field 'text'"},
+      {"/v1/compress", "{\"text\": 5}", 400, "field 'text' must be a string"},
+      {"/v1/roundtrip", "{\"text\": \"a\", \"beam\": 2}", 400, "unknown field 'beam'"},
+      {"/v1/roundtrip", "{\"text\": \"caf\xe9\"}", 400, "not valid UTF-8 (byte offset 13)"},
+      {"/v1/roundtrip", "{\"text\": \"\\udc00\"}", 400, "malformed JSON"},
+      {"/v1/compress", "{\"text\": \"\"}", 400, "empty"},
+      {"/v1/roundtrip", "{\"text\": \" \\n\\t\"}", 400, "only whitespace"},
+      {"/v1/compress", "{\"text\": \"<|im_end|>\"}", 400, "only special tokens"},
+      {"/v1/roundtrip", "{\"text\": \"a\", \"beams\": 0}", 400, "'beams' must be an integer from 1"},
+      {"/v1/roundtrip", "{\"text\": \"a\", \"max_new_tokens\": 1e9}", 400, "'max_new_tokens'"},
+      {"/v1/roundtrip", "{\"text\": \"a\", \"length_cap\": -1}", 400, "'length_cap' must be"},
+      {"/v1/roundtrip", "{\"text\": \"a\", \"chunk_tokens\": 3}", 400, "'chunk_tokens'"},
+      {"/v1/roundtrip", "{\"text\": \"a\", \"stop\": \"no\"}", 400, "'stop' must be true or false"},
+      {"/v1/compress", "{\"text\": \"a\", \"latent_dtype\": \"f16\"}", 400, "'latent_dtype'"},
+      {"/v1/decompress", "{}", 400, "missing field 'latents'"},
+      {"/v1/decompress", "{\"latents\": \"abc!\"}", 400, "not base64: character 3"},
+      {"/v1/decompress", "{\"latents\": \"abcde\"}", 400, "not a multiple of 4"},
+      {"/v1/decompress", "{\"latents\": \"aGVsbG8gd29ybGQh\"}", 400, "field 'latents'"},
+      {"/v1/decompress", json{{"latents", foreign}}.dump(), 400, "made by another model"},
+      {"/v1/roundtrip", json{{"text", std::string(70000, 'a')}}.dump(), 413, "--max-body-bytes"},
+  };
+  for (const auto& c : cases) {
+    int status = 0;
+    const json j = post(s, c.route, c.body, &status);
+    EXPECT_EQ(status, c.status) << c.route << " " << c.body.substr(0, 60) << ": " << j.dump();
+    ASSERT_TRUE(j.is_object() && j["error"].is_string()) << c.body.substr(0, 60) << ": " << j.dump();
+    EXPECT_NE(j["error"].get<std::string>().find(c.needle), std::string::npos)
+        << "wanted '" << c.needle << "' in: " << j["error"];
+    EXPECT_EQ(j["status"], c.status);
+  }
+  // Routes and methods.
+  auto cli = s.client();
+  auto r = cli.Post("/v1/roundtrip", json{{"text", std::string(9000, 'a')}}.dump(),
+                    "application/x-www-form-urlencoded");  // what curl -d sends
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_NE(r->body.find("Content-Type: application/json"), std::string::npos) << r->body;
+  r = cli.Get("/v1/roundtrip");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 405);
+  EXPECT_EQ(r->get_header_value("Allow"), "POST");
+  r = cli.Post("/health", "", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 405);
+  r = cli.Get("/v2/nothing");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_NE(json::parse(r->body)["error"].get<std::string>().find("POST /v1/compress"),
+            std::string::npos);
+  // Still serving, and right.
+  r = cli.Get("/health");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(json::parse(r->body)["status"], "ok");
+  int status = 0;
+  const json ok = post(s, "/v1/roundtrip", json{{"text", serve_texts()[1]}}.dump(), &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(ok["text"], cli_roundtrip(serve_texts()[1]).text);
+  // Every answer was counted by route and status.
+  r = cli.Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->get_header_value("Content-Type").find("text/plain"), std::string::npos);
+  for (const char* line :
+       {"c3_requests_total{route=\"/v1/roundtrip\",status=\"400\"} 13",
+        "c3_requests_total{route=\"/v1/roundtrip\",status=\"413\"} 2",
+        "c3_requests_total{route=\"/v1/roundtrip\",status=\"200\"} 1",
+        "c3_requests_total{route=\"/v1/decompress\",status=\"400\"} 5",
+        "c3_requests_total{route=\"other\",status=\"404\"} 1",
+        "c3_request_duration_seconds_count{route=\"/v1/compress\"} 4", "c3_tokens_in_total ",
+        "c3_tokens_out_total ", "c3_decode_batch_rows_bucket{le=\"+Inf\"} ",
+        "c3_encode_batch_chunks_count ", "c3_queue_depth 0"})
+    EXPECT_NE(r->body.find(line), std::string::npos) << line << "\n" << r->body;
+}
+
+TEST(ServeHttp, FullQueueGets429AndLateRequestsGet503) {
+  serve::ServerOptions o = LiveServer::defaults();
+  o.scheduler.max_queue = 1;
+  LiveServer s(o);
+  const json busy = {{"text", serve_texts()[0]}, {"stop", false}, {"length_cap", 0},
+                     {"max_new_tokens", 300}};
+  auto first = std::async(std::launch::async, [&] {
+    int status = 0;
+    post(s, "/v1/roundtrip", busy.dump(), &status);
+    return status;
+  });
+  ASSERT_TRUE(eventually([&] { return s.server.scheduler().accepted() == 1; }));
+  auto r = s.client().Post("/v1/roundtrip", json{{"text", "x"}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+  EXPECT_NE(json::parse(r->body)["error"].get<std::string>().find("--max-queue"), std::string::npos);
+  EXPECT_EQ(first.get(), 200);
+
+  serve::ServerOptions t = LiveServer::defaults();
+  t.request_timeout_s = 1e-3;  // no round trip finishes in a millisecond
+  LiveServer late(t);
+  int status = 0;
+  const json j = post(late, "/v1/roundtrip", busy.dump(), &status);
+  EXPECT_EQ(status, 503);
+  EXPECT_NE(j["error"].get<std::string>().find("--request-timeout"), std::string::npos) << j;
+  EXPECT_TRUE(eventually([&] { return late.server.scheduler().accepted() == 0; }));
+  auto h = late.client().Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+// shutdown() (what SIGTERM calls): requests in flight finish with 200, then serve() returns and
+// the port is closed.
+TEST(ServeHttp, ShutdownFinishesWhatIsInFlight) {
+  auto s = std::make_unique<LiveServer>();
+  const json busy = {{"text", serve_texts()[0]}, {"stop", false}, {"length_cap", 0},
+                     {"max_new_tokens", 200}};
+  std::vector<std::future<int>> in_flight;
+  for (int i = 0; i < 2; ++i) {
+    in_flight.push_back(std::async(std::launch::async, [&] {
+      int status = 0;
+      post(*s, "/v1/roundtrip", busy.dump(), &status);
+      return status;
+    }));
+  }
+  ASSERT_TRUE(eventually([&] { return s->server.scheduler().accepted() == 2; }));
+  const int port = s->server.port();
+  s->server.shutdown();
+  s->thread.join();  // serve() returned
+  for (auto& f : in_flight) EXPECT_EQ(f.get(), 200);
+  httplib::Client after("127.0.0.1", port);
+  EXPECT_FALSE(after.Get("/health")) << "the port still answers after shutdown";
+  s->thread = std::thread([] {});  // for the destructor's join
+}
+
+}  // namespace
+}  // namespace c3::test
