@@ -140,8 +140,12 @@ void setup_train(CLI::App& root) {
       o.plot_losses = [](const std::string& log, const std::string& png) {
         eval::plot_loss_curves(log, png);
       };
+    // Only rank 0 reports: the others' progress bars and result lines would repeat it.
+    const bool rank0 = train::DistEnv::from_env().rank == 0;
+    if (!rank0) setenv("C3_NO_PROGRESS", "1", 1);
     train::TrainResult r = train::train(o);
-    std::cout << nlohmann::json({{"steps", r.steps}, {"final_loss", r.final_loss},
+    if (rank0)
+      std::cout << nlohmann::json({{"steps", r.steps}, {"final_loss", r.final_loss},
                                  {"tokens_per_sec", r.tokens_per_sec}, {"mfu", r.mfu},
                                  {"checkpoint", r.last_checkpoint}})
                      .dump()
