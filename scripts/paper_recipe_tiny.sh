@@ -4,7 +4,7 @@
 # <imgpad>; `c3 train` runs with the 8-GPU command's flags (2 Gloo processes instead of 8 NCCL
 # ones), then `c3 export`, `c3 eval` on a few held-out passages and a `c3 roundtrip`.
 #
-#   bash scripts/paper_recipe_tiny.sh            # about 3 minutes on 2 cores; writes build/paper-recipe-tiny/
+#   bash scripts/paper_recipe_tiny.sh            # about 2 minutes on 2 busy cores; writes build/paper-recipe-tiny/
 #   NPROC=1 STEPS=20 bash scripts/paper_recipe_tiny.sh
 #
 # Random weights trained for a minute do not reconstruct text: this shows the path, not a result.
@@ -75,5 +75,5 @@ echo "== 5. c3 eval on held-out passages"
 "$C3" eval --model "$W/export" --data "$DATA/valid.jsonl.xz" --bins 32-96 --per-bin 8 \
   --max-docs 200 --json "$W/eval.json"
 
-echo "== 6. c3 roundtrip of a held-out passage"
+echo "== 6. c3 roundtrip of docs/sample.txt"
 "$C3" roundtrip --model "$W/export" docs/sample.txt
