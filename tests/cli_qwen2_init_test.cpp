@@ -1,14 +1,14 @@
 // `c3 qwen2 init`: a random-weight HF Qwen2 folder from a config, loadable as a pretrained one,
-// the same bytes for the same seed; a tokenizer it cannot hold is refused before anything is written.
+// the same bytes for the same seed; a tokenizer it cannot hold is refused before anything is
+// written.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 
 #include <cstdio>
 #include <filesystem>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "model/qwen2_model.h"
 #include "testdata.h"
@@ -89,8 +89,9 @@ TEST(CliQwen2Init, RefusesATokenizerTheVocabularyCannotHoldAndAFullFolder) {
   const fs::path dir = fresh_dir();
   RunResult r = run_c3(init_args(dir / "small", 0, 1000));
   EXPECT_NE(r.rc, 0);
-  for (const std::string& needle : {kTokenizer.string(), std::string("1506 tokens"),
-                                    std::string("vocab_size 1000"), std::string("--vocab-size 1506")})
+  for (const std::string& needle :
+       {kTokenizer.string(), std::string("1506 tokens"), std::string("vocab_size 1000"),
+        std::string("--vocab-size 1506")})
     EXPECT_NE(r.out.find(needle), std::string::npos) << needle << " not in: " << r.out;
   EXPECT_FALSE(fs::exists(dir / "small"));
 

@@ -15,12 +15,12 @@ namespace {
 namespace fs = std::filesystem;
 
 struct InitOptions {
-  std::string config;       // Qwen2 config.json with the dims
-  std::string out;          // folder to create
-  std::string tokenizer;    // optional: its files are copied in, and it must fit the vocabulary
-  int64_t vocab_size = 0;   // 0: the config's
+  std::string config;      // Qwen2 config.json with the dims
+  std::string out;         // folder to create
+  std::string tokenizer;   // optional: its files are copied in, and it must fit the vocabulary
+  int64_t vocab_size = 0;  // 0: the config's
   uint64_t seed = 0;
-  double std = 0.02;        // HF's initializer_range
+  double std = 0.02;  // HF's initializer_range
   std::string dtype = "f32";
 };
 
@@ -50,12 +50,13 @@ void run_init(const InitOptions& o) {
                                     tmp.string());
   if (fs::exists(out)) fs::remove(out);  // empty, checked above
   fs::rename(tmp, out);
-  std::printf("%s: Qwen2ForCausalLM, %lld parameters (hidden %lld, %lld layers, vocab %lld%s), "
-              "random normal(0, %g), seed %llu, %s\n",
-              o.out.c_str(), static_cast<long long>(cfg.n_params()),
-              static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.num_hidden_layers),
-              static_cast<long long>(cfg.vocab_size), cfg.tie_word_embeddings ? ", tied" : "",
-              o.std, static_cast<unsigned long long>(o.seed), o.dtype.c_str());
+  std::printf(
+      "%s: Qwen2ForCausalLM, %lld parameters (hidden %lld, %lld layers, vocab %lld%s), "
+      "random normal(0, %g), seed %llu, %s\n",
+      o.out.c_str(), static_cast<long long>(cfg.n_params()),
+      static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.num_hidden_layers),
+      static_cast<long long>(cfg.vocab_size), cfg.tie_word_embeddings ? ", tied" : "", o.std,
+      static_cast<unsigned long long>(o.seed), o.dtype.c_str());
 }
 
 void setup(CLI::App& root) {
@@ -63,13 +64,16 @@ void setup(CLI::App& root) {
   cmd->require_subcommand(1);
   static InitOptions o;
   auto* init = cmd->add_subcommand(
-      "init", "Write a Qwen2ForCausalLM folder with random weights (HF's init: normal(0, std), "
-              "zero biases, unit norms) from a config.json: a stand-in for a pretrained model");
-  init->add_option("--config", o.config, "Qwen2 config.json with the dims (e.g. configs/tiny-encoder.json)")
+      "init",
+      "Write a Qwen2ForCausalLM folder with random weights (HF's init: normal(0, std), "
+      "zero biases, unit norms) from a config.json: a stand-in for a pretrained model");
+  init->add_option("--config", o.config,
+                   "Qwen2 config.json with the dims (e.g. configs/tiny-encoder.json)")
       ->required();
   init->add_option("--out", o.out, "folder to create (must not exist, or be empty)")->required();
-  init->add_option("--tokenizer", o.tokenizer,
-                   "tokenizer.json or qwen.tiktoken to copy into the folder; must fit the vocabulary");
+  init->add_option(
+      "--tokenizer", o.tokenizer,
+      "tokenizer.json or qwen.tiktoken to copy into the folder; must fit the vocabulary");
   init->add_option("--vocab-size", o.vocab_size, "embedding rows (0 = the config's)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();

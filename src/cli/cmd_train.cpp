@@ -72,10 +72,12 @@ void setup_train(CLI::App& root) {
   app->add_option("--weight-decay", o.weight_decay, "AdamW decay (not on norms, biases, Q)")->capture_default_str();
   app->add_option("--decay-embeddings", o.decay_embeddings, "also decay embeddings")->capture_default_str();
   app->add_option("--adam-beta1", o.beta1, "AdamW beta1")->capture_default_str();
-  app->add_option("--adam-beta2", o.beta2, "AdamW beta2 (HF's default: 0.999)")->capture_default_str();
+  app->add_option("--adam-beta2", o.beta2, "AdamW beta2 (HF's default: 0.999)")
+      ->capture_default_str();
   app->add_option("--adam-eps", o.eps, "AdamW epsilon")->capture_default_str();
   app->add_option("--grad-clip", o.grad_clip, "max global grad norm (0 = off)")->capture_default_str();
-  auto* warmup = app->add_option("--warmup", o.warmup_steps, "linear warmup steps")->capture_default_str();
+  auto* warmup =
+      app->add_option("--warmup", o.warmup_steps, "linear warmup steps")->capture_default_str();
   app->add_option("--warmup-ratio", warmup_ratio,
                   "warmup as a fraction of --steps, ceil(F * steps) steps (HF's warmup_ratio)")
       ->check(CLI::Range(0.0, 1.0))
@@ -129,8 +131,9 @@ void setup_train(CLI::App& root) {
       if (rc != 0) fail("c3 train --nproc {}: a worker process failed (exit {})", nproc, rc);
       return;
     }
-    if (warmup_ratio > 0)
-      o.warmup_steps = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(warmup_ratio * o.max_steps)));
+    if (warmup_ratio > 0)  // as HF: ceil(warmup_ratio * max_steps)
+      o.warmup_steps =
+          std::max<int64_t>(1, static_cast<int64_t>(std::ceil(warmup_ratio * o.max_steps)));
     o.train_files = expand(train_globs, "--train");
     o.valid_files = expand(valid_globs, "--valid");
     o.char_precision = [](const std::string& p, const std::string& r) {
