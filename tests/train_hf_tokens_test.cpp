@@ -228,3 +228,45 @@ TEST(TrainHfTokens, FoldersThatDoNotFitAreRefused) {
   init.encoder_config = (dir / "hf_enc" / "config.json").string();
   expect(error(init), {"--encoder-config", "--encoder-hf", "not both"});
 }
+
+// A tokenizer.json with HF's tokenizer_config.json beside it (as in a Qwen2.5 folder): the config
+// travels into the run and every model folder written from it, with the added tokens in its
+// added_tokens_decoder, since transformers' AutoTokenizer needs its tokenizer_class for C3.
+TEST(TrainHfTokens, TokenizerConfigTravelsWithTheAddedTokens) {
+  const fs::path dir = fresh_dir("config");
+  fs::create_directories(dir / "chat");
+  fs::rename(write_chat_tokenizer(dir), dir / "chat" / "tokenizer.json");
+  c3::write_file_atomic(dir / "chat" / "tokenizer_config.json",
+                        R"({"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|im_end|>",
+                            "added_tokens_decoder": {"1501": {"content": "<|im_start|>",
+                            "special": true}}})");
+  write_hf(dir / "hf_enc", 1503, true, 7);
+  write_hf(dir / "hf_dec", 1503, true, 8);
+  c3::train::TokenizerSource src;
+  testing::internal::CaptureStderr();
+  c3::cascade::C3Model m = c3::train::build_model(hf_init(dir, dir / "chat"), &src);
+  testing::internal::GetCapturedStderr();
+  ASSERT_FALSE(src.grown_config.empty());
+  const auto cfg = nlohmann::json::parse(src.grown_config);
+  EXPECT_EQ(cfg["tokenizer_class"], "Qwen2Tokenizer");
+  EXPECT_EQ(cfg["eos_token"], "<|im_end|>");
+  EXPECT_EQ(cfg["added_tokens_decoder"]["1501"]["content"], "<|im_start|>");
+  const char* added[] = {"<img>", "</img>", "<imgpad>"};
+  for (int k = 0; k < 3; ++k) {
+    const auto& t = cfg["added_tokens_decoder"][std::to_string(1503 + k)];
+    EXPECT_EQ(t["content"], added[k]);
+    EXPECT_EQ(t["special"], true);
+    EXPECT_EQ(t["normalized"], false);
+  }
+  fs::create_directories(dir / "run");
+  const std::string run_tok = c3::train::write_run_tokenizer(src, (dir / "run").string());
+  EXPECT_EQ(c3::read_file(dir / "run" / "tokenizer_config.json"), src.grown_config);
+  // A model folder written from the run (a checkpoint, then an export of it) carries both files.
+  c3::cascade::save_c3(m, run_tok, (dir / "ckpt").string(), at::kFloat);
+  c3::cascade::LoadedC3 l = c3::cascade::load_c3((dir / "ckpt").string(), at::kFloat, at::kCPU);
+  c3::cascade::save_c3(l.model, (dir / "ckpt").string(), (dir / "export").string(), at::kBFloat16);
+  for (const char* f : {"ckpt", "export"}) {
+    EXPECT_EQ(c3::read_file(dir / f / "tokenizer_config.json"), src.grown_config) << f;
+    EXPECT_EQ(c3::read_file(dir / f / "tokenizer.json"), src.grown_json) << f;
+  }
+}

@@ -1,6 +1,7 @@
 // c3 train: flags -> TrainOptions; --nproc N launches N local processes (data parallel).
 #include <glob.h>
 
+#include <cmath>
 #include <iostream>
 
 #include "cli/command.h"
@@ -34,6 +35,7 @@ void setup_train(CLI::App& root) {
   static train::TrainOptions o;
   static std::vector<std::string> train_globs, valid_globs;
   static int nproc = 1;
+  static double warmup_ratio = 0;
   static bool no_plot = false;
   auto& i = o.init;
   app->add_option("--out", o.out_dir, "run folder: checkpoints step-*/, train_log.jsonl, loss.png")->required();
@@ -69,8 +71,17 @@ void setup_train(CLI::App& root) {
   app->add_option("--min-lr-ratio", o.min_lr_ratio, "cosine floor as a fraction of --lr")->capture_default_str();
   app->add_option("--weight-decay", o.weight_decay, "AdamW decay (not on norms, biases, Q)")->capture_default_str();
   app->add_option("--decay-embeddings", o.decay_embeddings, "also decay embeddings")->capture_default_str();
+  app->add_option("--adam-beta1", o.beta1, "AdamW beta1")->capture_default_str();
+  app->add_option("--adam-beta2", o.beta2, "AdamW beta2 (HF's default: 0.999)")
+      ->capture_default_str();
+  app->add_option("--adam-eps", o.eps, "AdamW epsilon")->capture_default_str();
   app->add_option("--grad-clip", o.grad_clip, "max global grad norm (0 = off)")->capture_default_str();
-  app->add_option("--warmup", o.warmup_steps, "linear warmup steps")->capture_default_str();
+  auto* warmup =
+      app->add_option("--warmup", o.warmup_steps, "linear warmup steps")->capture_default_str();
+  app->add_option("--warmup-ratio", warmup_ratio,
+                  "warmup as a fraction of --steps, ceil(F * steps) steps (HF's warmup_ratio)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->excludes(warmup);
   app->add_option("--steps", o.max_steps, "optimizer steps")->capture_default_str();
   app->add_option("--max-minutes", o.max_minutes, "stop and save after this long (0 = off)")->capture_default_str();
   app->add_flag("--fit-steps-to-time", o.fit_steps_to_time,
@@ -120,6 +131,9 @@ void setup_train(CLI::App& root) {
       if (rc != 0) fail("c3 train --nproc {}: a worker process failed (exit {})", nproc, rc);
       return;
     }
+    if (warmup_ratio > 0)  // as HF: ceil(warmup_ratio * max_steps)
+      o.warmup_steps =
+          std::max<int64_t>(1, static_cast<int64_t>(std::ceil(warmup_ratio * o.max_steps)));
     o.train_files = expand(train_globs, "--train");
     o.valid_files = expand(valid_globs, "--valid");
     o.char_precision = [](const std::string& p, const std::string& r) {
@@ -129,8 +143,12 @@ void setup_train(CLI::App& root) {
       o.plot_losses = [](const std::string& log, const std::string& png) {
         eval::plot_loss_curves(log, png);
       };
+    // Only rank 0 reports: the others' progress bars and result lines would repeat it.
+    const bool rank0 = train::DistEnv::from_env().rank == 0;
+    if (!rank0) setenv("C3_NO_PROGRESS", "1", 1);
     train::TrainResult r = train::train(o);
-    std::cout << nlohmann::json({{"steps", r.steps}, {"final_loss", r.final_loss},
+    if (rank0)
+      std::cout << nlohmann::json({{"steps", r.steps}, {"final_loss", r.final_loss},
                                  {"tokens_per_sec", r.tokens_per_sec}, {"mfu", r.mfu},
                                  {"checkpoint", r.last_checkpoint}})
                      .dump()

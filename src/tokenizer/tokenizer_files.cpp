@@ -24,6 +24,13 @@ static void add_tiktoken_companions(const fs::path& tiktoken, std::vector<std::s
   }
 }
 
+// HF's tokenizer_config.json beside a tokenizer.json: transformers' AutoTokenizer reads its
+// tokenizer_class, and needs it for a model type it does not know (C3's), so it travels too.
+static void add_json_companion(const fs::path& json, std::vector<std::string>& out) {
+  const fs::path p = json.parent_path() / "tokenizer_config.json";
+  if (json.filename() == "tokenizer.json" && fs::exists(p)) out.push_back(p.string());
+}
+
 // Whether the folder's tokenizer_config.json names QWenTokenizer (unreadable: no).
 static bool config_names_qwen(const fs::path& dir) {
   const fs::path p = dir / "tokenizer_config.json";
@@ -47,7 +54,10 @@ TokenizerFiles find_tokenizer(const std::string& path, bool quiet) {
   if (!fs::is_directory(p)) {
     f.main = path;
     f.files = {path};
-    if (is_tiktoken_name(p)) add_tiktoken_companions(p, f.files);
+    if (is_tiktoken_name(p))
+      add_tiktoken_companions(p, f.files);
+    else
+      add_json_companion(p, f.files);
     return f;
   }
   const fs::path json = p / "tokenizer.json", tiktoken = p / "qwen.tiktoken";
@@ -60,6 +70,7 @@ TokenizerFiles find_tokenizer(const std::string& path, bool quiet) {
   const bool use_tiktoken = has_tiktoken && (!has_json || config_names_qwen(p));
   f.main = (use_tiktoken ? tiktoken : json).string();
   if (has_json) f.files.push_back(json.string());
+  if (has_json && !has_tiktoken) add_json_companion(json, f.files);
   if (has_tiktoken) {
     f.files.push_back(tiktoken.string());
     add_tiktoken_companions(tiktoken, f.files);

@@ -10,8 +10,10 @@ namespace c3::tokenizer {
 
 struct TokenizerFiles {
   std::string main;                // the file that is read: a tokenizer.json or a qwen.tiktoken
-  std::vector<std::string> files;  // what travels with a model: main, its companions, and the
-                                   // other format's files when a folder holds both
+  std::vector<std::string> files;  // what travels with a model: main, its companions (a
+                                   // tokenizer.json's tokenizer_config.json; a qwen.tiktoken's
+                                   // and tokenization_qwen.py), and the other format's files
+                                   // when a folder holds both
   bool tiktoken() const;
 };
 

@@ -22,6 +22,12 @@ const std::vector<std::string>& c3_image_tokens() {
   return t;
 }
 
+// The flags HF's add_tokens(..., special_tokens=True) gives an added token.
+static nlohmann::json added_token_flags(const std::string& content) {
+  return {{"content", content}, {"single_word", false}, {"lstrip", false},
+          {"rstrip", false},    {"normalized", false},  {"special", true}};
+}
+
 model::Qwen2Config read_hf_config(const std::string& dir, const char* flag,
                                   const tokenizer::BpeTokenizer& tok) {
   const std::string path = (fs::path(dir) / "config.json").string();
@@ -66,16 +72,30 @@ std::string with_c3_tokens(const tokenizer::BpeTokenizer& tok, std::vector<std::
     j["added_tokens"] = nlohmann::json::array();
   int64_t id = tok.vocab_size();  // HF's len(tokenizer): one past the last id
   for (const std::string& t : missing) {
-    // The flags HF's add_tokens(..., special_tokens=True) gives an added token.
-    j["added_tokens"].push_back({{"id", id++},
-                                 {"content", t},
-                                 {"single_word", false},
-                                 {"lstrip", false},
-                                 {"rstrip", false},
-                                 {"normalized", false},
-                                 {"special", true}});
+    nlohmann::json token = {{"id", id++}};
+    token.update(added_token_flags(t));
+    j["added_tokens"].push_back(token);
   }
   *added = missing;
+  return j.dump(2) + "\n";
+}
+
+std::string config_with_added_tokens(const std::string& config, const std::string& origin,
+                                     int64_t first, const std::vector<std::string>& added) {
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(config);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON: {}", origin, std::string(e.what()).substr(0, 200));
+  }
+  C3_CHECK(j.is_object(), "{}: expected a JSON object (HF's tokenizer_config.json)", origin);
+  auto& decoder = j["added_tokens_decoder"];
+  if (decoder.is_null()) decoder = nlohmann::ordered_json::object();
+  C3_CHECK(decoder.is_object(), "{}: added_tokens_decoder is not an object", origin);
+  int64_t id = first;
+  for (const std::string& t : added) {
+    decoder[std::to_string(id++)] = nlohmann::ordered_json(added_token_flags(t));
+  }
   return j.dump(2) + "\n";
 }
 

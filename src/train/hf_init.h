@@ -24,6 +24,12 @@ model::Qwen2Config read_hf_config(const std::string& dir, const char* flag,
 // `added` gets them. Empty (and nothing added) when it has them all.
 std::string with_c3_tokens(const tokenizer::BpeTokenizer& tok, std::vector<std::string>* added);
 
+// The tokenizer_config.json text `config` (read from `origin`) with `added` (ids from `first`
+// on) in its added_tokens_decoder, as HF's save_pretrained writes it after that add_tokens; the
+// other keys are kept.
+std::string config_with_added_tokens(const std::string& config, const std::string& origin,
+                                     int64_t first, const std::vector<std::string>& added);
+
 // Loads the folder's weights (config `hf`) into `half`, whose vocabulary may be larger (the
 // tokenizer's grew): the old rows are copied, and the new rows of embed_tokens (and of an
 // untied lm_head) are the mean of the old rows. Keys of `half` the folder lacks (the decoder's Q

@@ -52,6 +52,9 @@ cascade::C3Model build_model(const ModelInit& init, TokenizerSource* tokenizer) 
     const int64_t first = tok->vocab_size();
     tok = std::make_shared<tokenizer::BpeTokenizer>(
         tokenizer::BpeTokenizer::from_json(tokenizer->grown_json, tok->origin()));
+    for (const std::string& f : tokenizer::find_tokenizer(init.tokenizer, /*quiet=*/true).files)
+      if (fs::path(f).filename() == "tokenizer_config.json")
+        tokenizer->grown_config = config_with_added_tokens(read_file(f), f, first, added);
     if (log) {
       std::fprintf(stderr, "%s\n",
                    fmt::format("c3: {} lacks {}: added as special tokens {}..{} (as HF's "
@@ -86,6 +89,8 @@ std::string write_run_tokenizer(const TokenizerSource& src, const std::string& o
   if (!src.grown_json.empty()) {
     const fs::path p = fs::path(out_dir) / "tokenizer.json";
     write_file_atomic(p, src.grown_json);
+    if (!src.grown_config.empty())
+      write_file_atomic(fs::path(out_dir) / "tokenizer_config.json", src.grown_config);
     return p.string();
   }
   const tokenizer::TokenizerFiles f = tokenizer::find_tokenizer(src.path, /*quiet=*/true);

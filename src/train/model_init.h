@@ -23,6 +23,7 @@ struct ModelInit {
 struct TokenizerSource {
   std::string path;        // tokenizer.json, qwen.tiktoken or a c3 checkpoint folder
   std::string grown_json;  // set when C3's tokens were added: the tokenizer.json to write instead
+  std::string grown_config;  // ... and the tokenizer_config.json beside it, when it had one
 };
 
 // Returns the model (fp32, CPU) and its tokenizer's source. A tokenizer lacking <img>, </img>,
