@@ -22,8 +22,9 @@ def test_a_file_from_the_cli_loads_and_decodes_in_python(small, long_text, tmp_p
     assert (mine.chunk_tokens, mine.chunk_bytes) == (lat.chunk_tokens, lat.chunk_bytes)
 
 
-def test_a_file_from_python_decodes_with_the_cli(small, long_text, tmp_path):
-    [lat] = small.compress([long_text])
+def test_a_file_from_python_decodes_with_the_cli(small, sample, tmp_path):
+    [lat] = small.compress([sample], chunk_tokens=24)
+    assert len(lat) == 3
     for dtype, want in [(None, torch.float32), ("bf16", torch.bfloat16)]:
         path = tmp_path / f"py-{dtype}.c3"
         lat.save(str(path), dtype=dtype)
