@@ -2,7 +2,6 @@
 with beam search, one chunk and several."""
 import json
 
-import c3
 from conftest import LONG, SMALL, run_cli
 
 
@@ -30,7 +29,8 @@ def test_compress_then_decompress_gives_the_texts_back(small, sample):
     lats = small.compress(texts)
     assert [len(x) for x in lats] == [1, 1]
     assert lats[0].tensor.shape == (1, small.latent_len, small.hidden_size)
-    assert lats[0].source_bytes == len(sample.encode()) and lats[0].chunk_bytes == [len(sample.encode())]
+    n = len(sample.encode())
+    assert lats[0].source_bytes == n and lats[0].chunk_bytes == [n]
     assert small.decompress(lats) == texts
     assert small.compress([]) == [] and small.decompress([]) == []
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import c3
-from conftest import SMALL, TINY
+from conftest import TINY
 
 
 def test_loading(tmp_path):

@@ -17,10 +17,12 @@ def test_encode_gives_the_golden_ids(tiny_case):
 
 
 def test_encode_batch_equals_the_cli(sample, long_text):
-    texts = [sample, long_text, "a <|im_end|> inside", "ünïcödé ✓ 日本語", "  spaces\n\nand lines "]
+    texts = [sample, long_text, "a <|im_end|> inside", "ünïcödé ✓ 日本語",
+             "  spaces\n\nand lines "]
     path = SMALL / "tokenizer.json"
     lines = "".join(json.dumps({"text": t}) + "\n" for t in texts)
-    want = [json.loads(line)["ids"] for line in run_cli("tokenize", "--tokenizer", path, stdin=lines).splitlines()]
+    out = run_cli("tokenize", "--tokenizer", path, stdin=lines)
+    want = [json.loads(line)["ids"] for line in out.splitlines()]
     tok = c3.Tokenizer.from_file(str(path))
     assert tok.encode_batch(texts) == want
     assert [tok.encode(t) for t in texts] == want
