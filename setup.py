@@ -39,9 +39,10 @@ def cmake_args() -> list:
         prefix = getattr(torch.utils, "cmake_prefix_path", None)
     except ImportError:
         prefix = None
-    prefixes = [p for p in [prefix, os.environ.get("CMAKE_PREFIX_PATH")] if p]
-    if prefixes:
-        args.append("-DCMAKE_PREFIX_PATH=" + ";".join(";".join(prefixes).split(":")))
+    if prefix:  # CMake also searches $CMAKE_PREFIX_PATH on its own
+        args.append(f"-DCMAKE_PREFIX_PATH={prefix}")
+    if os.environ.get("Torch_DIR"):
+        args.append(f"-DTorch_DIR={os.environ['Torch_DIR']}")
     return args
 
 
