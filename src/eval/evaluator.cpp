@@ -2,6 +2,7 @@
 #include "eval/evaluator.h"
 
 #include <chrono>
+#include <optional>
 
 #include "train/passage_sampler.h"
 #include "util/error.h"
@@ -11,13 +12,20 @@
 namespace c3::eval {
 
 EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::string& model_name) {
+  CorpusReader reader(opt.data);
+  EvalReport rep = evaluate(m, opt, model_name, [&](std::string& text) { return reader.next(text); });
+  for (const auto& d : opt.data) rep.data += (rep.data.empty() ? "" : ",") + d;
+  return rep;
+}
+
+EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::string& model_name,
+                    const DocumentSource& next) {
   C3_CHECK(!opt.bins.empty(), "c3 eval: no --bins given");
   C3_CHECK(opt.per_bin > 0 && opt.batch > 0, "c3 eval: --per-bin and --batch must be positive");
   const auto& tok = *m.tok;
   const int64_t L = m.model->latent_len();
   // 1. Passages per bin, in document order.
   std::vector<std::vector<train::Passage>> passages(opt.bins.size());
-  CorpusReader reader(opt.data);
   std::string text;
   int64_t doc = 0;
   auto full = [&]() {
@@ -25,7 +33,7 @@ EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::str
       if (static_cast<int64_t>(p.size()) < opt.per_bin) return false;
     return true;
   };
-  while (!full() && (opt.max_docs == 0 || doc < opt.max_docs) && reader.next(text)) {
+  while (!full() && (opt.max_docs == 0 || doc < opt.max_docs) && next(text)) {
     for (size_t b = 0; b < opt.bins.size(); ++b) {
       if (static_cast<int64_t>(passages[b].size()) >= opt.per_bin) continue;
       auto p = train::cut_passage_in_range(tok, text, opt.bins[b].lo, opt.bins[b].hi,
@@ -38,7 +46,6 @@ EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::str
   EvalReport rep;
   rep.model = model_name;
   rep.latents = L;
-  for (const auto& d : opt.data) rep.data += (rep.data.empty() ? "" : ",") + d;
   rep.meta["docs_read"] = doc;
   rep.meta["per_bin"] = opt.per_bin;
   rep.meta["no_repeat_ngram"] = opt.no_repeat_ngram;
@@ -46,7 +53,8 @@ EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::str
   rep.meta["device"] = m.model->device().str();
   int64_t total = 0;
   for (auto& p : passages) total += static_cast<int64_t>(p.size());
-  ProgressBar bar("eval", total, "passage");
+  std::optional<ProgressBar> bar;  // only when asked for: finish() prints even an idle bar
+  if (opt.progress) bar.emplace("eval", total, "passage");
   torch::NoGradGuard ng;
   int64_t done = 0;
   for (size_t b = 0; b < opt.bins.size(); ++b) {
@@ -73,12 +81,12 @@ EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::str
         st.add(s, ref.n_tokens());
       }
       done += static_cast<int64_t>(ids.size());
-      if (opt.progress) bar.set(done);
+      if (bar) bar->set(done);
     }
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rep.bins.push_back(st);
   }
-  bar.finish();
+  if (bar) bar->finish();
   return rep;
 }
 

@@ -2,6 +2,7 @@
 // and score fidelity per bin.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,11 +21,18 @@ struct EvalOptions {
   int64_t num_beams = 1;          // > 1: beam search instead of greedy
   bool token_accuracy = true;     // also teacher-forced token accuracy
   uint64_t seed = 0;
-  bool progress = true;
+  bool progress = true;           // a progress bar on stderr
 };
+
+// Puts the next document's text in `text`; false when there are no more.
+using DocumentSource = std::function<bool(std::string& text)>;
 
 // Passages are cut deterministically (seeded by document index and bin), so two runs with the
 // same options score the same text.
 EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::string& model_name);
+// The same over documents from `next` rather than the files in opt.data (the Python module's
+// texts); the report's `data` is left empty for the caller to name.
+EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::string& model_name,
+                    const DocumentSource& next);
 
 }  // namespace c3::eval

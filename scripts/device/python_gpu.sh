@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The Python module on the GPU machine (issue 20), one call on nvidia-h200: build the CLI and
+# c3._c3 against PyTorch 2.11's LibTorch (build-gpu/, -DC3_PYTHON=ON), run the pytest suite
+# there, check that `pip install .` reuses that build, and time the Python round trip against the
+# CLI's on CUDA (bench/python_roundtrip.py; the goal: within 5%). Prepare here first with
+#   bash scripts/device/bundle_deps.sh        # then carry .deps
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source scripts/device/env.sh
+export CUDACXX="${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}"
+OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
+PY="$(command -v python3)"
+"$PY" -c 'import torch, pybind11; print("torch", torch.__version__, torch.cuda.get_device_name(), "pybind11", pybind11.__version__)'
+cmake -S . -B build-gpu -G Ninja -DC3_BUILD_BENCH=OFF -DC3_BUILD_TESTS=ON -DC3_PYTHON=ON \
+  -DPython3_EXECUTABLE="$PY" > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+ninja -C build-gpu c3 _c3 > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+echo "built c3 and _c3 at ${SECONDS}s"
+echo "== pytest (CPU tests, torch $("$PY" -c 'import torch; print(torch.__version__)'))"
+PYTHONPATH=build-gpu/python C3_BIN=build-gpu/c3 "$PY" -m pytest -q -p no:cacheprovider python/tests 2>&1 | tail -15
+echo "== pip install reusing build-gpu"
+C3_BUILD_DIR=build-gpu "$PY" -m pip install -q --no-build-isolation --no-deps --no-index \
+  --target /tmp/c3pkg . > "$OUT/pip.log" 2>&1 || tail -20 "$OUT/pip.log"
+(cd /tmp && PYTHONPATH=/tmp/c3pkg "$PY" -c 'import c3; print("c3", c3.__version__, "from", c3.__file__)')
+echo "== Python round trip vs the CLI on CUDA"
+for beams in 1 4; do
+  PYTHONPATH=build-gpu/python "$PY" bench/python_roundtrip.py --c3 build-gpu/c3 --device cuda \
+    --repeats 7 --beams "$beams"
+done 2>&1 | tee "$OUT/python_roundtrip_cuda.txt"
+echo "total ${SECONDS}s"
