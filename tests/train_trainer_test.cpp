@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -143,6 +144,11 @@ std::vector<nlohmann::json> read_log(const fs::path& path, const std::string& ev
       if (j.value("event", "") == event) out.push_back(j);
     }
   return out;
+}
+
+// A clock that advances a fixed time per step: time limits become exact step counts.
+std::function<double(int64_t)> fake_clock(double seconds_per_step) {
+  return [seconds_per_step](int64_t steps) { return 1000.0 + seconds_per_step * steps; };
 }
 
 std::vector<std::string> step_folders(const fs::path& run) {
@@ -548,21 +554,23 @@ TEST(TrainerWorker, Run) {
   if (!mode) GTEST_SKIP() << "runs only as a child of the Trainer.*Gloo* tests";
   setenv("C3_NO_PROGRESS", "1", 1);
   const fs::path dir = std::getenv("C3_TRAINER_TEST_DIR");
-  const char* rank = std::getenv("RANK");
+  const std::string rank = std::getenv("RANK");
   if (std::string(mode) == "time") {
-    // Each rank gets its own time limit: the first to run out must stop both, at one step.
+    // The ranks' clocks run at different speeds (1 s and 0.5 s a step) under one 40 s limit:
+    // they must agree on the fitted schedule and stop together when rank 0's time is up.
     TrainOptions o = dist_options(dir, "time", 2);
     o.max_steps = 1000000;
-    o.max_minutes = (std::string(rank) == "0" ? 1.5 : 4.0) / 60;
+    o.clock = fake_clock(rank == "0" ? 1.0 : 0.5);
+    o.max_minutes = 40.0 / 60;
     o.fit_steps_to_time = true;
     const TrainResult r = c3::train::train(o);
-    write_file(dir / (std::string("steps") + rank + ".txt"), std::to_string(r.steps));
+    write_file(dir / ("steps" + rank + ".txt"), std::to_string(r.steps));
     return;
   }
   ASSERT_EQ(std::string(mode), "dp");
   const TrainResult r = c3::train::train(dist_options(dir, "two", 2));
   ASSERT_EQ(r.steps, 4);
-  save_params(r.model, dir / (std::string("rank") + rank + ".pt"));
+  save_params(r.model, dir / ("rank" + rank + ".pt"));
 }
 
 TEST_F(Trainer, TwoGlooProcessesMatchOneProcess) {
@@ -602,20 +610,26 @@ TEST_F(Trainer, TwoGlooProcessesMatchOneProcess) {
 }
 
 // Data parallel with --max-minutes: the ranks run on their own clocks, so they must agree on
-// the step where time is up; a rank that stopped alone would leave the other in a collective.
+// the schedule's length and on the step where time is up; a rank that stopped alone would leave
+// the other in a collective.
 TEST_F(Trainer, GlooRanksStopTogetherWhenTimeRunsOut) {
   if (!c3::train::DataParallel::available(at::kCPU)) GTEST_SKIP() << "this build has no Gloo";
   const fs::path dir = fresh_dir("dist_time");
   write_tiny_setup(dir, synthetic_docs(12));
   ASSERT_EQ(run_trainer_workers("time", dir), 0) << "a worker failed; its output is above";
   const std::string s0 = read_file(dir / "steps0.txt"), s1 = read_file(dir / "steps1.txt");
-  ASSERT_FALSE(s0.empty());
-  EXPECT_EQ(s0, s1) << "the ranks stopped at different steps";
-  EXPECT_GT(std::stoll(s0), 0);
-  // Rank 0's 1.5 s limit ended the run, long before rank 1's 4 s.
+  // The fit at step 33 (3 warm-up steps + 30): rank 0 (1 step/s, 7 s left) asks for
+  // 33 + 0.97 * 7 = 39 steps, rank 1 (2 steps/s, 23.5 s left) for 33 + 0.97 * 47 = 78; the
+  // ranks take the mean, 58. Rank 0's 40 s are up before step 41, which both skip.
+  const auto fits = read_log(dir / "time" / "train_log.jsonl", "fit_steps_to_time");
+  ASSERT_EQ(fits.size(), 1u);
+  EXPECT_EQ(fits[0]["step"], 33);
+  EXPECT_EQ(fits[0]["steps"], 58);
+  EXPECT_EQ(s0, "41");
+  EXPECT_EQ(s1, "41") << "the ranks stopped at different steps";
   const auto end = read_log(dir / "time" / "train_log.jsonl", "end");
   ASSERT_EQ(end.size(), 1u);
-  EXPECT_LT(end[0]["wall_s"].get<double>(), 3.5);
+  EXPECT_EQ(end[0]["wall_s"].get<double>(), 41.0);  // rank 0's clock
 }
 
 // ---- 5. checkpoints: keep the last K; a crashed write is ignored on resume --------------------
@@ -680,33 +694,49 @@ TEST_F(Trainer, LogHasTheMonitoringFields) {
 
 // ---- 7. --fit-steps-to-time: the cosine schedule ends when the time does ----------------------
 
+// One process, --max-minutes alone: the run stops (and saves) at the first step boundary past
+// the limit, whatever the machine's speed.
+TEST_F(Trainer, StopsAndSavesWhenTimeRunsOut) {
+  const fs::path dir = fresh_dir("max_minutes");
+  write_tiny_setup(dir, synthetic_docs(6));
+  TrainOptions o = tiny_options(dir, "run");
+  o.lengths = "fixed:16";
+  o.max_steps = 1000;
+  o.clock = fake_clock(1.0);
+  o.max_minutes = 10.5 / 60;
+  const TrainResult r = c3::train::train(o);
+  EXPECT_EQ(r.steps, 11);
+  EXPECT_EQ(fs::path(r.last_checkpoint).filename(), "step-0000011");
+  const auto end = read_log(fs::path(o.out_dir) / "train_log.jsonl", "end");
+  ASSERT_EQ(end.size(), 1u);
+  EXPECT_EQ(end[0]["wall_s"].get<double>(), 11.0);
+  EXPECT_TRUE(read_log(fs::path(o.out_dir) / "train_log.jsonl", "fit_steps_to_time").empty());
+}
+
+// With a fake clock whose steps slow from 1 s to 2 s after step 50 (as a growing curriculum
+// slows them), under a 240 s limit. The first fit, at step 33 (3 warm-up steps + 30), sees
+// 1 step/s and 207 s left: 33 + 0.97 * 207 = 233 steps. The refit 100 steps later sees
+// 100 steps in 183 s and 24 s left: 133 + 0.97 * 24 * 100 / 183 = 145, which ends at 240 s.
 TEST_F(Trainer, FitsTheScheduleToTheTimeLimit) {
   const fs::path dir = fresh_dir("fit_time");
   write_tiny_setup(dir, synthetic_docs(6));
   TrainOptions o = tiny_options(dir, "run");
-  o.lengths = "fixed:16";
+  o.lengths = "fixed:8";
   o.warmup_steps = 5;
-  // The time limit is set from this machine's step time (ASan and a busy box are slow): about
-  // 120 steps' worth, so the first fit (step 33) and several refits happen.
-  TrainOptions probe = o;
-  probe.out_dir = (dir / "probe").string();
-  probe.max_steps = 8;
-  c3::train::train(probe);
-  const double step_s =
-      read_log(fs::path(probe.out_dir) / "train_log.jsonl", "step").back()["elapsed_s"].get<double>() / 8;
   o.max_steps = 1000000;  // far more than fits in the time
-  o.max_minutes = 120 * step_s / 60;
+  o.clock = [](int64_t steps) { return 7.0 + steps + std::max<int64_t>(0, steps - 50); };
+  o.max_minutes = 4;
   o.fit_steps_to_time = true;
   const TrainResult r = c3::train::train(o);
   const fs::path log = fs::path(o.out_dir) / "train_log.jsonl";
   auto fits = read_log(log, "fit_steps_to_time");
-  ASSERT_GE(fits.size(), 1u) << "no fit_steps_to_time event in " << log;
-  const int64_t fitted = fits.back()["steps"].get<int64_t>();
-  for (const auto& f : fits) {
-    EXPECT_GT(f["steps"].get<int64_t>(), f["step"].get<int64_t>());
-    EXPECT_LT(f["steps"].get<int64_t>(), o.max_steps);
-  }
-  EXPECT_LE(r.steps, fitted);
+  ASSERT_EQ(fits.size(), 2u) << "expected a fit and a refit in " << log;
+  EXPECT_EQ(fits[0]["step"], 33);
+  EXPECT_EQ(fits[0]["steps"], 233);
+  EXPECT_EQ(fits[1]["step"], 133);
+  EXPECT_EQ(fits[1]["steps"], 145);
+  const int64_t fitted = 145;
+  EXPECT_EQ(r.steps, fitted);
   // Every logged lr follows the schedule of the latest fit before its step: a fit made in the
   // loop at step k sets the lr from step k + 1 on, logged as step k + 2.
   int checked = 0;
@@ -720,18 +750,15 @@ TEST_F(Trainer, FitsTheScheduleToTheTimeLimit) {
     EXPECT_DOUBLE_EQ(s["lr"].get<double>(), schedule.at(step - 1)) << "step " << step;
     ++checked;
   }
-  EXPECT_GT(checked, 0) << "no step logged after the fit";
-  if (r.steps == fitted) {
-    // The run ended on the fitted schedule's last step, so its lr is one cosine step above the
-    // floor. (A fixed tolerance fails on a slow box, where the fit is short and that step large.)
-    const auto last = read_log(log, "step").back();
-    EXPECT_EQ(last["step"].get<int64_t>(), fitted);
-    const double floor_lr = o.lr * o.min_lr_ratio;
-    const double decay_steps = static_cast<double>(fitted - o.warmup_steps);
-    const double one_step_above = (o.lr - floor_lr) * (1 - std::cos(M_PI / decay_steps)) / 2;
-    EXPECT_GE(last["lr"].get<double>(), floor_lr);
-    EXPECT_LE(last["lr"].get<double>(), floor_lr + one_step_above * (1 + 1e-9));
-  }
+  EXPECT_EQ(checked, fitted - 34);  // every step from 35 on
+  // The run ended on the fitted schedule's last step, so its lr is one cosine step above the
+  // floor.
+  const auto last = read_log(log, "step").back();
+  EXPECT_EQ(last["step"].get<int64_t>(), fitted);
+  const double floor_lr = o.lr * o.min_lr_ratio;
+  const double decay_steps = static_cast<double>(fitted - o.warmup_steps);
+  const double one_step_above = (o.lr - floor_lr) * (1 - std::cos(M_PI / decay_steps)) / 2;
+  EXPECT_NEAR(last["lr"].get<double>(), floor_lr + one_step_above, 1e-12);
 }
 
 }  // namespace

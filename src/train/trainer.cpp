@@ -37,8 +37,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
+// The run's clock: opt.clock when set (a test's fake), else steady_clock's seconds.
+std::function<double(int64_t)> run_clock(const TrainOptions& opt) {
+  if (opt.clock) return opt.clock;
+  return [](int64_t) { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); };
 }
 
 std::set<std::string> split_set(const std::string& s) {
@@ -421,7 +423,8 @@ TrainResult train(const TrainOptions& opt) {
   TrainResult res;
   ProgressBar bar("train", opt.max_steps, "step");
   bar.set(step);
-  const auto t_start = Clock::now();
+  const auto clock = run_clock(opt);
+  const double t_start = clock(step);
   double timed_seconds = 0, timed_flops = 0;
   int64_t timed_tokens = 0;
   const char* prof_env = std::getenv("C3_TRAIN_PROFILE");
@@ -436,23 +439,23 @@ TrainResult train(const TrainOptions& opt) {
   int64_t last_step = opt.max_steps;
   const bool fit_to_time = opt.fit_steps_to_time && opt.max_minutes > 0;
   const int64_t fit_step = warm_steps + 30, kRefit = 100;
-  auto t_fit = Clock::now();
+  double t_fit = t_start;
   int64_t fit_from = warm_steps;
   while (step < last_step) {
-    const bool out_of_time = opt.max_minutes > 0 && seconds_since(t_start) > opt.max_minutes * 60;
+    const double t_step = clock(step);  // also the time the steps so far took
+    const bool out_of_time = opt.max_minutes > 0 && t_step - t_start > opt.max_minutes * 60;
     if (out_of_time && !dp) break;
     if (opt.stop_at_step > 0 && step >= opt.stop_at_step) break;
-    if (step == warm_steps) t_fit = Clock::now();
+    if (step == warm_steps) t_fit = t_step;
     const bool fit_now = fit_to_time && step >= fit_step && (step - fit_step) % kRefit == 0;
     double fitted_steps = 0;  // this rank's estimate, at fit steps only
     if (fit_now) {
-      const double rate = (step - fit_from) / std::max(1e-3, seconds_since(t_fit));
-      const double left = opt.max_minutes * 60 - seconds_since(t_start);
+      const double rate = (step - fit_from) / std::max(1e-3, t_step - t_fit);
+      const double left = opt.max_minutes * 60 - (t_step - t_start);
       fitted_steps = step + rate * left * 0.97;  // 3%: the last validation and save
-      t_fit = Clock::now();
+      t_fit = t_step;
       fit_from = step;
     }
-    const auto t_step = Clock::now();
     if (trace_path && rank0 && step == warm_steps) trace.start();
     if (trace.running() && step == warm_steps + 3) trace.stop(trace_path);
     const double lr = schedule.at(step);
@@ -572,7 +575,8 @@ TrainResult train(const TrainOptions& opt) {
     ++step;
     const int64_t world_tokens = world_text;
     tokens_seen += world_tokens;
-    const double dt = seconds_since(t_step);
+    const double t_done = clock(step);
+    const double dt = t_done - t_step;
     if (step > warm_steps) {
       timed_seconds += dt;
       timed_tokens += world_tokens;
@@ -597,7 +601,7 @@ TrainResult train(const TrainOptions& opt) {
                    {"tokens_seen", tokens_seen}, {"curriculum_len", cur_len},
                    {"input_noise", opt.input_noise * noise_scale},
                    {"self_feed", opt.self_feed * noise_scale},
-                   {"elapsed_s", seconds_since(t_start)}});
+                   {"elapsed_s", t_done - t_start}});
       }
       bar.set_postfix(fmt::format("loss {:.3f} len {} {:.0f} tok/s", step_loss, cur_len, tps));
       if (opt.progress) bar.set(step);
@@ -622,7 +626,7 @@ TrainResult train(const TrainOptions& opt) {
     }
     log->write({{"event", "end"}, {"step", step}, {"loss", res.final_loss},
                {"tokens_per_sec", res.tokens_per_sec}, {"mfu", res.mfu},
-               {"wall_s", seconds_since(t_start)}, {"checkpoint", last_ckpt}});
+               {"wall_s", clock(step) - t_start}, {"checkpoint", last_ckpt}});
     if (opt.plot_losses) {
       try {
         opt.plot_losses(log_path, (fs::path(opt.out_dir) / "loss.png").string());

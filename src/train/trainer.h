@@ -75,6 +75,11 @@ struct TrainOptions {
   int64_t log_every = 10;
   bool progress = true;
 
+  // Seconds on a monotonic clock, read at step boundaries and given the steps done so far. Empty:
+  // std::chrono::steady_clock. It drives --max-minutes, --fit-steps-to-time and the logged times,
+  // so a test can pass a fake one (a fixed time per step) and get exact results on any machine.
+  std::function<double(int64_t steps_done)> clock;
+
   // Injected by the CLI from the eval layer (train may not depend on eval).
   std::function<double(const std::string& pred, const std::string& ref)> char_precision;
   std::function<void(const std::string& log_jsonl, const std::string& png)> plot_losses;
