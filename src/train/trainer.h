@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "train/model_init.h"
+#include "train/run_folder.h"  // latest_checkpoint()
 
 namespace c3::train {
 
@@ -99,8 +100,5 @@ TrainResult train(const TrainOptions& opt);
 // The factor on --input-noise and --self-feed at `step` of `total_steps`: 1 when decay_fraction
 // is 0, else 1 - step / (decay_fraction * total_steps), at least 0.
 double input_noise_scale(int64_t step, int64_t total_steps, double decay_fraction);
-
-// The newest complete checkpoint under a run folder ("" when none).
-std::string latest_checkpoint(const std::string& run_dir);
 
 }  // namespace c3::train
