@@ -156,7 +156,7 @@ int64_t check_checkpoint(const fs::path& ckpt) {
       EXPECT_TRUE(torch::isfinite(p).all().item<bool>()) << ckpt;
     // The optimizer state's format belongs to the trainer: here it must only be there; the
     // resumes below (bit for bit against an uninterrupted run at the end) read it.
-    EXPECT_GT(fs::file_size(ckpt / "optimizer.pt"), 0u) << ckpt;
+    EXPECT_GT(fs::file_size(ckpt / "optimizer" / "state-000000000000.safetensors"), 0u) << ckpt;
   } catch (const std::exception& e) {
     ADD_FAILURE() << ckpt << " does not load: " << e.what();
   }

@@ -2,6 +2,7 @@
 #include "train/train_run.h"
 
 #include <torch/torch.h>
+#include <sys/resource.h>
 #include <torch/version.h>
 
 #include <chrono>
@@ -107,13 +108,17 @@ void TrainRun::set_up_model(const TrainOptions& opt) {
   model_->encoder->model->activation_checkpointing = opt.activation_checkpointing;
   model_->decoder->model->activation_checkpointing = opt.activation_checkpointing;
   if (env_.is_distributed()) {
-    dp_ = std::make_unique<DataParallel>(env_, device_);
+    DataParallelOptions o;
+    o.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(opt.bucket_mb * (1 << 20)));
+    dp_ = std::make_unique<DataParallel>(env_, device_, o);
     dp_->broadcast_parameters(*model_);
   }
 
   params_ = param_groups(model_, opt.freeze, opt.decay_embeddings);
-  optimizer_ = std::make_unique<AdamW>(params_.decay, params_.no_decay, opt.weight_decay,
-                                       AdamWConfig{opt.beta1, opt.beta2, opt.eps});
+  optimizer_ = std::make_unique<ShardedAdamW>(params_, opt.weight_decay,
+                                              AdamWConfig{opt.beta1, opt.beta2, opt.eps}, opt.zero,
+                                              dp_.get());
+  zero_ = optimizer_->stage();
   // DDP's overlap: each gradient bucket's all-reduce starts while backward still runs. Not with
   // activation checkpointing, whose recomputation can deliver a parameter's grad twice.
   overlap_ = dp_ && opt.overlap_allreduce && !opt.activation_checkpointing;
@@ -147,7 +152,7 @@ void TrainRun::resume() {
   cur_len_ = st.required<int64_t>("curriculum_len");
   smooth_loss_ = st.required<double>("smooth_loss");
   loader_->restore(st.json().at("data"));
-  optimizer_->load((fs::path(resume_dir_) / "optimizer.pt").string());
+  optimizer_->load(resume_dir_);
 }
 
 void TrainRun::write_start_record() {
@@ -165,7 +170,8 @@ void TrainRun::write_start_record() {
                {"lr", o.lr}, {"steps", o.max_steps}, {"aux_lm_weight", o.aux_lm_weight},
                {"input_noise", o.input_noise}, {"self_feed", o.self_feed},
                {"input_noise_decay", o.input_noise_decay},
-               {"curriculum_start", o.curriculum_start}, {"seed", o.seed}});
+               {"curriculum_start", o.curriculum_start}, {"seed", o.seed}, {"zero", zero_},
+               {"optimizer_state_bytes", optimizer_->state_bytes()}});
   std::fprintf(stderr, "c3 train: %s, %lld params, device %s x%d, %s\n", TORCH_VERSION,
                static_cast<long long>(count_parameters(*model_)), device_.str().c_str(),
                env_.world_size, bf16_ ? "bf16 autocast" : "fp32");
@@ -272,8 +278,7 @@ bool TrainRun::agree_across_ranks(StepBatch& b, bool late, std::optional<double>
 
 StepStats TrainRun::train_step(const StepBatch& b) {
   at::Tensor loss_sum, correct_sum;  // this rank's share of the step's mean loss; its hits
-  forward_backward(b, loss_sum, correct_sum);
-  sync_gradients();
+  forward_backward(b, loss_sum, correct_sum);  // and the gradient sync
   StepStats s;
   s.grad_norm = optimizer_->step(b.lr, opt_.grad_clip);
   optimizer_->zero_grad();
@@ -297,13 +302,20 @@ StepStats TrainRun::train_step(const StepBatch& b) {
 // Loss and accuracy stay on the device until the step's end: no host sync per micro-batch.
 void TrainRun::forward_backward(const StepBatch& b, at::Tensor& loss_sum, at::Tensor& correct_sum) {
   const double W = env_.world_size;
+  // Gradients sync once per step, after the last micro-batch (syncing each would multiply the
+  // communication by grad_accum for the same result) ... or, with ZeRO-2, after every one: each
+  // backward's gradients go straight into their shards, so no full gradient outlives it. Every
+  // rank syncs at the same micro-batches, with zeros where it has no passages.
+  const bool sync_each = zero_ == 2;
   int64_t last_nonempty = -1;
   for (size_t k = 0; k < b.micro_ids.size(); ++k)
     if (!b.micro_ids[k].empty()) last_nonempty = static_cast<int64_t>(k);
-  if (overlap_ && last_nonempty < 0) dp_->arm_overlap();  // no grads here: zeros to the others
   for (size_t k = 0; k < b.micro_ids.size(); ++k) {
     const auto& ids = b.micro_ids[k];
-    if (ids.empty()) continue;  // an undefined grad counts as zeros in the all-reduce
+    if (ids.empty()) {  // an undefined grad counts as zeros in the sync
+      if (sync_each) sync_gradients(/*armed=*/false);
+      continue;
+    }
     at::Tensor loss;
     {
       compat::AutocastGuard ac(bf16_, device_);
@@ -322,16 +334,20 @@ void TrainRun::forward_backward(const StepBatch& b, at::Tensor& loss_sum, at::Te
       correct_sum = correct_sum.defined() ? correct_sum + out.n_correct : out.n_correct;
     }
     phases_->mark("forward");
-    if (overlap_ && static_cast<int64_t>(k) == last_nonempty) dp_->arm_overlap();
+    const bool sync_here = sync_each || static_cast<int64_t>(k) == last_nonempty;
+    if (overlap_ && sync_here) dp_->arm_overlap();
     loss.backward();
     phases_->mark("backward");
+    if (sync_each) sync_gradients(/*armed=*/true);
   }
+  if (!sync_each) sync_gradients(/*armed=*/last_nonempty >= 0);
 }
 
-// Gradients are synchronised once per optimizer step, after the last micro-batch: syncing
-// every micro-batch would multiply communication by grad_accum for the same result.
-void TrainRun::sync_gradients() {
+// Overlapped: the armed backward has sent most buckets already; finish_gradients() sends the
+// rest and waits (arming first when no backward ran, so that zeros go to the others).
+void TrainRun::sync_gradients(bool armed) {
   if (overlap_) {
+    if (!armed) dp_->arm_overlap();
     dp_->finish_gradients();
   } else if (dp_) {
     dp_->allreduce_gradients(params_.all);
@@ -399,14 +415,22 @@ void TrainRun::validate() {
 
 // ---- checkpoint ----------------------------------------------------------------------------
 
-// Written into a temp folder, fsynced, then renamed into place (run_folder.h).
+// Written into a temp folder, fsynced, then renamed into place (run_folder.h). With sharded
+// optimizer state every rank writes its part into the folder before rank 0 renames it.
 void TrainRun::save() {
-  if (!rank0_ || step_ == saved_step_) return;
+  const bool sharded = zero_ > 0;
+  if ((!rank0_ && !sharded) || step_ == saved_step_) return;
   const fs::path final_dir = step_dir(opt_.out_dir, step_);
   const fs::path tmp = fs::path(opt_.out_dir) / (".tmp-" + final_dir.filename().string());
-  c3::remove_tree(tmp);
-  cascade::save_c3(model_, tok_path_, tmp.string(), at::kFloat);
-  optimizer_->save((tmp / "optimizer.pt").string());
+  if (rank0_) {
+    c3::remove_tree(tmp);
+    cascade::save_c3(model_, tok_path_, tmp.string(), at::kFloat);
+  }
+  if (sharded) dp_->barrier();  // the folder exists before the others write into it
+  write_checkpoint_files(tmp.string(), optimizer_->snapshot(), 1);
+  if (sharded) dp_->barrier();  // every rank's part is on disk
+  saved_step_ = step_;
+  if (!rank0_) return;
   nlohmann::json st = {{"step", step_}, {"tokens_seen", tokens_seen_},
                        {"curriculum_len", cur_len_}, {"smooth_loss", smooth_loss_},
                        {"data", loader_->state()}, {"seed", opt_.seed}};
@@ -415,7 +439,6 @@ void TrainRun::save() {
   publish_checkpoint(tmp, final_dir, opt_.out_dir);
   prune_checkpoints(opt_.out_dir, std::max<int64_t>(1, opt_.keep_last));
   last_ckpt_ = final_dir.string();
-  saved_step_ = step_;
 }
 
 // ---- the end -------------------------------------------------------------------------------
@@ -428,6 +451,14 @@ TrainResult TrainRun::finish() {
   res_.steps = step_;
   res_.last_checkpoint = last_ckpt_;
   res_.model = model_;
+  if (phases_->on()) {
+    // Each rank's optimizer memory (with --zero it differs from rank to rank) and peak RSS.
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    std::fprintf(stderr, "c3 train: rank %d: optimizer state %.1f MB, gradients %.1f MB, peak RSS %.1f MB\n",
+                 env_.rank, optimizer_->state_bytes() / 1e6, optimizer_->gradient_bytes() / 1e6,
+                 ru.ru_maxrss / 1e3);
+  }
   if (!rank0_) return res_;
   if (phases_->on()) {
     log_->write(phases_->report());

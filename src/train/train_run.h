@@ -11,13 +11,13 @@
 
 #include "c3/c3_model.h"
 #include "model/kernel_trace.h"
-#include "train/adamw.h"
 #include "train/data_loader.h"
 #include "train/distributed.h"
 #include "train/flop_model.h"
 #include "train/lr_schedule.h"
 #include "train/param_groups.h"
 #include "train/phase_timer.h"
+#include "train/sharded_adamw.h"
 #include "train/trainer.h"
 #include "train/validation.h"
 #include "util/jsonl_log.h"
@@ -64,11 +64,12 @@ class TrainRun {
   // The next step's passages, or nothing when the run must stop first (its time is up on some
   // rank, or --stop-at-step). With --fit-steps-to-time it may also move last_step().
   std::optional<StepBatch> next_batch();
-  // Forward and backward over the micro-batches, gradient sync, AdamW; advances step().
+  // Forward and backward over the micro-batches, gradient sync, AdamW (sharded with --zero);
+  // advances step().
   StepStats train_step(const StepBatch& batch);
   void log_step(const StepStats& stats);  // the step record (every --log-every), progress bar
   void validate();                        // rank 0, when there are valid passages
-  void save();                            // rank 0: a checkpoint of the current step
+  void save();  // a checkpoint of the current step (rank 0; every rank its optimizer shard)
   TrainResult finish();                   // the last validation and checkpoint, the end record
 
  private:
@@ -81,7 +82,7 @@ class TrainRun {
   void gather_micro_batches(StepBatch& b);
   bool agree_across_ranks(StepBatch& b, bool late, std::optional<double> fitted);
   void forward_backward(const StepBatch& b, at::Tensor& loss_sum, at::Tensor& correct_sum);
-  void sync_gradients();
+  void sync_gradients(bool armed);
   void advance(const StepBatch& b, StepStats& s);  // counters, timing, curriculum
 
   const TrainOptions& opt_;
@@ -92,7 +93,8 @@ class TrainRun {
   cascade::C3Model model_{nullptr};
   std::unique_ptr<DataParallel> dp_;
   ParamGroups params_;
-  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<ShardedAdamW> optimizer_;
+  int zero_ = 0;  // the ZeRO stage in force (0 with one process)
   bool overlap_ = false;
   LrSchedule schedule_;
   LengthDist dist_;

@@ -63,6 +63,10 @@ struct TrainOptions {
   bool bf16 = true;            // bf16 autocast with fp32 master weights (CUDA only)
   bool activation_checkpointing = false;
   bool overlap_allreduce = true;  // data-parallel: all-reduce gradient buckets during backward
+  // Data-parallel: ZeRO stage. 1 shards AdamW's state across the ranks, 2 its gradients too
+  // (sharded_adamw.h); 0 keeps everything on every rank.
+  int zero = 0;
+  double bucket_mb = 25;  // data-parallel: gradient bucket size (PyTorch DDP's bucket_cap_mb)
   uint64_t seed = 0;
   std::string device = "cpu";
   double peak_tflops = 989.0;  // for MFU (H100 SXM dense bf16)
