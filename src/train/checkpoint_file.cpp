@@ -121,14 +121,17 @@ int64_t CheckpointFile::data_bytes() const {
 }
 
 at::Tensor host_copy(const at::Tensor& t) {
-  at::Tensor c = at::empty(t.sizes(), t.options().device(at::kCPU).requires_grad(false));
-  c.copy_(t.detach());
+  // From a GPU: into pinned memory (LibTorch's host allocator keeps it for the next checkpoint),
+  // asynchronously; the caller synchronises once after all the copies.
+  const bool gpu = t.is_cuda();
+  at::Tensor c = at::empty(t.sizes(), t.options().device(at::kCPU).requires_grad(false).pinned_memory(gpu));
+  c.copy_(t.detach(), /*non_blocking=*/gpu);
   return c;
 }
 
 void write_checkpoint_files(const std::string& dir, const std::vector<CheckpointFile>& files,
                             int threads) {
-  std::set<fs::path> dirs = {fs::path(dir)};
+  std::set<fs::path> dirs;
   std::vector<std::string> paths;
   std::vector<int> fds(files.size(), -1);
   std::vector<std::string> heads(files.size());
@@ -140,9 +143,13 @@ void write_checkpoint_files(const std::string& dir, const std::vector<Checkpoint
   try {
     for (size_t i = 0; i < files.size(); ++i) {
       const CheckpointFile& f = files[i];
-      const fs::path path = fs::path(dir) / f.name;
+      const fs::path path = (fs::path(dir) / f.name).lexically_normal();
       paths.push_back(path.string());
-      if (dirs.insert(path.parent_path()).second) fs::create_directories(path.parent_path());
+      if (dirs.insert(path.parent_path()).second) {
+        std::error_code ec;
+        fs::create_directories(path.parent_path(), ec);
+        if (ec) fail("cannot write checkpoint file '{}': {}", path.string(), ec.message());
+      }
       fds[i] = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       if (fds[i] < 0)
         fail("cannot write checkpoint file '{}': {}", path.string(), std::strerror(errno));
@@ -183,6 +190,7 @@ void write_checkpoint_files(const std::string& dir, const std::vector<Checkpoint
     fds[i] = -1;
   }
   for (const auto& d : dirs) fsync_dir(d);
+  fsync_dir(fs::path(dir).lexically_normal().parent_path());  // a folder created here
 }
 
 }  // namespace c3::train

@@ -30,9 +30,10 @@ struct CheckpointFile {
 };
 
 // A host copy of `t` in its dtype: the snapshot a checkpoint writes while training changes `t`.
+// A copy from a GPU is asynchronous: synchronise the device before writing it.
 at::Tensor host_copy(const at::Tensor& t);
 
-// Writes `files` into the existing folder `dir` (sub-folders are created), each fsynced, the
+// Writes `files` into the folder `dir` (created if need be, sub-folders too), each fsynced, the
 // folders too, with up to `threads` threads. Throws c3::Error naming the file on any failure.
 // Safetensors files get exactly the bytes io::save_safetensors would write.
 void write_checkpoint_files(const std::string& dir, const std::vector<CheckpointFile>& files,

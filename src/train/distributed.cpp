@@ -216,6 +216,9 @@ struct DataParallel::Impl {
   DataParallelOptions opt;
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<CommBackend> pg;
+  // set_flag / wait_flags: a second client connection, made on first use.
+  std::mutex side_mu;
+  c10::intrusive_ptr<c10d::Store> side_store;
 #ifdef C3_DIST_NCCL
   c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
 #endif
@@ -417,6 +420,28 @@ struct DataParallel::Impl {
   }
 };
 
+// The job's TCPStore. Under torchrun (2.x) its agent already serves MASTER_PORT, so every rank
+// is a client there, under a per-restart prefix, as torch.distributed does; else rank 0's first
+// connection serves it and waits for the others.
+static c10::intrusive_ptr<c10d::Store> connect_store(const DistEnv& env, std::chrono::milliseconds timeout,
+                                                     bool first) {
+  const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  const bool use_agent = agent_store && std::string(agent_store) == "True";
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<uint16_t>(env.master_port);
+  so.isServer = first && env.rank == 0 && !use_agent;
+  if (first) so.numWorkers = static_cast<std::size_t>(env.world_size);
+  so.waitWorkers = first && !use_agent;
+  so.timeout = timeout;
+  c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  if (use_agent) {
+    const char* restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
+    store = c10::make_intrusive<c10d::PrefixStore>(
+        fmt::format("/worker/attempt_{}", restart ? restart : "0"), store);
+  }
+  return store;
+}
+
 DataParallel::DataParallel(const DistEnv& env, at::Device device, DataParallelOptions options)
     : impl_(std::make_unique<Impl>(env, device, options)) {
   C3_CHECK(env.world_size >= 1 && env.rank >= 0 && env.rank < env.world_size,
@@ -446,23 +471,8 @@ DataParallel::DataParallel(const DistEnv& env, at::Device device, DataParallelOp
 #endif
 
   // Rendezvous: rank 0 serves the store; the constructor returns once all ranks have joined.
-  // Under torchrun (2.x) its agent already serves MASTER_PORT, so every rank is a client there,
-  // under a per-restart prefix, as torch.distributed does.
-  const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
-  const bool use_agent = agent_store && std::string(agent_store) == "True";
-  c10d::TCPStoreOptions so;
-  so.port = static_cast<uint16_t>(env.master_port);
-  so.isServer = env.rank == 0 && !use_agent;
-  so.numWorkers = static_cast<std::size_t>(env.world_size);
-  so.waitWorkers = !use_agent;
-  so.timeout = options.timeout;
   try {
-    impl_->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
-    if (use_agent) {
-      const char* restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
-      impl_->store = c10::make_intrusive<c10d::PrefixStore>(
-          fmt::format("/worker/attempt_{}", restart ? restart : "0"), impl_->store);
-    }
+    impl_->store = connect_store(env, options.timeout, /*first=*/true);
   } catch (const std::exception& e) {
     fail(
         "rank {}: rendezvous at MASTER_ADDR={} MASTER_PORT={} failed: {}. HINT: start every rank "
@@ -705,6 +715,29 @@ void DataParallel::finish_gradients() {
   std::fill(s.ready.begin(), s.ready.end(), 0);
   s.next_launch = 0;
   s.armed = false;
+}
+
+// ---- flags for background threads --------------------------------------------------------
+
+void DataParallel::set_flag(const std::string& key) {
+  if (!impl_->pg) return;
+  std::lock_guard<std::mutex> lock(impl_->side_mu);
+  if (!impl_->side_store) impl_->side_store = connect_store(impl_->env, impl_->opt.timeout, false);
+  impl_->side_store->set("c3/flag/" + key, std::vector<uint8_t>{1});
+}
+
+void DataParallel::wait_flags(const std::vector<std::string>& keys) {
+  if (!impl_->pg || keys.empty()) return;
+  std::lock_guard<std::mutex> lock(impl_->side_mu);
+  if (!impl_->side_store) impl_->side_store = connect_store(impl_->env, impl_->opt.timeout, false);
+  std::vector<std::string> full;
+  for (const auto& k : keys) full.push_back("c3/flag/" + k);
+  try {
+    impl_->side_store->wait(full, impl_->opt.timeout);
+  } catch (const std::exception& e) {
+    fail("rank {}: waited {} min for the other ranks ({} ...): {}. HINT: another rank failed; "
+         "its output says why", rank(), impl_->opt.timeout.count() / 60000, keys.front(), e.what());
+  }
 }
 
 // ---- ZeRO ------------------------------------------------------------------------------------

@@ -110,6 +110,13 @@ class DataParallel {
   // zero_shard_gradient() (a collective).
   std::vector<char> shard_gradient_flags();
 
+  // Flags between ranks for threads beside the training loop (a background checkpoint writer):
+  // set_flag(key) marks `key` in the job's store, wait_flags(keys) blocks until every key is
+  // marked (a c3::Error after the timeout). They use a store connection of their own, so they
+  // never wait behind the training loop's collectives. No-ops with one process.
+  void set_flag(const std::string& key);
+  void wait_flags(const std::vector<std::string>& keys);
+
   // Copies each rank's shard of `layout`'s parameters into every other rank's parameters, in
   // rounds of bucket_bytes per rank (ZeRO's parameter all-gather after the sharded update).
   void allgather_shards(const ShardLayout& layout);

@@ -12,6 +12,7 @@
 #include "io/hf_config.h"
 #include "io/torch_compat.h"
 #include "train/aux_lm_loss.h"
+#include "train/model_files.h"
 #include "train/model_init.h"
 #include "train/run_folder.h"
 #include "util/atomic_file.h"
@@ -76,6 +77,13 @@ TrainRun::TrainRun(const TrainOptions& opt)
     saved_step_ = step_;
     last_ckpt_ = step_dir(opt.out_dir, step_).string();
   }
+
+  CheckpointWriterOptions w;
+  w.run_dir = opt.out_dir;
+  w.keep_last = opt.keep_last;
+  w.threads = opt.checkpoint_threads;
+  w.background = opt.background_checkpoints;
+  writer_ = std::make_unique<CheckpointWriter>(w, env_.rank, dp_.get());
 
   bar_ = std::make_unique<ProgressBar>("train", opt.max_steps, "step");
   bar_->set(step_);
@@ -415,30 +423,38 @@ void TrainRun::validate() {
 
 // ---- checkpoint ----------------------------------------------------------------------------
 
-// Written into a temp folder, fsynced, then renamed into place (run_folder.h). With sharded
-// optimizer state every rank writes its part into the folder before rank 0 renames it.
+// Host copies of the weights, the optimizer state and the trainer state, handed to the writer
+// (checkpoint_writer.h), which writes them while training goes on. With sharded optimizer state
+// every rank writes its part into the same folder.
 void TrainRun::save() {
-  const bool sharded = zero_ > 0;
-  if ((!rank0_ && !sharded) || step_ == saved_step_) return;
-  const fs::path final_dir = step_dir(opt_.out_dir, step_);
-  const fs::path tmp = fs::path(opt_.out_dir) / (".tmp-" + final_dir.filename().string());
+  const int writers = zero_ > 0 ? env_.world_size : 1;
+  if ((!rank0_ && writers == 1) || step_ == saved_step_) return;
+  wait_for_checkpoint();
+  const auto t0 = std::chrono::steady_clock::now();
+  if (rank0_) c3::remove_tree(writer_->temp_dir(step_));  // a killed run's leftovers
+  if (writers > 1) dp_->barrier();  // no rank writes into the folder before it is clear
+  std::vector<CheckpointFile> files = optimizer_->snapshot();
   if (rank0_) {
-    c3::remove_tree(tmp);
-    cascade::save_c3(model_, tok_path_, tmp.string(), at::kFloat);
+    for (auto& f : model_files(model_, tok_path_, at::kFloat)) files.push_back(std::move(f));
+    const nlohmann::json st = {{"step", step_}, {"tokens_seen", tokens_seen_},
+                               {"curriculum_len", cur_len_}, {"smooth_loss", smooth_loss_},
+                               {"data", loader_->state()}, {"seed", opt_.seed}};
+    files.push_back({"trainer_state.json", {}, {}, st.dump(2) + "\n"});
   }
-  if (sharded) dp_->barrier();  // the folder exists before the others write into it
-  write_checkpoint_files(tmp.string(), optimizer_->snapshot(), 1);
-  if (sharded) dp_->barrier();  // every rank's part is on disk
+  if (device_.is_cuda()) torch::cuda::synchronize();  // the host copies are complete
+  snapshot_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  writer_->write(step_, std::move(files), writers);
   saved_step_ = step_;
-  if (!rank0_) return;
-  nlohmann::json st = {{"step", step_}, {"tokens_seen", tokens_seen_},
-                       {"curriculum_len", cur_len_}, {"smooth_loss", smooth_loss_},
-                       {"data", loader_->state()}, {"seed", opt_.seed}};
-  io::save_json((tmp / "trainer_state.json").string(), st);
-  fsync_dir(tmp);
-  publish_checkpoint(tmp, final_dir, opt_.out_dir);
-  prune_checkpoints(opt_.out_dir, std::max<int64_t>(1, opt_.keep_last));
-  last_ckpt_ = final_dir.string();
+}
+
+void TrainRun::wait_for_checkpoint() {
+  writer_->wait();
+  const CheckpointTiming& t = writer_->last_timing();
+  if (!rank0_ || t.step < 0 || t.step == logged_ckpt_) return;
+  log_->write({{"event", "checkpoint"}, {"step", t.step}, {"bytes_rank0", t.bytes},
+               {"snapshot_s", snapshot_s_}, {"write_s", t.write_s}, {"total_s", t.total_s}});
+  logged_ckpt_ = t.step;
+  last_ckpt_ = writer_->last_checkpoint();
 }
 
 // ---- the end -------------------------------------------------------------------------------
@@ -447,6 +463,7 @@ TrainResult TrainRun::finish() {
   bar_->finish();
   validate();
   save();
+  wait_for_checkpoint();
   if (dp_) dp_->barrier();
   res_.steps = step_;
   res_.last_checkpoint = last_ckpt_;

@@ -11,6 +11,7 @@
 
 #include "c3/c3_model.h"
 #include "model/kernel_trace.h"
+#include "train/checkpoint_writer.h"
 #include "train/data_loader.h"
 #include "train/distributed.h"
 #include "train/flop_model.h"
@@ -69,7 +70,9 @@ class TrainRun {
   StepStats train_step(const StepBatch& batch);
   void log_step(const StepStats& stats);  // the step record (every --log-every), progress bar
   void validate();                        // rank 0, when there are valid passages
-  void save();  // a checkpoint of the current step (rank 0; every rank its optimizer shard)
+  // A checkpoint of the current step: host copies now, written in the background (rank 0; with
+  // --zero every rank its optimizer shard).
+  void save();
   TrainResult finish();                   // the last validation and checkpoint, the end record
 
  private:
@@ -84,6 +87,7 @@ class TrainRun {
   void forward_backward(const StepBatch& b, at::Tensor& loss_sum, at::Tensor& correct_sum);
   void sync_gradients(bool armed);
   void advance(const StepBatch& b, StepStats& s);  // counters, timing, curriculum
+  void wait_for_checkpoint();  // the one in flight is in place; rank 0 logs its timing
 
   const TrainOptions& opt_;
   DistEnv env_;
@@ -112,6 +116,9 @@ class TrainRun {
   std::string log_path_;
   int64_t saved_step_ = -1;  // the step whose checkpoint in out_dir is this state
   std::string last_ckpt_;
+  std::unique_ptr<CheckpointWriter> writer_;
+  double snapshot_s_ = 0;     // the last checkpoint's pause in training
+  int64_t logged_ckpt_ = -1;  // the last checkpoint whose timing is in the log
   std::unique_ptr<ProgressBar> bar_;
   TrainResult res_;
 

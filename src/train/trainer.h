@@ -75,6 +75,8 @@ struct TrainOptions {
   std::string out_dir;
   int64_t save_every = 0;      // steps between checkpoints; 0 = only at the end
   int64_t keep_last = 2;
+  int checkpoint_threads = 4;         // parallel writers of a checkpoint's files (per rank)
+  bool background_checkpoints = true; // write checkpoints while training goes on
   int64_t eval_every = 0;      // steps between validations; 0 = only at the end
   int64_t eval_passages = 8;   // held-out passages for valid loss / char precision
   int64_t log_every = 10;
