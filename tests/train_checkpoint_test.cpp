@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -67,6 +68,15 @@ TEST(CheckpointFiles, ShardedWeightsLoadBackAsTheSameCascade) {
   int shards = 0;
   for (const auto& f : files) shards += f.name.find("-of-") != std::string::npos;
   EXPECT_GE(shards, 6);
+  // Three processes sharing the work write every file once between them.
+  std::vector<std::string> all, shared;
+  for (const auto& f : files) all.push_back(f.name);
+  for (int w = 0; w < 3; ++w)
+    for (const auto& f : c3::train::model_files(m, tok, at::kFloat, 200'000, w, 3))
+      shared.push_back(f.name);
+  std::sort(all.begin(), all.end());
+  std::sort(shared.begin(), shared.end());
+  EXPECT_EQ(shared, all);
   c3::train::write_checkpoint_files((dir / "ckpt").string(), files, 4);
   const auto idx = c3::io::JsonFile::load((dir / "ckpt" / "llm1" / "model.safetensors.index.json").string());
   EXPECT_EQ(idx.json().at("weight_map").size(), m->encoder->named_parameters().size());

@@ -4,9 +4,10 @@
 // the folder into place and prunes old ones (run_folder.h): as before, a kill at any moment
 // leaves the newest step-* folder complete.
 //
-// With sharded optimizer state each rank writes its part into the same temp folder; rank 0
-// renames it only once every rank has flagged, through the job's store, that its files are on
-// disk. One checkpoint is in flight at a time: the next write() first waits for the last.
+// With data parallelism each rank writes its part (its optimizer shard, a share of the weight
+// files) into the same temp folder; rank 0 renames it only once every rank has flagged, through
+// the job's store, that its files are on disk. One checkpoint is in flight at a time: the next
+// write() first waits for the last.
 #pragma once
 #include <cstdint>
 #include <exception>
@@ -46,8 +47,7 @@ class CheckpointWriter {
   // The temp folder of `step`'s checkpoint.
   std::string temp_dir(int64_t step) const;
   // Starts writing this rank's `files` as part of `step`'s checkpoint. `ranks`: how many ranks
-  // write parts of it (1 unless the optimizer state is sharded); rank 0's files must include
-  // trainer_state.json. The temp folder must hold nothing stale (rank 0 clears it, then the
+  // write parts of it; rank 0's files must include trainer_state.json. The temp folder must hold nothing stale (rank 0 clears it, then the
   // ranks pass a barrier, before any of them calls this).
   void write(int64_t step, std::vector<CheckpointFile> files, int ranks);
   // Waits for the checkpoint in flight; rethrows its error.

@@ -17,53 +17,67 @@ CheckpointFile json_file(const std::string& name, const nlohmann::json& j) {
   return f;
 }
 
-// One module's parameters as model.safetensors, or as shards of at most max_bytes (a larger
-// tensor gets a shard of its own) with their index, in `folder` ("" or "llm1/").
+// A module's weight files, planned first and copied after: model.safetensors, or shards of at
+// most max_bytes (a larger tensor gets a shard of its own) and their index, in `folder` ("" or
+// "llm1/"). Weight file number `next` (counted over both modules) goes to writer next % writers;
+// only this writer's are copied. The index is writer 0's.
 void add_weights(std::vector<CheckpointFile>& out, const torch::nn::Module& module,
-                 const std::string& folder, at::ScalarType dtype, int64_t max_bytes) {
-  std::vector<std::vector<CheckpointFile::Tensor>> shards(1);
+                 const std::string& folder, at::ScalarType dtype, int64_t max_bytes, int writer,
+                 int writers, int& next) {
+  const auto params = module.named_parameters(/*recurse=*/true);
+  std::vector<std::vector<size_t>> shards(1);
   int64_t shard_bytes = 0, total = 0;
-  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
-    const at::Tensor t = host_copy(p.value().detach().to(dtype));
-    const int64_t n = static_cast<int64_t>(t.nbytes());
+  const int64_t elem = static_cast<int64_t>(c10::elementSize(dtype));
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int64_t n = params[i].value().numel() * elem;
     if (shard_bytes > 0 && shard_bytes + n > max_bytes) {
       shards.emplace_back();
       shard_bytes = 0;
     }
-    shards.back().push_back({p.key(), dtype, t.sizes().vec(), {t}});
+    shards.back().push_back(i);
     shard_bytes += n;
     total += n;
   }
   const std::map<std::string, std::string> meta = {{"format", "pt"}};
-  if (shards.size() == 1) {
-    out.push_back({folder + "model.safetensors", std::move(shards[0]), meta, ""});
-    return;
-  }
   nlohmann::json weight_map = nlohmann::json::object();
-  for (size_t i = 0; i < shards.size(); ++i) {
-    const std::string name = fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, shards.size());
-    for (const auto& t : shards[i]) weight_map[t.name] = name;
-    out.push_back({folder + name, std::move(shards[i]), meta, ""});
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const std::string name = shards.size() == 1 ? "model.safetensors"
+                             : fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards.size());
+    for (size_t i : shards[s]) weight_map[params[i].key()] = name;
+    if (next++ % writers != writer) continue;
+    CheckpointFile f{folder + name, {}, meta, ""};
+    for (size_t i : shards[s]) {
+      const at::Tensor t = host_copy(params[i].value().detach().to(dtype));
+      f.tensors.push_back({params[i].key(), dtype, t.sizes().vec(), {t}});
+    }
+    out.push_back(std::move(f));
   }
-  out.push_back(json_file(folder + "model.safetensors.index.json",
-                          {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}));
+  if (shards.size() > 1 && writer == 0)
+    out.push_back(json_file(folder + "model.safetensors.index.json",
+                            {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}));
 }
 
 }  // namespace
 
 std::vector<CheckpointFile> model_files(cascade::C3Model& m, const std::string& tokenizer_json,
-                                        at::ScalarType dtype, int64_t max_shard_bytes) {
+                                        at::ScalarType dtype, int64_t max_shard_bytes, int writer,
+                                        int writers) {
   std::vector<CheckpointFile> out;
-  out.push_back(json_file("config.json", m->config.decoder_json()));
-  out.push_back(json_file("generation_config.json",
-                          {{"eos_token_id", m->im_end_id()}, {"transformers_version", "5.17.0"}}));
-  add_weights(out, *m->decoder, "", dtype, max_shard_bytes);
-  out.push_back(json_file("llm1/config.json", m->config.encoder.to_json()));
-  add_weights(out, *m->encoder, "llm1/", dtype, max_shard_bytes);
-  CheckpointFile tok;
-  tok.name = "tokenizer.json";
-  tok.text = read_file(tokenizer_json);
-  out.push_back(std::move(tok));
+  int next = 0;
+  if (writer == 0) {
+    out.push_back(json_file("config.json", m->config.decoder_json()));
+    out.push_back(json_file("generation_config.json",
+                            {{"eos_token_id", m->im_end_id()}, {"transformers_version", "5.17.0"}}));
+  }
+  add_weights(out, *m->decoder, "", dtype, max_shard_bytes, writer, writers, next);
+  if (writer == 0) out.push_back(json_file("llm1/config.json", m->config.encoder.to_json()));
+  add_weights(out, *m->encoder, "llm1/", dtype, max_shard_bytes, writer, writers, next);
+  if (writer == 0) {
+    CheckpointFile tok;
+    tok.name = "tokenizer.json";
+    tok.text = read_file(tokenizer_json);
+    out.push_back(std::move(tok));
+  }
   return out;
 }
 

@@ -17,8 +17,11 @@ namespace c3::train {
 // HF's default max_shard_size ("5GB").
 constexpr int64_t kMaxShardBytes = 5'000'000'000;
 
-// Host copies of the cascade's weights in `dtype`, its configs and the tokenizer file.
+// Host copies of the cascade's weights in `dtype`, its configs and the tokenizer file. Several
+// processes holding the same weights can share the work: `writer` of `writers` gets every
+// writers-th weight file (round robin) and writer 0 the rest.
 std::vector<CheckpointFile> model_files(cascade::C3Model& m, const std::string& tokenizer_json,
-                                        at::ScalarType dtype, int64_t max_shard_bytes = kMaxShardBytes);
+                                        at::ScalarType dtype, int64_t max_shard_bytes = kMaxShardBytes,
+                                        int writer = 0, int writers = 1);
 
 }  // namespace c3::train

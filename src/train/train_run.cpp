@@ -424,18 +424,20 @@ void TrainRun::validate() {
 // ---- checkpoint ----------------------------------------------------------------------------
 
 // Host copies of the weights, the optimizer state and the trainer state, handed to the writer
-// (checkpoint_writer.h), which writes them while training goes on. With sharded optimizer state
-// every rank writes its part into the same folder.
+// (checkpoint_writer.h), which writes them while training goes on. With data parallelism every
+// rank writes a part into the same folder: its shard of the optimizer state (--zero 1, 2) and a
+// share of the weight files (they are the same on every rank).
 void TrainRun::save() {
-  const int writers = zero_ > 0 ? env_.world_size : 1;
-  if ((!rank0_ && writers == 1) || step_ == saved_step_) return;
+  if (step_ == saved_step_) return;
+  const int writers = env_.world_size;
   wait_for_checkpoint();
   const auto t0 = std::chrono::steady_clock::now();
   if (rank0_) c3::remove_tree(writer_->temp_dir(step_));  // a killed run's leftovers
   if (writers > 1) dp_->barrier();  // no rank writes into the folder before it is clear
   std::vector<CheckpointFile> files = optimizer_->snapshot();
+  for (auto& f : model_files(model_, tok_path_, at::kFloat, kMaxShardBytes, env_.rank, writers))
+    files.push_back(std::move(f));
   if (rank0_) {
-    for (auto& f : model_files(model_, tok_path_, at::kFloat)) files.push_back(std::move(f));
     const nlohmann::json st = {{"step", step_}, {"tokens_seen", tokens_seen_},
                                {"curriculum_len", cur_len_}, {"smooth_loss", smooth_loss_},
                                {"data", loader_->state()}, {"seed", opt_.seed}};
