@@ -4,8 +4,8 @@
 // the folder into place and prunes old ones (run_folder.h): as before, a kill at any moment
 // leaves the newest step-* folder complete.
 //
-// With data parallelism each rank writes its part (its optimizer shard, a share of the weight
-// files) into the same temp folder; rank 0 renames it only once every rank has flagged, through
+// With sharded optimizer state each rank writes its part (its optimizer shard, a share of the
+// weight files) into the same temp folder; rank 0 renames it only once every rank has flagged, through
 // the job's store, that its files are on disk. One checkpoint is in flight at a time: the next
 // write() first waits for the last.
 #pragma once

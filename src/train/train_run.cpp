@@ -424,18 +424,19 @@ void TrainRun::validate() {
 // ---- checkpoint ----------------------------------------------------------------------------
 
 // Host copies of the weights, the optimizer state and the trainer state, handed to the writer
-// (checkpoint_writer.h), which writes them while training goes on. With data parallelism every
-// rank writes a part into the same folder: its shard of the optimizer state (--zero 1, 2) and a
-// share of the weight files (they are the same on every rank).
+// (checkpoint_writer.h), which writes them while training goes on. With sharded optimizer state
+// every rank writes a part into the same folder (so with several hosts --out must be on a shared
+// filesystem): its shard of the state and a share of the weight files, the same on every rank.
+// Otherwise rank 0 writes it all.
 void TrainRun::save() {
-  if (step_ == saved_step_) return;
-  const int writers = env_.world_size;
+  const int writers = zero_ > 0 ? env_.world_size : 1;
+  if ((!rank0_ && writers == 1) || step_ == saved_step_) return;
   wait_for_checkpoint();
   const auto t0 = std::chrono::steady_clock::now();
   if (rank0_) c3::remove_tree(writer_->temp_dir(step_));  // a killed run's leftovers
   if (writers > 1) dp_->barrier();  // no rank writes into the folder before it is clear
   std::vector<CheckpointFile> files = optimizer_->snapshot();
-  for (auto& f : model_files(model_, tok_path_, at::kFloat, kMaxShardBytes, env_.rank, writers))
+  for (auto& f : model_files(model_, tok_path_, at::kFloat, kMaxShardBytes, writers > 1 ? env_.rank : 0, writers))
     files.push_back(std::move(f));
   if (rank0_) {
     const nlohmann::json st = {{"step", step_}, {"tokens_seen", tokens_seen_},
@@ -463,6 +464,15 @@ void TrainRun::wait_for_checkpoint() {
 
 TrainResult TrainRun::finish() {
   bar_->finish();
+  if (phases_->on()) {
+    // Each rank's optimizer memory (with --zero it differs from rank to rank) and its peak RSS
+    // in training (the final checkpoint's host copies come after).
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    std::fprintf(stderr, "c3 train: rank %d: optimizer state %.1f MB, gradients %.1f MB, peak RSS %.1f MB\n",
+                 env_.rank, optimizer_->state_bytes() / 1e6, optimizer_->gradient_bytes() / 1e6,
+                 ru.ru_maxrss / 1e3);
+  }
   validate();
   save();
   wait_for_checkpoint();
@@ -470,14 +480,6 @@ TrainResult TrainRun::finish() {
   res_.steps = step_;
   res_.last_checkpoint = last_ckpt_;
   res_.model = model_;
-  if (phases_->on()) {
-    // Each rank's optimizer memory (with --zero it differs from rank to rank) and peak RSS.
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    std::fprintf(stderr, "c3 train: rank %d: optimizer state %.1f MB, gradients %.1f MB, peak RSS %.1f MB\n",
-                 env_.rank, optimizer_->state_bytes() / 1e6, optimizer_->gradient_bytes() / 1e6,
-                 ru.ru_maxrss / 1e3);
-  }
   if (!rank0_) return res_;
   if (phases_->on()) {
     log_->write(phases_->report());

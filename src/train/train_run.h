@@ -70,8 +70,8 @@ class TrainRun {
   StepStats train_step(const StepBatch& batch);
   void log_step(const StepStats& stats);  // the step record (every --log-every), progress bar
   void validate();                        // rank 0, when there are valid passages
-  // A checkpoint of the current step: host copies now, written in the background (with data
-  // parallelism every rank writes a part).
+  // A checkpoint of the current step: host copies now, written in the background (by rank 0;
+  // with --zero every rank writes a part).
   void save();
   TrainResult finish();                   // the last validation and checkpoint, the end record
 
