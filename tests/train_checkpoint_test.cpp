@@ -3,10 +3,12 @@
 // checkpoint written in the background equals one written before training goes on; a file that
 // cannot be written is named.
 #include <gtest/gtest.h>
+#include <torch/serialize.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -14,8 +16,11 @@
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "train/checkpoint_file.h"
+#include "train/distributed.h"
 #include "train/model_files.h"
 #include "train/model_init.h"
+#include "train/param_groups.h"
+#include "train/shard_layout.h"
 #include "train_tiny_run.h"
 #include "util/error.h"
 
@@ -140,4 +145,57 @@ TEST(CheckpointFiles, AFileThatCannotBeWrittenIsNamed) {
   } catch (const c3::Error& e) {
     EXPECT_NE(std::string(e.what()).find("inside.txt"), std::string::npos) << e.what();
   }
+}
+
+// Checkpoints from before sharded state hold optimizer.pt, a LibTorch archive with the moments
+// per parameter (group "g0" decayed, "g1" not, in module order). Such a checkpoint, made here from
+// a new one, must resume exactly as the new one does.
+TEST(CheckpointFiles, AnOlderCheckpointWithOptimizerPtResumesTheSame) {
+  setenv("C3_NO_PROGRESS", "1", 1);
+  const fs::path dir = fresh_dir("legacy");
+  write_tiny_setup(dir, synthetic_docs(6));
+  c3::train::TrainOptions o = tiny_options(dir, "run");
+  o.stop_at_step = 2;
+  const auto half = c3::train::train(o);
+  const fs::path ckpt = half.last_checkpoint;
+
+  // The old file, from the new one: flat ranges back to per-parameter tensors.
+  c3::cascade::C3Model m = c3::cascade::load_c3(ckpt.string(), at::kFloat, at::kCPU).model;
+  const c3::train::ParamGroups g = c3::train::param_groups(m, "", false);
+  const c3::train::ShardLayout layout(c3::train::gradient_order(g.all), 1, 0);
+  std::map<const void*, int> index;
+  for (size_t i = 0; i < layout.params().size(); ++i) index[layout.params()[i].unsafeGetTensorImpl()] = i;
+  auto f = c3::io::SafetensorsFile::open((ckpt / "optimizer" / "state-000000000000.safetensors").string());
+  torch::serialize::OutputArchive ar;
+  ar.write("step", at::scalar_tensor(int64_t{2}, at::kLong));
+  for (int gi = 0; gi < 2; ++gi) {
+    const auto& ps = gi == 0 ? g.decay : g.no_decay;
+    ar.write("g" + std::to_string(gi) + ".count", at::scalar_tensor(int64_t(ps.size()), at::kLong));
+    for (size_t i = 0; i < ps.size(); ++i) {
+      const int k = index.at(ps[i].unsafeGetTensorImpl());
+      const std::string key = "g" + std::to_string(gi) + ".p" + std::to_string(i) + ".";
+      for (const char* name : {"exp_avg", "exp_avg_sq"})
+        ar.write(key + name, f->tensor(name).narrow(0, layout.offset(k), ps[i].numel()).view(ps[i].sizes()).clone());
+      ar.write(key + "step", f->tensor("steps")[k].clone());
+    }
+  }
+  const fs::path old = dir / "old" / ckpt.filename();
+  fs::create_directories(old);
+  for (const auto& e : fs::recursive_directory_iterator(ckpt)) {
+    const fs::path rel = fs::relative(e.path(), ckpt);
+    if (rel.begin()->string() == "optimizer") continue;
+    if (e.is_directory()) fs::create_directories(old / rel);
+    else fs::copy_file(e.path(), old / rel);
+  }
+  ar.save_to((old / "optimizer.pt").string());
+
+  o.stop_at_step = 0;
+  o.max_steps = 4;
+  o.init = {};
+  o.resume = ckpt.string();
+  const auto a = c3::train::train(o);
+  o.resume = old.string();
+  o.out_dir = (dir / "from_old").string();
+  const auto b = c3::train::train(o);
+  EXPECT_GT(expect_same_checkpoint(a.last_checkpoint, b.last_checkpoint), 20);
 }
