@@ -366,9 +366,10 @@ TEST_F(Trainer, ResumeContinuesBitForBit) {
   ASSERT_EQ(b.filename(), "step-0000008");
   const int n = expect_same_checkpoint(a, b);
   EXPECT_GT(n, 20);
-  // Data position, tokens seen, curriculum and smoothed loss: the same state, so a further
-  // resume would stay identical too. (optimizer.pt can't be compared as bytes: LibTorch keys
-  // its AdamW state by tensor addresses. Steps 5-8 above used the restored moments, though.)
+  // Data position, tokens seen, curriculum and smoothed loss, and AdamW's moments and step
+  // counts: the same state, so a further resume would stay identical too.
+  EXPECT_EQ(read_file(a / "optimizer" / "state-000000000000.safetensors"),
+            read_file(b / "optimizer" / "state-000000000000.safetensors"));
   EXPECT_EQ(nlohmann::json::parse(read_file(a / "trainer_state.json")),
             nlohmann::json::parse(read_file(b / "trainer_state.json")));
 
