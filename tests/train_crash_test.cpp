@@ -156,7 +156,7 @@ int64_t check_checkpoint(const fs::path& ckpt) {
       EXPECT_TRUE(torch::isfinite(p).all().item<bool>()) << ckpt;
     // The optimizer state's format belongs to the trainer: here it must only be there; the
     // resumes below (bit for bit against an uninterrupted run at the end) read it.
-    EXPECT_GT(fs::file_size(ckpt / "optimizer.pt"), 0u) << ckpt;
+    EXPECT_GT(fs::file_size(ckpt / "optimizer" / "state-000000000000.safetensors"), 0u) << ckpt;
   } catch (const std::exception& e) {
     ADD_FAILURE() << ckpt << " does not load: " << e.what();
   }
@@ -180,19 +180,19 @@ TEST_F(TrainCrash, SigkillAtAnyMomentKeepsALoadableCheckpointAndResumes) {
   std::mt19937 rng(20261126);
   constexpr int kKills = 24;
   int64_t latest = 0;  // step of the newest checkpoint so far (0: none yet)
-  int kills = 0, during_write = 0, after_rename = 0, clean_exits = 0;
+  int kills = 0, during_write = 0, after_rename = 0, clean_exits = 0, retries = 0;
   for (int i = 0; i < kKills; ++i) {
     const std::string resume = latest > 0 ? run.string() : "";
     const pid_t pid = spawn(train_args(dir, "run", latest + 2, resume), dir);
     ASSERT_GT(pid, 0);
     // Three kinds of moment, in turn: a random delay (startup, loading, a step or a save), while
     // a new .tmp-step-* folder is being written, or just after a new step-* folder appeared
-    // (fsync of the run folder, pruning of old checkpoints, the next step).
+    // (fsync of the run folder, pruning of old checkpoints, the next step). The last two wait
+    // for their moment however long it takes: how fast the machine is changes only when.
     const int mode = i % 3;
-    const auto t0 = Clock::now();
     const auto deadline =
-        t0 + std::chrono::milliseconds(mode == 0 ? std::uniform_int_distribution<>(0, 2500)(rng)
-                                                 : 30000);
+        mode == 0 ? Clock::now() + std::chrono::milliseconds(std::uniform_int_distribution<>(0, 2500)(rng))
+                  : Clock::time_point::max();
     int status = 0;
     bool exited = false;
     while (Clock::now() < deadline) {
@@ -226,6 +226,8 @@ TEST_F(TrainCrash, SigkillAtAnyMomentKeepsALoadableCheckpointAndResumes) {
       ASSERT_TRUE(WIFEXITED(status));
       ASSERT_EQ(WEXITSTATUS(status), 0) << "run " << i << ": " << slurp(dir / "stderr.log");
       ++clean_exits;
+      // The moment came and went between two looks: this kind of moment again, a few times.
+      if (mode != 0 && ++retries <= 8) --i;
     }
 
     const std::string ckpt = c3::train::latest_checkpoint(run.string());

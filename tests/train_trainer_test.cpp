@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -20,6 +21,7 @@
 #include "c3/c3_model.h"
 #include "io/safetensors.h"
 #include "testdata.h"
+#include "train_tiny_run.h"
 #include "train/distributed.h"
 #include "train/lr_schedule.h"
 #include "train/model_init.h"
@@ -32,117 +34,13 @@ namespace {
 namespace fs = std::filesystem;
 using c3::train::TrainOptions;
 using c3::train::TrainResult;
+using namespace c3::test::tiny_run;
 
-// A fresh, empty folder under the build tree (kept after the test, for a look when one fails).
-fs::path fresh_dir(const std::string& name) {
-  const fs::path p = c3::test::binary_dir() / "test_out" / "train_trainer" / name;
-  c3::remove_tree(p);
-  fs::create_directories(p);
-  return p;
-}
+fs::path fresh_dir(const std::string& name) { return fresh_test_dir("train_trainer", name); }
 
-void write_file(const fs::path& p, const std::string& text) {
-  std::ofstream f(p, std::ios::binary);
-  f << text;
-  ASSERT_TRUE(f.good()) << "cannot write " << p;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-// A Qwen2 config.json with tiny dims; vocab_size is grown to the tokenizer's by build_model.
-void write_qwen2_config(const fs::path& p, int hidden, int layers, int heads, int kv_heads,
-                        int intermediate) {
-  nlohmann::json c = {{"architectures", {"Qwen2ForCausalLM"}},
-                      {"model_type", "qwen2"},
-                      {"hidden_size", hidden},
-                      {"intermediate_size", intermediate},
-                      {"num_hidden_layers", layers},
-                      {"num_attention_heads", heads},
-                      {"num_key_value_heads", kv_heads},
-                      {"vocab_size", 16},
-                      {"rms_norm_eps", 1e-6},
-                      {"rope_theta", 10000.0},
-                      {"max_position_embeddings", 1024},
-                      {"tie_word_embeddings", true},
-                      {"hidden_act", "silu"}};
-  write_file(p, c.dump(2));
-}
-
-void write_corpus(const fs::path& p, const std::vector<std::string>& texts) {
-  std::string out;
-  for (const auto& t : texts) out += nlohmann::json({{"text", t}}).dump() + "\n";
-  write_file(p, out);
-}
-
-// Documents of 30-70 words from a fixed word list and a fixed LCG: long enough for passages to
-// be cut at seeded places, so the data position matters for resume.
-std::vector<std::string> synthetic_docs(int n) {
-  static const char* kWords[] = {"the",   "river", "stone", "light",  "quiet", "north", "paper",
-                                 "green", "seven", "under", "market", "cold",  "after", "small",
-                                 "house", "road",  "winter", "bright", "over", "and"};
-  uint64_t x = 12345;
-  std::vector<std::string> docs;
-  for (int d = 0; d < n; ++d) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    const int words = 30 + static_cast<int>((x >> 33) % 41);
-    std::string s;
-    for (int w = 0; w < words; ++w) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      if (w) s += ' ';
-      s += kWords[(x >> 33) % 20];
-    }
-    docs.push_back(s + ".");
-  }
-  return docs;
-}
-
-fs::path tiny_tokenizer() { return c3::test::testdata("c3/c3-tiny/tokenizer.json"); }
-
-// Options for a tiny cascade (hidden 64, 2+2 layers, L = 8) trained on `dir`/corpus.jsonl,
-// writing into `dir`/`run`. Configs and corpus must already be in `dir`.
-TrainOptions tiny_options(const fs::path& dir, const std::string& run) {
-  TrainOptions o;
-  o.init.tokenizer = tiny_tokenizer().string();
-  o.init.encoder_config = (dir / "encoder.json").string();
-  o.init.decoder_config = (dir / "decoder.json").string();
-  o.init.latents = 8;
-  o.init.max_passage_tokens = 128;
-  o.init.seed = 7;
-  o.train_files = {(dir / "corpus.jsonl").string()};
-  o.lengths = "fixed:64";
-  o.batch_size = 2;
-  o.data_threads = 1;
-  o.bucket_docs = 4;
-  o.lr = 3e-3;
-  o.warmup_steps = 2;
-  o.max_steps = 8;
-  o.seed = 3;
-  o.eval_passages = 0;
-  o.log_every = 1;
-  o.progress = false;
-  o.out_dir = (dir / run).string();
-  return o;
-}
-
-void write_tiny_setup(const fs::path& dir, const std::vector<std::string>& docs) {
-  write_qwen2_config(dir / "encoder.json", 64, 2, 4, 2, 128);
-  write_qwen2_config(dir / "decoder.json", 64, 2, 4, 2, 128);
-  write_corpus(dir / "corpus.jsonl", docs);
-}
-
-std::vector<nlohmann::json> read_log(const fs::path& path, const std::string& event) {
-  std::vector<nlohmann::json> out;
-  std::ifstream f(path);
-  std::string line;
-  while (std::getline(f, line))
-    if (!line.empty()) {
-      auto j = nlohmann::json::parse(line);
-      if (j.value("event", "") == event) out.push_back(j);
-    }
-  return out;
+// A clock that advances a fixed time per step: time limits become exact step counts.
+std::function<double(int64_t)> fake_clock(double seconds_per_step) {
+  return [seconds_per_step](int64_t steps) { return 1000.0 + seconds_per_step * steps; };
 }
 
 std::vector<std::string> step_folders(const fs::path& run) {
@@ -151,24 +49,6 @@ std::vector<std::string> step_folders(const fs::path& run) {
     if (e.is_directory()) out.push_back(e.path().filename().string());
   std::sort(out.begin(), out.end());
   return out;
-}
-
-// Every tensor of both safetensors files of two checkpoints (decoder side and llm1/), bit for
-// bit; returns the number of tensors compared.
-int expect_same_checkpoint(const fs::path& a, const fs::path& b) {
-  int n = 0;
-  for (const char* sub : {"", "llm1"}) {
-    auto ca = c3::io::Checkpoint::open((a / sub).string());
-    auto cb = c3::io::Checkpoint::open((b / sub).string());
-    EXPECT_EQ(ca.names(), cb.names());
-    for (const auto& name : ca.names()) {
-      at::Tensor ta = ca.tensor(name), tb = cb.tensor(name);
-      EXPECT_TRUE(torch::equal(ta, tb)) << sub << "/" << name << " differs, max abs diff "
-                                        << (ta - tb).abs().max().item<double>();
-      ++n;
-    }
-  }
-  return n;
 }
 
 class Trainer : public ::testing::Test {
@@ -486,9 +366,10 @@ TEST_F(Trainer, ResumeContinuesBitForBit) {
   ASSERT_EQ(b.filename(), "step-0000008");
   const int n = expect_same_checkpoint(a, b);
   EXPECT_GT(n, 20);
-  // Data position, tokens seen, curriculum and smoothed loss: the same state, so a further
-  // resume would stay identical too. (optimizer.pt can't be compared as bytes: LibTorch keys
-  // its AdamW state by tensor addresses. Steps 5-8 above used the restored moments, though.)
+  // Data position, tokens seen, curriculum and smoothed loss, and AdamW's moments and step
+  // counts: the same state, so a further resume would stay identical too.
+  EXPECT_EQ(read_file(a / "optimizer" / "state-000000000000.safetensors"),
+            read_file(b / "optimizer" / "state-000000000000.safetensors"));
   EXPECT_EQ(nlohmann::json::parse(read_file(a / "trainer_state.json")),
             nlohmann::json::parse(read_file(b / "trainer_state.json")));
 
@@ -529,12 +410,6 @@ TrainOptions dist_options(const fs::path& dir, const std::string& run, int64_t b
   return o;
 }
 
-void save_params(const c3::cascade::C3Model& m, const fs::path& path) {
-  std::vector<at::Tensor> ps;
-  for (auto& p : m->parameters()) ps.push_back(p.detach().clone());
-  torch::save(ps, path.string());
-}
-
 // Runs 2 copies of this binary as TrainerWorker.Run in `mode` on `dir`; launch_local's status.
 int run_trainer_workers(const char* mode, const fs::path& dir) {
   setenv("C3_TRAINER_TEST_MODE", mode, 1);
@@ -551,21 +426,23 @@ TEST(TrainerWorker, Run) {
   if (!mode) GTEST_SKIP() << "runs only as a child of the Trainer.*Gloo* tests";
   setenv("C3_NO_PROGRESS", "1", 1);
   const fs::path dir = std::getenv("C3_TRAINER_TEST_DIR");
-  const char* rank = std::getenv("RANK");
+  const std::string rank = std::getenv("RANK");
   if (std::string(mode) == "time") {
-    // Each rank gets its own time limit: the first to run out must stop both, at one step.
+    // The ranks' clocks run at different speeds (1 s and 0.5 s a step) under one 40 s limit:
+    // they must agree on the fitted schedule and stop together when rank 0's time is up.
     TrainOptions o = dist_options(dir, "time", 2);
     o.max_steps = 1000000;
-    o.max_minutes = (std::string(rank) == "0" ? 1.5 : 4.0) / 60;
+    o.clock = fake_clock(rank == "0" ? 1.0 : 0.5);
+    o.max_minutes = 40.0 / 60;
     o.fit_steps_to_time = true;
     const TrainResult r = c3::train::train(o);
-    write_file(dir / (std::string("steps") + rank + ".txt"), std::to_string(r.steps));
+    write_file(dir / ("steps" + rank + ".txt"), std::to_string(r.steps));
     return;
   }
   ASSERT_EQ(std::string(mode), "dp");
   const TrainResult r = c3::train::train(dist_options(dir, "two", 2));
   ASSERT_EQ(r.steps, 4);
-  save_params(r.model, dir / (std::string("rank") + rank + ".pt"));
+  save_params(r.model, dir / ("rank" + rank + ".pt"));
 }
 
 TEST_F(Trainer, TwoGlooProcessesMatchOneProcess) {
@@ -605,20 +482,26 @@ TEST_F(Trainer, TwoGlooProcessesMatchOneProcess) {
 }
 
 // Data parallel with --max-minutes: the ranks run on their own clocks, so they must agree on
-// the step where time is up; a rank that stopped alone would leave the other in a collective.
+// the schedule's length and on the step where time is up; a rank that stopped alone would leave
+// the other in a collective.
 TEST_F(Trainer, GlooRanksStopTogetherWhenTimeRunsOut) {
   if (!c3::train::DataParallel::available(at::kCPU)) GTEST_SKIP() << "this build has no Gloo";
   const fs::path dir = fresh_dir("dist_time");
   write_tiny_setup(dir, synthetic_docs(12));
   ASSERT_EQ(run_trainer_workers("time", dir), 0) << "a worker failed; its output is above";
   const std::string s0 = read_file(dir / "steps0.txt"), s1 = read_file(dir / "steps1.txt");
-  ASSERT_FALSE(s0.empty());
-  EXPECT_EQ(s0, s1) << "the ranks stopped at different steps";
-  EXPECT_GT(std::stoll(s0), 0);
-  // Rank 0's 1.5 s limit ended the run, long before rank 1's 4 s.
+  // The fit at step 33 (3 warm-up steps + 30): rank 0 (1 step/s, 7 s left) asks for
+  // 33 + 0.97 * 7 = 39 steps, rank 1 (2 steps/s, 23.5 s left) for 33 + 0.97 * 47 = 78; the
+  // ranks take the mean, 58. Rank 0's 40 s are up before step 41, which both skip.
+  const auto fits = read_log(dir / "time" / "train_log.jsonl", "fit_steps_to_time");
+  ASSERT_EQ(fits.size(), 1u);
+  EXPECT_EQ(fits[0]["step"], 33);
+  EXPECT_EQ(fits[0]["steps"], 58);
+  EXPECT_EQ(s0, "41");
+  EXPECT_EQ(s1, "41") << "the ranks stopped at different steps";
   const auto end = read_log(dir / "time" / "train_log.jsonl", "end");
   ASSERT_EQ(end.size(), 1u);
-  EXPECT_LT(end[0]["wall_s"].get<double>(), 3.5);
+  EXPECT_EQ(end[0]["wall_s"].get<double>(), 41.0);  // rank 0's clock
 }
 
 // ---- 5. checkpoints: keep the last K; a crashed write is ignored on resume --------------------
@@ -683,33 +566,49 @@ TEST_F(Trainer, LogHasTheMonitoringFields) {
 
 // ---- 7. --fit-steps-to-time: the cosine schedule ends when the time does ----------------------
 
+// One process, --max-minutes alone: the run stops (and saves) at the first step boundary past
+// the limit, whatever the machine's speed.
+TEST_F(Trainer, StopsAndSavesWhenTimeRunsOut) {
+  const fs::path dir = fresh_dir("max_minutes");
+  write_tiny_setup(dir, synthetic_docs(6));
+  TrainOptions o = tiny_options(dir, "run");
+  o.lengths = "fixed:16";
+  o.max_steps = 1000;
+  o.clock = fake_clock(1.0);
+  o.max_minutes = 10.5 / 60;
+  const TrainResult r = c3::train::train(o);
+  EXPECT_EQ(r.steps, 11);
+  EXPECT_EQ(fs::path(r.last_checkpoint).filename(), "step-0000011");
+  const auto end = read_log(fs::path(o.out_dir) / "train_log.jsonl", "end");
+  ASSERT_EQ(end.size(), 1u);
+  EXPECT_EQ(end[0]["wall_s"].get<double>(), 11.0);
+  EXPECT_TRUE(read_log(fs::path(o.out_dir) / "train_log.jsonl", "fit_steps_to_time").empty());
+}
+
+// With a fake clock whose steps slow from 1 s to 2 s after step 50 (as a growing curriculum
+// slows them), under a 240 s limit. The first fit, at step 33 (3 warm-up steps + 30), sees
+// 1 step/s and 207 s left: 33 + 0.97 * 207 = 233 steps. The refit 100 steps later sees
+// 100 steps in 183 s and 24 s left: 133 + 0.97 * 24 * 100 / 183 = 145, which ends at 240 s.
 TEST_F(Trainer, FitsTheScheduleToTheTimeLimit) {
   const fs::path dir = fresh_dir("fit_time");
   write_tiny_setup(dir, synthetic_docs(6));
   TrainOptions o = tiny_options(dir, "run");
-  o.lengths = "fixed:16";
+  o.lengths = "fixed:8";
   o.warmup_steps = 5;
-  // The time limit is set from this machine's step time (ASan and a busy box are slow): about
-  // 120 steps' worth, so the first fit (step 33) and several refits happen.
-  TrainOptions probe = o;
-  probe.out_dir = (dir / "probe").string();
-  probe.max_steps = 8;
-  c3::train::train(probe);
-  const double step_s =
-      read_log(fs::path(probe.out_dir) / "train_log.jsonl", "step").back()["elapsed_s"].get<double>() / 8;
   o.max_steps = 1000000;  // far more than fits in the time
-  o.max_minutes = 120 * step_s / 60;
+  o.clock = [](int64_t steps) { return 7.0 + steps + std::max<int64_t>(0, steps - 50); };
+  o.max_minutes = 4;
   o.fit_steps_to_time = true;
   const TrainResult r = c3::train::train(o);
   const fs::path log = fs::path(o.out_dir) / "train_log.jsonl";
   auto fits = read_log(log, "fit_steps_to_time");
-  ASSERT_GE(fits.size(), 1u) << "no fit_steps_to_time event in " << log;
-  const int64_t fitted = fits.back()["steps"].get<int64_t>();
-  for (const auto& f : fits) {
-    EXPECT_GT(f["steps"].get<int64_t>(), f["step"].get<int64_t>());
-    EXPECT_LT(f["steps"].get<int64_t>(), o.max_steps);
-  }
-  EXPECT_LE(r.steps, fitted);
+  ASSERT_EQ(fits.size(), 2u) << "expected a fit and a refit in " << log;
+  EXPECT_EQ(fits[0]["step"], 33);
+  EXPECT_EQ(fits[0]["steps"], 233);
+  EXPECT_EQ(fits[1]["step"], 133);
+  EXPECT_EQ(fits[1]["steps"], 145);
+  const int64_t fitted = 145;
+  EXPECT_EQ(r.steps, fitted);
   // Every logged lr follows the schedule of the latest fit before its step: a fit made in the
   // loop at step k sets the lr from step k + 1 on, logged as step k + 2.
   int checked = 0;
@@ -723,18 +622,15 @@ TEST_F(Trainer, FitsTheScheduleToTheTimeLimit) {
     EXPECT_DOUBLE_EQ(s["lr"].get<double>(), schedule.at(step - 1)) << "step " << step;
     ++checked;
   }
-  EXPECT_GT(checked, 0) << "no step logged after the fit";
-  if (r.steps == fitted) {
-    // The run ended on the fitted schedule's last step, so its lr is one cosine step above the
-    // floor. (A fixed tolerance fails on a slow box, where the fit is short and that step large.)
-    const auto last = read_log(log, "step").back();
-    EXPECT_EQ(last["step"].get<int64_t>(), fitted);
-    const double floor_lr = o.lr * o.min_lr_ratio;
-    const double decay_steps = static_cast<double>(fitted - o.warmup_steps);
-    const double one_step_above = (o.lr - floor_lr) * (1 - std::cos(M_PI / decay_steps)) / 2;
-    EXPECT_GE(last["lr"].get<double>(), floor_lr);
-    EXPECT_LE(last["lr"].get<double>(), floor_lr + one_step_above * (1 + 1e-9));
-  }
+  EXPECT_EQ(checked, fitted - 34);  // every step from 35 on
+  // The run ended on the fitted schedule's last step, so its lr is one cosine step above the
+  // floor.
+  const auto last = read_log(log, "step").back();
+  EXPECT_EQ(last["step"].get<int64_t>(), fitted);
+  const double floor_lr = o.lr * o.min_lr_ratio;
+  const double decay_steps = static_cast<double>(fitted - o.warmup_steps);
+  const double one_step_above = (o.lr - floor_lr) * (1 - std::cos(M_PI / decay_steps)) / 2;
+  EXPECT_NEAR(last["lr"].get<double>(), floor_lr + one_step_above, 1e-12);
 }
 
 }  // namespace

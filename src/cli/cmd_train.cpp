@@ -107,10 +107,22 @@ void setup_train(CLI::App& root) {
   app->add_flag("--activation-checkpointing", o.activation_checkpointing, "recompute layers in backward");
   app->add_flag("!--no-overlap", o.overlap_allreduce,
                 "data-parallel: all-reduce gradients after backward instead of during it");
+  app->add_option("--zero", o.zero,
+                  "data-parallel: shard AdamW's state (1) and gradients too (2) across the ranks")
+      ->check(CLI::Range(0, 2))
+      ->capture_default_str();
+  app->add_option("--bucket-mb", o.bucket_mb, "data-parallel: gradient bucket size in MB")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app->add_option("--seed", o.seed, "seed for init and data")->capture_default_str();
   app->add_option("--device", o.device, "cpu | cuda")->capture_default_str();
   app->add_option("--save-every", o.save_every, "steps between checkpoints (0 = end only)")->capture_default_str();
   app->add_option("--keep-last", o.keep_last, "checkpoints kept")->capture_default_str();
+  app->add_option("--checkpoint-threads", o.checkpoint_threads, "threads writing a checkpoint (per process)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app->add_flag("!--no-background-checkpoints", o.background_checkpoints,
+                "write each checkpoint before training goes on");
   app->add_option("--eval-every", o.eval_every, "steps between validations (0 = end only)")->capture_default_str();
   app->add_option("--eval-passages", o.eval_passages, "held-out passages per validation")->capture_default_str();
   app->add_option("--log-every", o.log_every, "steps between log lines")->capture_default_str();

@@ -89,11 +89,19 @@ BpeTokenizer load_tokenizer(const std::string& path) {
   return f.tiktoken() ? BpeTokenizer::from_tiktoken(f.main) : BpeTokenizer::from_file(f.main);
 }
 
-void copy_tokenizer_files(const TokenizerFiles& f, const std::string& dir) {
+std::vector<std::pair<std::string, std::string>> model_folder_names(const TokenizerFiles& f) {
+  std::vector<std::pair<std::string, std::string>> out;
   for (const std::string& src : f.files) {
-    const fs::path name = src != f.main  ? fs::path(src).filename()
-                          : f.tiktoken() ? fs::path("qwen.tiktoken")
-                                         : fs::path("tokenizer.json");
+    const std::string name = src != f.main  ? fs::path(src).filename().string()
+                             : f.tiktoken() ? "qwen.tiktoken"
+                                            : "tokenizer.json";
+    out.emplace_back(src, name);
+  }
+  return out;
+}
+
+void copy_tokenizer_files(const TokenizerFiles& f, const std::string& dir) {
+  for (const auto& [src, name] : model_folder_names(f)) {
     const fs::path dst = fs::path(dir) / name;
     std::error_code ec;
     if (!fs::equivalent(src, dst, ec)) write_file_atomic(dst, read_file(src));

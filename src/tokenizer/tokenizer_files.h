@@ -2,6 +2,7 @@
 // tokenizer_config.json (and tokenization_qwen.py) beside it; and loading whichever is there.
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tokenizer/bpe_tokenizer.h"
@@ -26,6 +27,10 @@ TokenizerFiles find_tokenizer(const std::string& path, bool quiet = false);
 
 // find_tokenizer(path), then BpeTokenizer::from_file or from_tiktoken.
 BpeTokenizer load_tokenizer(const std::string& path);
+
+// The name each file of `f` has in a model folder: the main file is tokenizer.json or
+// qwen.tiktoken, its companions keep their names. Pairs of (source path, name).
+std::vector<std::pair<std::string, std::string>> model_folder_names(const TokenizerFiles& f);
 
 // Copies every file of `f` into `dir` (atomically each; a file that already is the one in `dir`
 // is left alone). The main file gets the name a model folder needs: tokenizer.json or

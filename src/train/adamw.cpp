@@ -6,10 +6,8 @@
 #include <torch/serialize.h>
 
 #include <cmath>
-#include <sstream>
 
 #include "io/torch_compat.h"
-#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace c3::train {
@@ -31,12 +29,13 @@ AdamW::AdamW(std::vector<at::Tensor> decay, std::vector<at::Tensor> no_decay, do
   }
 }
 
-void AdamW::update_group(Group& g, double lr, const at::Tensor& inv_clip, double clip_coef) {
+void AdamW::update_group(Group& g, const std::vector<at::Tensor>& grads, double lr,
+                         const at::Tensor& inv_clip, double clip_coef) {
   std::vector<at::Tensor> ps, gs, m, v, st;
   for (size_t i = 0; i < g.params.size(); ++i) {
-    if (!g.params[i].grad().defined()) continue;  // no grad this step: untouched, like torch's
+    if (!grads[i].defined()) continue;  // no grad this step: untouched, like torch's
     ps.push_back(g.params[i]);
-    gs.push_back(g.params[i].grad());
+    gs.push_back(grads[i]);
     m.push_back(g.exp_avg[i]);
     v.push_back(g.exp_avg_sq[i]);
     st.push_back(g.step_t[i]);
@@ -68,16 +67,29 @@ void AdamW::update_group(Group& g, double lr, const at::Tensor& inv_clip, double
 
 at::Tensor AdamW::step(double lr, double max_norm) {
   at::NoGradGuard ng;
-  std::vector<at::Tensor> grads;
+  std::vector<at::Tensor> grads, defined;
   at::TensorOptions opts;
   for (auto& g : groups_)
     for (auto& p : g.params) {
       opts = p.options().dtype(at::kFloat);
-      if (p.grad().defined()) grads.push_back(p.grad());
+      grads.push_back(p.grad());
+      if (p.grad().defined()) defined.push_back(p.grad());
     }
+  if (defined.empty()) {
+    ++step_;
+    return at::zeros({}, opts);
+  }
+  at::Tensor norm = at::stack(at::_foreach_norm(defined, 2)).to(at::kFloat).norm();  // 0-dim
+  step(grads, norm, lr, max_norm);
+  return norm;
+}
+
+void AdamW::step(const std::vector<at::Tensor>& grads, const at::Tensor& norm, double lr,
+                 double max_norm) {
+  at::NoGradGuard ng;
+  TORCH_CHECK(grads.size() == size(), "AdamW::step: ", grads.size(), " grads for ", size(),
+              " tensors");
   ++step_;
-  if (grads.empty()) return at::zeros({}, opts);
-  at::Tensor norm = at::stack(at::_foreach_norm(grads, 2)).to(at::kFloat).norm();  // 0-dim
   at::Tensor inv_clip;   // fused path: grads / max(1, norm / max_norm)
   double clip_coef = 1;  // multi-tensor path
   if (max_norm > 0) {
@@ -87,8 +99,26 @@ at::Tensor AdamW::step(double lr, double max_norm) {
       clip_coef = max_norm / (norm.item<double>() + 1e-6);
     }
   }
-  for (auto& g : groups_) update_group(g, lr, inv_clip, clip_coef);
-  return norm;
+  size_t first = 0;
+  for (auto& g : groups_) {
+    const std::vector<at::Tensor> gs(grads.begin() + first, grads.begin() + first + g.params.size());
+    update_group(g, gs, lr, inv_clip, clip_coef);
+    first += g.params.size();
+  }
+}
+
+size_t AdamW::size() const {
+  size_t n = 0;
+  for (const auto& g : groups_) n += g.params.size();
+  return n;
+}
+
+AdamW::State AdamW::state(size_t i) const {
+  for (const auto& g : groups_) {
+    if (i < g.params.size()) return {g.params[i], g.exp_avg[i], g.exp_avg_sq[i], g.step_t[i]};
+    i -= g.params.size();
+  }
+  TORCH_CHECK(false, "AdamW::state: index out of range");
 }
 
 void AdamW::zero_grad() {
@@ -96,27 +126,7 @@ void AdamW::zero_grad() {
     for (auto& p : g.params) p.mutable_grad() = at::Tensor();
 }
 
-void AdamW::save(const std::string& path) const {
-  torch::serialize::OutputArchive ar;
-  ar.write("step", at::scalar_tensor(step_, at::kLong));
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    const Group& g = groups_[gi];
-    ar.write(fmt::format("g{}.count", gi), at::scalar_tensor(int64_t(g.params.size()), at::kLong));
-    for (size_t i = 0; i < g.params.size(); ++i) {
-      const std::string k = fmt::format("g{}.p{}.", gi, i);
-      ar.write(k + "exp_avg", g.exp_avg[i].cpu());
-      ar.write(k + "exp_avg_sq", g.exp_avg_sq[i].cpu());
-      ar.write(k + "step", g.step_t[i].cpu());
-    }
-  }
-  // Through write_file_atomic (temp file, fsync, rename) like the weights: save_to(path) does
-  // not fsync, so a power loss after the checkpoint's rename could leave it empty.
-  std::ostringstream bytes;
-  ar.save_to(bytes);
-  write_file_atomic(path, bytes.str());
-}
-
-void AdamW::load(const std::string& path) {
+void AdamW::load_archive(const std::string& path) {
   torch::serialize::InputArchive ar;
   try {
     ar.load_from(path);

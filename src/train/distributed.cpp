@@ -15,6 +15,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -89,14 +90,16 @@ const char* env_or_null(const char* name) { return std::getenv(name); }
 struct Bucket {
   std::vector<int> members;      // indices into the tensor list
   std::vector<int64_t> offsets;  // element offset of each member in `flat`
-  at::Tensor flat;
+  at::Tensor flat;   // undefined until first use when planned without allocating
+  int64_t numel = 0;
   int pending = 0;  // overlap: members whose grad hasn't arrived in this backward
 };
 
 // Groups tensors by (dtype, device) in the given order, starting a new bucket of a group once
 // adding the next tensor would pass cap_bytes. Deterministic, so every rank gets the same plan.
+// Without `allocate`, the buffers are left for the caller to allocate when needed.
 std::vector<Bucket> plan_buckets(const std::vector<at::Tensor>& ts, const std::vector<int>& order,
-                                 int64_t cap_bytes) {
+                                 int64_t cap_bytes, bool allocate = true) {
   struct Open {
     at::ScalarType dtype;
     at::Device device;
@@ -132,10 +135,16 @@ std::vector<Bucket> plan_buckets(const std::vector<at::Tensor>& ts, const std::v
   }
   for (size_t k = 0; k < buckets.size(); ++k) {
     const at::Tensor& first = ts[buckets[k].members[0]];
-    buckets[k].flat = at::empty({numel[k]}, first.options());
+    buckets[k].numel = numel[k];
+    if (allocate) buckets[k].flat = at::empty({numel[k]}, first.options());
     buckets[k].pending = static_cast<int>(buckets[k].members.size());
   }
   return buckets;
+}
+
+at::Tensor& ensure_flat(Bucket& b, const at::Tensor& like) {
+  if (!b.flat.defined()) b.flat = at::empty({b.numel}, like.options());
+  return b.flat;
 }
 
 at::Tensor slot(const Bucket& b, size_t k, const at::Tensor& like) {
@@ -207,6 +216,9 @@ struct DataParallel::Impl {
   DataParallelOptions opt;
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<CommBackend> pg;
+  // set_flag / wait_flags: a second client connection, made on first use.
+  std::mutex side_mu;
+  c10::intrusive_ptr<c10d::Store> side_store;
 #ifdef C3_DIST_NCCL
   c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
 #endif
@@ -228,8 +240,25 @@ struct DataParallel::Impl {
     size_t next_launch = 0;
     bool armed = false;
     std::vector<WorkPtr> works;
+    std::vector<int> to_free;  // ZeRO-2: params whose grad is copied, to free at the next hook
   };
   std::shared_ptr<Overlap> overlap;
+
+  // ZeRO-2 (reduce_to_shards): each bucket goes to the ranks owning its flat range.
+  struct Shards {
+    explicit Shards(const ShardLayout& l) : layout(l) {}
+    ShardLayout layout;
+    at::Tensor grad;              // [my_end - my_begin]: this rank's part of the mean gradients
+    std::vector<char> had_grad;   // per parameter: this rank had a grad since the last zero
+    struct InFlight {
+      Bucket* bucket;
+      std::vector<WorkPtr> works;
+    };
+    std::deque<InFlight> in_flight;  // launched, not yet added to `grad`
+  };
+  std::unique_ptr<Shards> shards;
+  // Buckets in flight at once: a bound on the gradient buffers alive during a backward.
+  static constexpr size_t kMaxInFlight = 4;
 
   Impl(const DistEnv& e, at::Device d, DataParallelOptions o) : env(e), device(d), opt(o) {}
 
@@ -242,6 +271,64 @@ struct DataParallel::Impl {
     c10d::BroadcastOptions bo;
     bo.rootRank = 0;
     return pg->broadcast(v, bo);
+  }
+
+  // Launches bucket `b` (divided by the world size first) as one reduction per rank owning part
+  // of its flat range; completed ones are landed, and at most kMaxInFlight stay in flight.
+  void launch_to_owners(Bucket& b) {
+    Shards& sh = *shards;
+    const ShardLayout& l = sh.layout;
+    b.flat.div_(env.world_size);
+    const int64_t lo = l.offset(b.members.front()), hi = lo + b.numel;
+    Shards::InFlight f{&b, {}};
+    for (int r = 0; r < env.world_size; ++r) {
+      const int64_t a = std::max(lo, l.begin(r)), z = std::min(hi, l.end(r));
+      if (a >= z) continue;
+      std::vector<at::Tensor> seg{b.flat.narrow(0, a - lo, z - a)};
+      c10d::ReduceOptions ro;
+      ro.rootRank = r;
+      f.works.push_back(pg->reduce(seg, ro));
+    }
+    sh.in_flight.push_back(std::move(f));
+    while (!sh.in_flight.empty() &&
+           (sh.in_flight.size() > kMaxInFlight || all_completed(sh.in_flight.front().works)))
+      land_oldest();
+  }
+
+  static bool all_completed(const std::vector<WorkPtr>& works) {
+    for (const auto& w : works)
+      if (!w->isCompleted()) return false;
+    return true;
+  }
+
+  // Waits for the oldest bucket in flight, adds this rank's part to the shard gradient and frees
+  // the bucket's buffer.
+  void land_oldest() {
+    Shards& sh = *shards;
+    Shards::InFlight f = std::move(sh.in_flight.front());
+    sh.in_flight.pop_front();
+    for (auto& w : f.works) w->wait();
+    Bucket& b = *f.bucket;
+    const ShardLayout& l = sh.layout;
+    const int64_t lo = l.offset(b.members.front()), hi = lo + b.numel;
+    const int64_t a = std::max(lo, l.my_begin()), z = std::min(hi, l.my_end());
+    if (a < z) sh.grad.narrow(0, a - l.my_begin(), z - a).add_(b.flat.narrow(0, a - lo, z - a));
+    b.flat = at::Tensor();
+  }
+
+  void land_all() {
+    while (shards && !shards->in_flight.empty()) land_oldest();
+  }
+
+  void check_shard_order(const std::vector<at::Tensor>& ps) const {
+    const auto& lp = shards->layout.params();
+    TORCH_CHECK(ps.size() == lp.size(), "DataParallel::reduce_to_shards: the layout has ",
+                lp.size(), " parameters but ", ps.size(), " are synced");
+    for (size_t i = 0; i < ps.size(); ++i)
+      TORCH_CHECK(ps[i].unsafeGetTensorImpl() == lp[i].unsafeGetTensorImpl(),
+                  "DataParallel::reduce_to_shards: parameter #", i,
+                  " of the layout is not the one synced there; build the layout from "
+                  "gradient_order(params)");
   }
 
   void remove_hooks() {
@@ -300,6 +387,14 @@ struct DataParallel::Impl {
                 "its bucket was sent (e.g. reentrant activation checkpointing that reuses it). "
                 "Use allreduce_gradients() instead of register_overlap() for this model.");
     at::NoGradGuard no_grad;
+    if (shards) {
+      // AccumulateGrad has stored the earlier params' grads by now: their copies are in the
+      // buckets, so they go (this one is freed at the next hook or in finish_gradients()).
+      for (int j : s.to_free) s.params[j].mutable_grad() = at::Tensor();
+      s.to_free.clear();
+      s.to_free.push_back(i);
+      ensure_flat(b, p);
+    }
     at::Tensor dst = slot(b, s.slot_of[i], p);
     if (s.ready[i]) {
       dst.add_(g);  // second contribution before the bucket left: just accumulate
@@ -315,11 +410,37 @@ struct DataParallel::Impl {
     // order, whatever order autograd produces grads in.
     while (s.next_launch < s.buckets.size() && s.buckets[s.next_launch].pending == 0) {
       Bucket& nb = s.buckets[s.next_launch++];
+      if (shards) {
+        launch_to_owners(nb);
+        continue;
+      }
       nb.flat.div_(env.world_size);
       s.works.push_back(allreduce(nb.flat));
     }
   }
 };
+
+// The job's TCPStore. Under torchrun (2.x) its agent already serves MASTER_PORT, so every rank
+// is a client there, under a per-restart prefix, as torch.distributed does; else rank 0's first
+// connection serves it and waits for the others.
+static c10::intrusive_ptr<c10d::Store> connect_store(const DistEnv& env, std::chrono::milliseconds timeout,
+                                                     bool first) {
+  const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  const bool use_agent = agent_store && std::string(agent_store) == "True";
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<uint16_t>(env.master_port);
+  so.isServer = first && env.rank == 0 && !use_agent;
+  if (first) so.numWorkers = static_cast<std::size_t>(env.world_size);
+  so.waitWorkers = first && !use_agent;
+  so.timeout = timeout;
+  c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  if (use_agent) {
+    const char* restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
+    store = c10::make_intrusive<c10d::PrefixStore>(
+        fmt::format("/worker/attempt_{}", restart ? restart : "0"), store);
+  }
+  return store;
+}
 
 DataParallel::DataParallel(const DistEnv& env, at::Device device, DataParallelOptions options)
     : impl_(std::make_unique<Impl>(env, device, options)) {
@@ -350,23 +471,8 @@ DataParallel::DataParallel(const DistEnv& env, at::Device device, DataParallelOp
 #endif
 
   // Rendezvous: rank 0 serves the store; the constructor returns once all ranks have joined.
-  // Under torchrun (2.x) its agent already serves MASTER_PORT, so every rank is a client there,
-  // under a per-restart prefix, as torch.distributed does.
-  const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
-  const bool use_agent = agent_store && std::string(agent_store) == "True";
-  c10d::TCPStoreOptions so;
-  so.port = static_cast<uint16_t>(env.master_port);
-  so.isServer = env.rank == 0 && !use_agent;
-  so.numWorkers = static_cast<std::size_t>(env.world_size);
-  so.waitWorkers = !use_agent;
-  so.timeout = options.timeout;
   try {
-    impl_->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
-    if (use_agent) {
-      const char* restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
-      impl_->store = c10::make_intrusive<c10d::PrefixStore>(
-          fmt::format("/worker/attempt_{}", restart ? restart : "0"), impl_->store);
-    }
+    impl_->store = connect_store(env, options.timeout, /*first=*/true);
   } catch (const std::exception& e) {
     fail(
         "rank {}: rendezvous at MASTER_ADDR={} MASTER_PORT={} failed: {}. HINT: start every rank "
@@ -478,8 +584,30 @@ void DataParallel::allreduce_gradients(const std::vector<at::Tensor>& params) {
                   static_cast<int64_t>(p.device().type()));
   }
   if (key != impl_->plan_key) {
-    impl_->plan = plan_buckets(ps, iota(ps.size()), impl_->opt.bucket_bytes);
+    impl_->plan = plan_buckets(ps, iota(ps.size()), impl_->opt.bucket_bytes, !impl_->shards);
     impl_->plan_key = key;
+  }
+  if (impl_->shards) {
+    // ZeRO-2: bucket by bucket, each grad copied and freed, the bucket sent to its owners.
+    impl_->check_shard_order(ps);
+    auto& had = impl_->shards->had_grad;
+    for (Bucket& b : impl_->plan) {
+      ensure_flat(b, ps[b.members[0]]);
+      for (size_t k = 0; k < b.members.size(); ++k) {
+        const at::Tensor& p = ps[b.members[k]];
+        at::Tensor dst = slot(b, k, p);
+        if (p.grad().defined()) {
+          dst.copy_(p.grad());
+          had[b.members[k]] = 1;
+          p.mutable_grad() = at::Tensor();
+        } else {
+          dst.zero_();
+        }
+      }
+      impl_->launch_to_owners(b);
+    }
+    impl_->land_all();
+    return;
   }
   std::vector<char> has_grad(ps.size(), 0);
   for (Bucket& b : impl_->plan)
@@ -526,7 +654,8 @@ void DataParallel::register_overlap(const std::vector<at::Tensor>& params) {
   s->owner = impl_.get();
   s->params = grad_params(params);
   const size_t n = s->params.size();
-  s->buckets = plan_buckets(s->params, iota(n), impl_->opt.bucket_bytes);
+  if (impl_->shards) impl_->check_shard_order(s->params);
+  s->buckets = plan_buckets(s->params, iota(n), impl_->opt.bucket_bytes, !impl_->shards);
   s->bucket_of.assign(n, 0);
   s->slot_of.assign(n, 0);
   s->ready.assign(n, 0);
@@ -566,14 +695,132 @@ void DataParallel::finish_gradients() {
   // Buckets still waiting hold params that got no grad on this rank: they count as zeros.
   for (size_t b = s.next_launch; b < s.buckets.size(); ++b) {
     Bucket& bk = s.buckets[b];
+    if (impl_->shards) ensure_flat(bk, s.params[bk.members[0]]);
     for (size_t k = 0; k < bk.members.size(); ++k)
       if (!s.ready[bk.members[k]]) slot(bk, k, s.params[bk.members[k]]).zero_();
   }
-  impl_->launch_and_write_back(s.buckets, s.params, s.ready, s.next_launch, s.works);
+  if (impl_->shards) {
+    while (s.next_launch < s.buckets.size()) impl_->launch_to_owners(s.buckets[s.next_launch++]);
+    impl_->land_all();
+    auto& had = impl_->shards->had_grad;
+    for (size_t i = 0; i < s.params.size(); ++i) {
+      if (s.ready[i]) had[i] = 1;
+      s.params[i].mutable_grad() = at::Tensor();
+    }
+    s.to_free.clear();
+  } else {
+    impl_->launch_and_write_back(s.buckets, s.params, s.ready, s.next_launch, s.works);
+  }
   for (Bucket& bk : s.buckets) bk.pending = static_cast<int>(bk.members.size());
   std::fill(s.ready.begin(), s.ready.end(), 0);
   s.next_launch = 0;
   s.armed = false;
+}
+
+// ---- flags for background threads --------------------------------------------------------
+
+void DataParallel::set_flag(const std::string& key) {
+  if (!impl_->pg) return;
+  std::lock_guard<std::mutex> lock(impl_->side_mu);
+  if (!impl_->side_store) impl_->side_store = connect_store(impl_->env, impl_->opt.timeout, false);
+  impl_->side_store->set("c3/flag/" + key, std::vector<uint8_t>{1});
+}
+
+void DataParallel::wait_flags(const std::vector<std::string>& keys) {
+  if (!impl_->pg || keys.empty()) return;
+  std::lock_guard<std::mutex> lock(impl_->side_mu);
+  if (!impl_->side_store) impl_->side_store = connect_store(impl_->env, impl_->opt.timeout, false);
+  std::vector<std::string> full;
+  for (const auto& k : keys) full.push_back("c3/flag/" + k);
+  try {
+    impl_->side_store->wait(full, impl_->opt.timeout);
+  } catch (const std::exception& e) {
+    fail("rank {}: waited {} min for the other ranks ({} ...): {}. HINT: another rank failed; "
+         "its output says why", rank(), impl_->opt.timeout.count() / 60000, keys.front(), e.what());
+  }
+}
+
+// ---- ZeRO ------------------------------------------------------------------------------------
+
+void DataParallel::reduce_to_shards(const ShardLayout& layout) {
+  TORCH_CHECK(layout.world_size() == world_size() && layout.rank() == rank(),
+              "DataParallel::reduce_to_shards: the layout is for rank ", layout.rank(), " of ",
+              layout.world_size(), ", this is rank ", rank(), " of ", world_size());
+  impl_->shards = std::make_unique<Impl::Shards>(layout);
+  Impl::Shards& sh = *impl_->shards;
+  const auto& ps = layout.params();
+  const at::TensorOptions o = ps.empty() ? at::TensorOptions().device(impl_->device)
+                                         : ps[0].options().requires_grad(false);
+  sh.grad = at::zeros({layout.my_end() - layout.my_begin()}, o);
+  sh.had_grad.assign(ps.size(), 0);
+  impl_->plan_key.clear();  // re-plan without persistent buffers
+  impl_->plan.clear();
+  if (impl_->overlap) {
+    impl_->check_shard_order(impl_->overlap->params);
+    for (Bucket& b : impl_->overlap->buckets) b.flat = at::Tensor();  // allocated on use
+  }
+}
+
+const at::Tensor& DataParallel::shard_gradient() const {
+  TORCH_CHECK(impl_->shards, "DataParallel::shard_gradient: call reduce_to_shards() first");
+  return impl_->shards->grad;
+}
+
+void DataParallel::zero_shard_gradient() {
+  TORCH_CHECK(impl_->shards, "DataParallel::zero_shard_gradient: call reduce_to_shards() first");
+  impl_->shards->grad.zero_();
+  std::fill(impl_->shards->had_grad.begin(), impl_->shards->had_grad.end(), 0);
+}
+
+std::vector<char> DataParallel::shard_gradient_flags() {
+  TORCH_CHECK(impl_->shards, "DataParallel::shard_gradient_flags: call reduce_to_shards() first");
+  const auto& had = impl_->shards->had_grad;
+  std::vector<float> f(had.begin(), had.end());
+  at::Tensor t = at::tensor(c10::ArrayRef<float>(f), at::kFloat).to(impl_->device);
+  if (!t.numel()) return {};
+  impl_->allreduce(t)->wait();
+  t = t.cpu();
+  std::vector<char> out(had.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = t.data_ptr<float>()[i] > 0;
+  return out;
+}
+
+void DataParallel::allgather_shards(const ShardLayout& layout) {
+  if (!impl_->pg || layout.params().empty()) return;
+  at::NoGradGuard no_grad;
+  const at::Tensor& like = layout.params()[0];
+  const int64_t S = layout.shard_numel();
+  const int64_t round = std::max<int64_t>(1, std::min<int64_t>(S, impl_->opt.bucket_bytes / like.element_size()));
+  const int me = rank(), n = world_size();
+  at::Tensor send = at::empty({round}, like.options().requires_grad(false));
+  std::vector<std::vector<at::Tensor>> recv(1);
+  for (int r = 0; r < n; ++r) recv[0].push_back(at::empty({round}, send.options()));
+  for (int64_t off = 0; off < S; off += round) {
+    const int64_t len = std::min(round, S - off);
+    auto range = [&](int r) {
+      const int64_t a = std::min(layout.end(r), layout.begin(r) + off);
+      return std::make_pair(a, std::min(layout.end(r), a + len));
+    };
+    at::Tensor mine = send.narrow(0, 0, len);
+    const auto [a, z] = range(me);
+    mine.narrow(0, z - a, len - (z - a)).zero_();  // past the end of the space: padding
+    for (const auto& piece : layout.pieces(a, z))
+      mine.narrow(0, piece.flat - a, piece.numel).copy_(layout.view(piece));
+    std::vector<at::Tensor> in{mine};
+    std::vector<std::vector<at::Tensor>> out(1);
+    for (int r = 0; r < n; ++r) out[0].push_back(recv[0][r].narrow(0, 0, len));
+    impl_->pg->allgather(out, in)->wait();
+    for (int r = 0; r < n; ++r) {
+      if (r == me) continue;
+      const auto [ra, rz] = range(r);
+      for (const auto& piece : layout.pieces(ra, rz))
+        layout.view(piece).copy_(out[0][r].narrow(0, piece.flat - ra, piece.numel));
+    }
+  }
+}
+
+std::vector<at::Tensor> gradient_order(const std::vector<at::Tensor>& params) {
+  return grad_params(params);
 }
 
 // ---- launcher --------------------------------------------------------------------------------

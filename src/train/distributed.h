@@ -9,6 +9,10 @@
 //   optimizer.step();
 // Or overlap the all-reduce with backward: register_overlap(params) once, then arm_overlap()
 // before the last micro-batch's backward and finish_gradients() after it.
+//
+// Sharded optimizer state (ZeRO; sharded_adamw.h) adds two collectives: reduce_to_shards()
+// turns the gradient sync into a reduction to each bucket's owner ranks (stage 2), and
+// allgather_shards() gives every rank the parameters the others updated.
 #pragma once
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
@@ -17,6 +21,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "train/shard_layout.h"
 
 namespace c3::train {
 
@@ -89,10 +95,40 @@ class DataParallel {
   // and writes the means into .grad() with allreduce_gradients' semantics.
   void finish_gradients();
 
+  // ZeRO-2. From now on allreduce_gradients() and finish_gradients() reduce each bucket only to
+  // the ranks owning its part of `layout` (whose parameters must be those synced, in
+  // gradient_order()): each rank adds its part of the mean gradient to shard_gradient(), and
+  // frees every .grad() once it has been copied into a bucket (in a hooked backward, as soon as
+  // autograd has stored it). Bucket buffers are allocated on first use and freed once reduced,
+  // at most a few at a time, so no full-size gradient buffer exists.
+  void reduce_to_shards(const ShardLayout& layout);
+  // This rank's shard of the summed mean gradients since zero_shard_gradient(): [my_end -
+  // my_begin] of the layout, flat.
+  const at::Tensor& shard_gradient() const;
+  void zero_shard_gradient();
+  // Per parameter of the layout: whether any rank had a gradient for it since
+  // zero_shard_gradient() (a collective).
+  std::vector<char> shard_gradient_flags();
+
+  // Flags between ranks for threads beside the training loop (a background checkpoint writer):
+  // set_flag(key) marks `key` in the job's store, wait_flags(keys) blocks until every key is
+  // marked (a c3::Error after the timeout). They use a store connection of their own, so they
+  // never wait behind the training loop's collectives. No-ops with one process.
+  void set_flag(const std::string& key);
+  void wait_flags(const std::vector<std::string>& keys);
+
+  // Copies each rank's shard of `layout`'s parameters into every other rank's parameters, in
+  // rounds of bucket_bytes per rank (ZeRO's parameter all-gather after the sharded update).
+  void allgather_shards(const ShardLayout& layout);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The parameters whose gradients DataParallel syncs (those requiring grad), in the order it
+// buckets them: reverse registration order, the order backward produces their gradients.
+std::vector<at::Tensor> gradient_order(const std::vector<at::Tensor>& params);
 
 // A TCP port that was free a moment ago on this host (bind to port 0, read it back, close).
 int find_free_port();

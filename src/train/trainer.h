@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "train/model_init.h"
+#include "train/run_folder.h"  // latest_checkpoint()
 
 namespace c3::train {
 
@@ -62,6 +63,10 @@ struct TrainOptions {
   bool bf16 = true;            // bf16 autocast with fp32 master weights (CUDA only)
   bool activation_checkpointing = false;
   bool overlap_allreduce = true;  // data-parallel: all-reduce gradient buckets during backward
+  // Data-parallel: ZeRO stage. 1 shards AdamW's state across the ranks, 2 its gradients too
+  // (sharded_adamw.h); 0 keeps everything on every rank.
+  int zero = 0;
+  double bucket_mb = 25;  // data-parallel: gradient bucket size (PyTorch DDP's bucket_cap_mb)
   uint64_t seed = 0;
   std::string device = "cpu";
   double peak_tflops = 989.0;  // for MFU (H100 SXM dense bf16)
@@ -70,10 +75,17 @@ struct TrainOptions {
   std::string out_dir;
   int64_t save_every = 0;      // steps between checkpoints; 0 = only at the end
   int64_t keep_last = 2;
+  int checkpoint_threads = 4;         // parallel writers of a checkpoint's files (per rank)
+  bool background_checkpoints = true; // write checkpoints while training goes on
   int64_t eval_every = 0;      // steps between validations; 0 = only at the end
   int64_t eval_passages = 8;   // held-out passages for valid loss / char precision
   int64_t log_every = 10;
   bool progress = true;
+
+  // Seconds on a monotonic clock, read at step boundaries and given the steps done so far. Empty:
+  // std::chrono::steady_clock. It drives --max-minutes, --fit-steps-to-time and the logged times,
+  // so a test can pass a fake one (a fixed time per step) and get exact results on any machine.
+  std::function<double(int64_t steps_done)> clock;
 
   // Injected by the CLI from the eval layer (train may not depend on eval).
   std::function<double(const std::string& pred, const std::string& ref)> char_precision;
@@ -94,8 +106,5 @@ TrainResult train(const TrainOptions& opt);
 // The factor on --input-noise and --self-feed at `step` of `total_steps`: 1 when decay_fraction
 // is 0, else 1 - step / (decay_fraction * total_steps), at least 0.
 double input_noise_scale(int64_t step, int64_t total_steps, double decay_fraction);
-
-// The newest complete checkpoint under a run folder ("" when none).
-std::string latest_checkpoint(const std::string& run_dir);
 
 }  // namespace c3::train
