@@ -61,7 +61,7 @@ start=$(date +%s)
   --latents "$LATENTS" --lengths uniform:32-96 --max-passage-tokens 96 \
   --batch-size 2 --grad-accum 16 \
   --lr "$LR" --adam-beta2 0.999 --weight-decay 0 --min-lr-ratio 0 --warmup-ratio 0.01 \
-  --grad-clip 1.0 --bf16 true --activation-checkpointing \
+  --grad-clip 1.0 --bf16 true --activation-checkpointing --zero 2 \
   --steps "$STEPS" --save-every 0 --eval-every 0 --eval-passages 8 --log-every 5 \
   --seed 0 --out "$W/run" --no-plot
 echo "train wall time: $(( $(date +%s) - start )) s"

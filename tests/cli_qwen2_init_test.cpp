@@ -38,8 +38,10 @@ RunResult run_c3(const std::string& args) {
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
+// One folder per test: ctest -j runs this suite's tests at once.
 fs::path fresh_dir() {
-  const fs::path p = c3::test::binary_dir() / "test_out" / "cli_qwen2_init";
+  const fs::path p = c3::test::binary_dir() / "test_out" / "cli_qwen2_init" /
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name();
   c3::remove_tree(p);
   fs::create_directories(p);
   return p;
