@@ -1,6 +1,6 @@
-// c3's own query layouts (c3_query_positions, c3_query_mask) on c3-tiny: positions and masks as
-// query_layout.h documents them, batched = per passage, config errors, and the official layout
-// left alone.
+// c3's own query layouts (c3_query_positions, c3_query_mask, c3_query_pooling) on c3-tiny:
+// positions, masks and pooling as query_layout.h documents them, batched = per passage, config
+// errors, and the official layout left alone.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -121,11 +121,38 @@ TEST(QueryLayout, ModelUsesTheDocumentedPositionsAndMask) {
   EXPECT_GT(max_diff(got, official.model->compress({ctx})), 1e-3) << "the layout changed nothing";
 }
 
+// Segment-mean pooling adds to each query state the mean of its segment's final hidden states.
+TEST(QueryLayout, SegmentMeanPoolingAddsEachSegmentsMean) {
+  auto m = load(tiny_with("pool", {{"c3_query_pooling", "segment_mean"}}));
+  auto official = load(test::testdata("c3/c3-tiny"));
+  torch::NoGradGuard ng;
+  const int64_t N = 10, L = 8, T = N + L + 2;
+  const std::vector<int32_t> ctx = ids_of_len(m, N);
+  const auto ids = m.model->encoder_input_ids(ctx);
+  at::Tensor embeds = m.model->encoder->embed(at::tensor(ids).view({1, T}));
+  embeds.narrow(1, N + 1, L).copy_(m.model->Q->weight.unsqueeze(0));
+  const at::Tensor h = m.model->encoder->hidden(embeds, {})[0];  // [T, C], official positions
+  const std::vector<std::pair<int64_t, int64_t>> seg = {{0, 1}, {1, 2}, {2, 3}, {3, 5},
+                                                        {5, 6}, {6, 7}, {7, 8}, {8, 10}};
+  at::Tensor want = h.narrow(0, N + 1, L).clone();
+  for (int64_t j = 0; j < L; ++j) want[j] += h.slice(0, seg[j].first, seg[j].second).mean(0);
+  EXPECT_LT(max_diff(m.model->encode_queries({ctx})[0], want), 1e-5);
+  EXPECT_LT(max_diff(official.model->encode_queries({ctx})[0], h.narrow(0, N + 1, L)), 1e-5);
+  // Shorter than L: empty segments add nothing.
+  at::Tensor w = cascade::segment_mean_weights({5}, L, 15, at::kCPU)[0];
+  EXPECT_EQ(w[0].sum().item<float>(), 0.0f);
+  EXPECT_FLOAT_EQ(w[1][0].item<float>(), 1.0f);
+}
+
 TEST(QueryLayout, BatchedCompressEqualsPerPassage) {
   const std::vector<std::pair<std::string, nlohmann::json>> layouts = {
       {"positions", {{"c3_query_positions", "segments"}}},
       {"mask", {{"c3_query_mask", "segment"}}},
-      {"both", {{"c3_query_positions", "segments"}, {"c3_query_mask", "segment"}}}};
+      {"pool", {{"c3_query_pooling", "segment_mean"}}},
+      {"all",
+       {{"c3_query_positions", "segments"},
+        {"c3_query_mask", "segment"},
+        {"c3_query_pooling", "segment_mean"}}}};
   for (const auto& [name, extra] : layouts) {
     auto m = load(tiny_with(name, extra));
     torch::NoGradGuard ng;
@@ -154,6 +181,9 @@ TEST(QueryLayout, ConfigKeysRoundTripAndOfficialStaysUnwritten) {
   nlohmann::json o = official.model->config.decoder_json();
   EXPECT_FALSE(o.contains("c3_query_positions"));
   EXPECT_FALSE(o.contains("c3_query_mask"));
+  EXPECT_FALSE(o.contains("c3_query_pooling"));
+  auto p = load(tiny_with("pool", {{"c3_query_pooling", "segment_mean"}}));
+  EXPECT_EQ(p.model->config.decoder_json()["c3_query_pooling"], "segment_mean");
 }
 
 TEST(QueryLayout, UnknownValueIsAClearConfigError) {
@@ -173,6 +203,8 @@ TEST(QueryLayout, UnknownValueIsAClearConfigError) {
   expect_error({{"c3_query_mask", "block"}},
                "key 'c3_query_mask' must be \"causal\" or \"segment\", got \"block\"");
   expect_error({{"c3_query_mask", 3}}, "c3_query_mask");
+  expect_error({{"c3_query_pooling", "max"}},
+               "key 'c3_query_pooling' must be \"none\" or \"segment_mean\", got \"max\"");
 }
 
 }  // namespace

@@ -213,7 +213,7 @@ TEST_F(Trainer, OverfitsFewPassagesToExactReconstruction) {
   }
 }
 
-// c3's own query layout (segment positions and the segment mask) trains through the same
+// c3's own query layout (segment positions, mask and pooling) trains through the same
 // loss: the loss falls well below where it starts, and the checkpoint keeps the layout.
 TEST_F(Trainer, SegmentQueryLayoutLearnsAndIsSaved) {
   const fs::path dir = fresh_dir("segments");
@@ -223,6 +223,7 @@ TEST_F(Trainer, SegmentQueryLayoutLearnsAndIsSaved) {
   TrainOptions o = tiny_options(dir, "run");
   o.init.query_positions = "segments";
   o.init.query_mask = "segment";
+  o.init.query_pooling = "segment_mean";
   o.batch_size = 3;
   o.bucket_docs = 3;
   o.max_steps = 60;
@@ -239,6 +240,7 @@ TEST_F(Trainer, SegmentQueryLayoutLearnsAndIsSaved) {
   c3::cascade::LoadedC3 l = c3::cascade::load_c3(r.last_checkpoint, at::kFloat, at::kCPU);
   EXPECT_EQ(l.model->config.query_positions, c3::cascade::QueryPositions::kSegments);
   EXPECT_EQ(l.model->config.query_mask, c3::cascade::QueryMask::kSegment);
+  EXPECT_EQ(l.model->config.query_pooling, c3::cascade::QueryPooling::kSegmentMean);
   o.init.query_mask = "blocky";
   o.out_dir = (dir / "bad").string();
   try {

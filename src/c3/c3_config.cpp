@@ -12,6 +12,7 @@ namespace {
 // The accepted values of c3's enum keys, in enum order (the first is the default).
 constexpr const char* kPositionNames[] = {"after_text", "segments"};
 constexpr const char* kMaskNames[] = {"causal", "segment"};
+constexpr const char* kPoolingNames[] = {"none", "segment_mean"};
 
 // One of `names` (in enum order); anything else is an error naming `where` and the values.
 template <typename E, size_t N>
@@ -27,12 +28,16 @@ E parse_enum(const std::string& v, const std::string& where, const char* const (
 
 const char* name_of(QueryPositions p) { return kPositionNames[static_cast<int>(p)]; }
 const char* name_of(QueryMask m) { return kMaskNames[static_cast<int>(m)]; }
+const char* name_of(QueryPooling p) { return kPoolingNames[static_cast<int>(p)]; }
 
 QueryPositions parse_query_positions(const std::string& v, const std::string& where) {
   return parse_enum<QueryPositions>(v, where, kPositionNames);
 }
 QueryMask parse_query_mask(const std::string& v, const std::string& where) {
   return parse_enum<QueryMask>(v, where, kMaskNames);
+}
+QueryPooling parse_query_pooling(const std::string& v, const std::string& where) {
+  return parse_enum<QueryPooling>(v, where, kPoolingNames);
 }
 
 C3Config C3Config::from_dir(const std::string& dir) {
@@ -59,6 +64,8 @@ C3Config C3Config::from_dir(const std::string& dir) {
       root.optional<std::string>("c3_query_positions", "after_text"), key("c3_query_positions"));
   c.query_mask =
       parse_query_mask(root.optional<std::string>("c3_query_mask", "causal"), key("c3_query_mask"));
+  c.query_pooling = parse_query_pooling(root.optional<std::string>("c3_query_pooling", "none"),
+                                        key("c3_query_pooling"));
   C3_CHECK(c.latent_token_len > 0, "config '{}': latent_token_len must be positive, got {}",
            root_path, c.latent_token_len);
   C3_CHECK(c.encoder.hidden_size == c.contexts_compression_llm_hidden_size,
@@ -83,6 +90,7 @@ nlohmann::json C3Config::decoder_json() const {
   if (query_positions != QueryPositions::kAfterText)
     j["c3_query_positions"] = name_of(query_positions);
   if (query_mask != QueryMask::kCausal) j["c3_query_mask"] = name_of(query_mask);
+  if (query_pooling != QueryPooling::kNone) j["c3_query_pooling"] = name_of(query_pooling);
   return j;
 }
 

@@ -19,12 +19,19 @@ enum class QueryMask {
   kCausal,   // "causal": everything before it (the official layout)
   kSegment,  // "segment": only its own text segment and itself (a block mask)
 };
+// What each latent is made of (c3's own key c3_query_pooling).
+enum class QueryPooling {
+  kNone,         // "none": the query slot's final hidden state (the official layout)
+  kSegmentMean,  // "segment_mean": plus the mean of its text segment's final hidden states
+};
 const char* name_of(QueryPositions p);
 const char* name_of(QueryMask m);
+const char* name_of(QueryPooling p);
 // From the names above; anything else is a c3::Error naming `where` (a key or a flag) and the
 // accepted values.
 QueryPositions parse_query_positions(const std::string& v, const std::string& where);
 QueryMask parse_query_mask(const std::string& v, const std::string& where);
+QueryPooling parse_query_pooling(const std::string& v, const std::string& where);
 
 struct C3Config {
   model::Qwen2Config decoder;  // <dir>/config.json
@@ -37,6 +44,7 @@ struct C3Config {
   // c3's own keys, written only when not the default, so official folders load unchanged.
   QueryPositions query_positions = QueryPositions::kAfterText;  // c3_query_positions
   QueryMask query_mask = QueryMask::kCausal;                    // c3_query_mask
+  QueryPooling query_pooling = QueryPooling::kNone;             // c3_query_pooling
 
   // Reads both configs; errors name the key and the file. Checks that the encoder hidden size
   // agrees with contexts_compression_llm_hidden_size.

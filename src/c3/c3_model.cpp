@@ -130,7 +130,10 @@ at::Tensor C3ModelImpl::encode_queries(const std::vector<std::vector<int32_t>>& 
   if (config.query_mask != QueryMask::kCausal)
     in.attend = encoder_attend_mask(n_text, L, T, config.query_mask, dev);
   at::Tensor hidden = encoder->hidden(embeds, in);                                // [B, T, C]
-  return hidden.gather(1, idx3);                                                  // [B, L, C]
+  at::Tensor out = hidden.gather(1, idx3);                                        // [B, L, C]
+  if (config.query_pooling == QueryPooling::kSegmentMean)
+    out = out + at::bmm(segment_mean_weights(n_text, L, T, dev).to(hidden.scalar_type()), hidden);
+  return out;
 }
 
 at::Tensor C3ModelImpl::compress(const std::vector<std::vector<int32_t>>& contexts) {

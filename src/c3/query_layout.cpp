@@ -61,4 +61,24 @@ at::Tensor encoder_attend_mask(const std::vector<int64_t>& n_text, int64_t L, in
   return (k.ge(l3) & k.lt(h3)) | k.eq(q);                         // [B, T, T]
 }
 
+at::Tensor segment_mean_weights(const std::vector<int64_t>& n_text, int64_t L, int64_t T,
+                                at::Device device) {
+  const int64_t B = static_cast<int64_t>(n_text.size());
+  at::Tensor lo = at::empty({B, L}, at::TensorOptions(at::kLong));
+  at::Tensor hi = at::empty({B, L}, at::TensorOptions(at::kLong));
+  auto l = lo.accessor<int64_t, 2>();
+  auto h = hi.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < L; ++j) {
+      const Segment s = query_segment(n_text[b], L, j);
+      l[b][j] = s.begin;
+      h[b][j] = s.end;
+    }
+  const at::Tensor t = at::arange(T, at::TensorOptions(at::kLong).device(device)).view({1, 1, T});
+  const at::Tensor l3 = model::upload(lo, device).unsqueeze(-1);   // [B, L, 1]
+  const at::Tensor h3 = model::upload(hi, device).unsqueeze(-1);   // [B, L, 1]
+  const at::Tensor in_seg = (t.ge(l3) & t.lt(h3)).to(at::kFloat);  // [B, L, T]
+  return in_seg / (h3 - l3).clamp_min(1).to(at::kFloat);           // [B, L, T]
+}
+
 }  // namespace c3::cascade

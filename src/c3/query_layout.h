@@ -1,5 +1,5 @@
-// Where the encoder's L query slots sit: their RoPE positions and the keys each may attend to
-// (config keys c3_query_positions and c3_query_mask, C3Config).
+// Where the encoder's L query slots sit, what each may attend to and what it adds up (config keys
+// c3_query_positions, c3_query_mask and c3_query_pooling, C3Config).
 //
 // The encoder input of a passage of N text tokens, by index in the sequence (right-padded in a
 // batch, so a row's real tokens always come first):
@@ -23,6 +23,11 @@
 //     stays causal), so latent j is "segment j in context"; shutting out the other queries keeps
 //     one latent from taking over another's share (the load is spread evenly, as REFRAG's
 //     per-chunk encoding does, arXiv 2509.01092). Every other token stays causal.
+// Pooling:
+//   none (official): latent j is query j's final hidden state.
+//   segment_mean: plus the mean of the final hidden states of segment j's text tokens (an empty
+//     segment adds nothing). Mean-pooling segments matched or beat learned queries in
+//     arXiv 2512.03643 and 2510.20797; added to the query state, it keeps the learned queries.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -52,5 +57,10 @@ at::Tensor encoder_position_ids(const std::vector<int64_t>& n_text, int64_t L, i
 // built on `device` from per-row key ranges (so no [B, T, T] host work).
 at::Tensor encoder_attend_mask(const std::vector<int64_t>& n_text, int64_t L, int64_t T,
                                QueryMask m, at::Device device);
+
+// [B, L, T] float weights that average each query's segment over a right-padded batch's encoder
+// positions (row j of batch b: 1 / |segment| on its text tokens, all 0 for an empty segment).
+at::Tensor segment_mean_weights(const std::vector<int64_t>& n_text, int64_t L, int64_t T,
+                                at::Device device);
 
 }  // namespace c3::cascade

@@ -21,6 +21,8 @@ static void apply_query_layout(const ModelInit& init, cascade::C3Config& c) {
     c.query_positions = cascade::parse_query_positions(init.query_positions, "--query-positions");
   if (!init.query_mask.empty())
     c.query_mask = cascade::parse_query_mask(init.query_mask, "--query-mask");
+  if (!init.query_pooling.empty())
+    c.query_pooling = cascade::parse_query_pooling(init.query_pooling, "--query-pooling");
 }
 
 cascade::C3Model build_model(const ModelInit& init, std::string* tokenizer_path) {

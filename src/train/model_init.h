@@ -16,9 +16,9 @@ struct ModelInit {
   std::string tokenizer;       // tokenizer.json (needed unless from_c3)
   int64_t latents = 32;        // L
   int64_t max_passage_tokens = 1280;
-  // c3_query_positions / c3_query_mask (c3/query_layout.h); empty = the --init checkpoint's, or
+  // c3_query_positions / _mask / _pooling (c3/query_layout.h); empty = the --init checkpoint's, or
   // the official layout from scratch. Set with --init: train an existing model into the layout.
-  std::string query_positions, query_mask;
+  std::string query_positions, query_mask, query_pooling;
   uint64_t seed = 0;
 };
 

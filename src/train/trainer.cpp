@@ -322,6 +322,7 @@ TrainResult train(const TrainOptions& opt) {
         {"latents", model->latent_len()},
         {"query_positions", cascade::name_of(model->config.query_positions)},
         {"query_mask", cascade::name_of(model->config.query_mask)},
+        {"query_pooling", cascade::name_of(model->config.query_pooling)},
         {"lengths", opt.lengths}, {"batch_size", opt.batch_size},
         {"grad_accum", opt.grad_accum}, {"lr", opt.lr}, {"steps", opt.max_steps},
         {"aux_lm_weight", opt.aux_lm_weight}, {"input_noise", opt.input_noise},
