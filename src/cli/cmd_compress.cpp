@@ -43,7 +43,8 @@ void setup_compress(CLI::App& root) {
   app->add_option("--min-precision", min_precision,
                   "verify: decode each chunk after encoding it and cut any chunk below this char "
                   "precision (0..1) into halves, down to --verify-floor, below which it is stored "
-                  "as plain tokens; the file records each chunk's precision")
+                  "as plain tokens; the file records each chunk's precision. The check decodes with "
+                  "the decode flags below, and decompress will too")
       ->check(CLI::Range(0.0, 1.0));
   app->add_option("--verify-floor", verify_floor,
                   "with --min-precision: smallest half tried, in tokens (0 = the model's latent "
