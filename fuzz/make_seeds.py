@@ -50,6 +50,22 @@ def main():
                                               meta_bf))
     put("latent_file", "bad_meta.c3",
         safetensors([("latents", "F32", [n, L, C], f32(n * L * C))], dict(meta, n_chunks="-1")))
+    # Version 2: chunks 1 and 3 stored as plain token ids, verified precisions.
+    ver = {"min_precision": 0.99, "floor_tokens": 2, "decode": {
+        "max_new_tokens": 64, "no_repeat_ngram_size": 20, "stop_at_im_end": True,
+        "length_cap": 1.5, "num_beams": 1, "device": "cpu", "dtype": "F32"}}
+    meta2 = dict(meta, format_version="2", n_chunks="4", chunk_bytes="[12,4,8,6]",
+                 chunk_tokens="[5,2,4,3]", source_tokens="14", source_bytes="30",
+                 chunk_storage='["latents","tokens","latents","tokens"]',
+                 chunk_precision="[1.0,1.0,0.995,1.0]", verification=json.dumps(ver))
+    i32 = lambda ids: struct.pack("<%di" % len(ids), *ids)
+    v2 = safetensors([("latents", "F32", [2, L, C], f32(2 * L * C)),
+                      ("plain_tokens", "I32", [5], i32([7, 8, 9, 10, 11]))], meta2)
+    put("latent_file", "v2_valid.c3", v2)
+    put("latent_file", "v2_truncated.c3", v2[:-6])
+    put("latent_file", "v2_bad_tokens.c3",
+        safetensors([("latents", "F32", [2, L, C], f32(2 * L * C)),
+                     ("plain_tokens", "I32", [4], i32([7, 8, 9, 10]))], meta2))
 
     cfg = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
            "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 300,

@@ -34,7 +34,8 @@ TOK="src/tokenizer/added_tokens.cpp src/tokenizer/bpe_tokenizer.cpp src/tokenize
 srcs_for() {
   case $1 in
     safetensors) echo "$UTIL $TOK src/io/safetensors.cpp src/io/hf_config.cpp" ;;
-    latent_file) echo "$UTIL $TOK src/io/safetensors.cpp src/io/hf_config.cpp src/c3/latent_file.cpp" ;;
+    latent_file) echo "$UTIL $TOK src/io/safetensors.cpp src/io/hf_config.cpp src/c3/latent_file.cpp \
+      src/c3/chunk_records.cpp" ;;
     tokenizer_json | tokenizer_encode | tiktoken_file) echo "$UTIL $TOK" ;;
     config_json) echo "$UTIL src/io/hf_config.cpp src/model/qwen2_config.cpp" ;;
     corpus_reader) echo "$UTIL" ;;

@@ -165,7 +165,7 @@ TEST(DecodeBatch, TinyCancelledRowLeavesTheOthersAlone) {
 // The trained model stops at <|im_end|> on its own, at different steps per row; n-gram ban 20
 // and the length cap as `c3 decompress` runs.
 TEST(DecodeBatch, SmallModelRowsStopOnTheirOwn) {
-  cascade::LoadedC3 m = load((test::binary_dir().parent_path() / "models" / "c3-small").string());
+  cascade::LoadedC3 m = load((test::source_dir() / "models" / "c3-small").string());
   Case c;
   c.texts = {"\"The first thing I've got to do,\" said Alice to herself.",
              "Alice wandered about in the wood, looking for her way into that lovely garden.",

@@ -19,7 +19,7 @@
 namespace c3::test {
 
 inline std::string small_model_dir() {
-  return (binary_dir().parent_path() / "models" / "c3-small").string();
+  return (source_dir() / "models" / "c3-small").string();
 }
 
 // One copy of c3-small (fp32, CPU) for every test of the binary.
@@ -51,11 +51,12 @@ inline serve::Work roundtrip_work(const std::string& text, int64_t chunk_tokens 
   cascade::CompressOptions co;
   co.progress = false;
   std::istringstream in(text);
-  cascade::chunk_stream(*small_model().tok, in, "test", cascade::chunk_size(small_model(), chunk_tokens),
-                        co, [&](cascade::Chunk&& c) {
-                          w.source_tokens.push_back(static_cast<int64_t>(c.ids.size()));
-                          w.chunks.push_back(std::move(c.ids));
-                        });
+  cascade::read_chunks(*small_model().tok, in, "test",
+                       cascade::chunk_size(small_model(), chunk_tokens), co.block_bytes,
+                       co.progress, [&](const cascade::Chunk& c, std::string_view) {
+                         w.source_tokens.push_back(static_cast<int64_t>(c.ids.size()));
+                         w.chunks.push_back(c.ids);
+                       });
   return w;
 }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -13,6 +14,7 @@
 #include "serve/base64.h"
 #include "serve/server.h"
 #include "serve_common.h"
+#include "util/atomic_file.h"
 
 namespace c3::test {
 namespace {
@@ -123,6 +125,19 @@ TEST(ServeHttp, BadInputGets4xxWithWhatToFixAndTheServerGoesOn) {
   co.progress = false;
   const std::string foreign =
       serve::base64_encode(cascade::compress_to_bytes(tiny, "Some text.", "t", co));
+  // A verified file of the served model that keeps its one chunk as plain tokens.
+  const std::filesystem::path plain_path = binary_dir() / "test_out" / "serve_plain_chunk.c3";
+  std::filesystem::create_directories(plain_path.parent_path());
+  {
+    cascade::LatentWriter w(plain_path.string(), cascade::latent_meta(small_model(), "BF16"));
+    w.append_plain({100, 13}, 6, 1.0);
+    cascade::Verification v;
+    v.floor_tokens = 32;
+    w.set_verification(v);
+    w.set_source(2, 6, 6);
+    w.finish();
+  }
+  const std::string with_plain = serve::base64_encode(c3::read_file(plain_path));
   const std::vector<BadCase> cases = {
       {"/v1/roundtrip", "", 400, "body is empty"},
       {"/v1/roundtrip", "{\"text\": ", 400, "malformed JSON"},
@@ -146,6 +161,7 @@ TEST(ServeHttp, BadInputGets4xxWithWhatToFixAndTheServerGoesOn) {
       {"/v1/decompress", "{\"latents\": \"abcde\"}", 400, "not a multiple of 4"},
       {"/v1/decompress", "{\"latents\": \"aGVsbG8gd29ybGQh\"}", 400, "field 'latents'"},
       {"/v1/decompress", json{{"latents", foreign}}.dump(), 400, "made by another model"},
+      {"/v1/decompress", json{{"latents", with_plain}}.dump(), 400, "with `c3 decompress`"},
       {"/v1/roundtrip", json{{"text", std::string(70000, 'a')}}.dump(), 413, "--max-body-bytes"},
   };
   for (const auto& c : cases) {
@@ -193,7 +209,7 @@ TEST(ServeHttp, BadInputGets4xxWithWhatToFixAndTheServerGoesOn) {
        {"c3_requests_total{route=\"/v1/roundtrip\",status=\"400\"} 13",
         "c3_requests_total{route=\"/v1/roundtrip\",status=\"413\"} 2",
         "c3_requests_total{route=\"/v1/roundtrip\",status=\"200\"} 1",
-        "c3_requests_total{route=\"/v1/decompress\",status=\"400\"} 5",
+        "c3_requests_total{route=\"/v1/decompress\",status=\"400\"} 6",
         "c3_requests_total{route=\"other\",status=\"404\"} 1",
         "c3_request_duration_seconds_count{route=\"/v1/compress\"} 4", "c3_tokens_in_total ",
         "c3_tokens_out_total ", "c3_decode_batch_rows_bucket{le=\"+Inf\"} ",

@@ -93,6 +93,46 @@ TEST_F(Trainer, OverfitsFewPassagesToExactReconstruction) {
   }
 }
 
+// c3's own query layout (segment positions, mask and pooling) trains through the same
+// loss: the loss falls well below where it starts, and the checkpoint keeps the layout.
+TEST_F(Trainer, SegmentQueryLayoutLearnsAndIsSaved) {
+  const fs::path dir = fresh_dir("segments");
+  write_tiny_setup(dir, {"The quick brown fox jumps over the lazy dog near the river.",
+                         "Seven small boats sailed across the calm sea at dawn.",
+                         "A cold winter road leads north to the old paper market."});
+  TrainOptions o = tiny_options(dir, "run");
+  o.init.query_positions = "segments";
+  o.init.query_mask = "segment";
+  o.init.query_pooling = "segment_mean";
+  o.batch_size = 3;
+  o.bucket_docs = 3;
+  o.max_steps = 60;
+  o.warmup_steps = 5;
+  o.weight_decay = 0;
+  const TrainResult r = c3::train::train(o);
+  const auto steps = read_log(fs::path(o.out_dir) / "train_log.jsonl", "step");
+  ASSERT_GT(steps.size(), 10u);
+  const double first = steps.front()["loss"].get<double>();
+  std::printf("segment layout: loss %.3f at step 1 -> %.3f at step %lld\n", first, r.final_loss,
+              static_cast<long long>(r.steps));
+  EXPECT_LT(r.final_loss, 0.3 * first);
+  EXPECT_EQ(read_log(fs::path(o.out_dir) / "train_log.jsonl", "start")[0]["query_mask"], "segment");
+  c3::cascade::LoadedC3 l = c3::cascade::load_c3(r.last_checkpoint, at::kFloat, at::kCPU);
+  EXPECT_EQ(l.model->config.query_positions, c3::cascade::QueryPositions::kSegments);
+  EXPECT_EQ(l.model->config.query_mask, c3::cascade::QueryMask::kSegment);
+  EXPECT_EQ(l.model->config.query_pooling, c3::cascade::QueryPooling::kSegmentMean);
+  o.init.query_mask = "blocky";
+  o.out_dir = (dir / "bad").string();
+  try {
+    c3::train::train(o);
+    FAIL() << "an unknown --query-mask was accepted";
+  } catch (const c3::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--query-mask must be \"causal\" or \"segment\""),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // ---- 2. gradients of reconstruction_loss against central finite differences (double) ----------
 
 // The same objective as reconstruction_loss, but entirely in double: the model's logits() rounds

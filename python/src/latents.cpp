@@ -15,6 +15,10 @@ namespace c3::python {
 
 Latents Latents::load(const std::string& path) {
   cascade::LatentFile f = cascade::read_latents(path);
+  C3_CHECK(f.meta.records.n_plain() == 0,
+           "'{}' stores {} of its chunks as plain tokens (c3 compress --min-precision); "
+           "c3.Latents holds latents only: decompress it with `c3 decompress`",
+           path, f.meta.records.n_plain());
   return {f.latents, f.meta};
 }
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import c3
-from conftest import TINY
+from conftest import ROOT, TINY
 
 
 def test_loading(tmp_path):
@@ -62,6 +62,10 @@ def test_files_that_are_not_c3_latents(tmp_path):
         c3.Latents.load(str(text))
     with pytest.raises(c3.Error, match="missing.c3"):
         c3.Latents.load(str(tmp_path / "missing.c3"))
+    # A verified file that keeps 2 of its 4 chunks as plain tokens: Latents hold latents only.
+    verified = ROOT / "fuzz" / "corpus" / "latent_file" / "v2_valid.c3"
+    with pytest.raises(c3.Error, match="stores 2 of its chunks as plain tokens.*c3 decompress"):
+        c3.Latents.load(str(verified))
 
 
 def test_saving_where_it_cannot(tiny):

@@ -7,7 +7,11 @@
 # INIT=c3-checkpoint (start from its weights; the configs are then ignored) CURRICULUM_START=64
 # (0 = off) EASY_SHARE=0.2 WARMUP=200 MAX_PASSAGE_TOKENS=1280 INPUT_NOISE=0 SELF_FEED=0
 # NOISE_DECAY=0 (the last three: c3 train --input-noise, --self-feed, --input-noise-decay)
-# EVAL_BEAMS= (set: also eval 10x and 20x with that many beams).
+# EVAL_BEAMS= (set: also eval 10x and 20x with that many beams). Issue 18 (docs/fidelity-plan.md):
+# QUERY_POSITIONS=after_text|segments QUERY_MASK=causal|segment QUERY_POOLING=none|segment_mean
+# (c3 train --query-positions, --query-mask, --query-pooling; unset = the INIT model's layout,
+# else the official one), AUX_LM_WEIGHT=0
+# (--aux-lm-weight), LATENTS=32, STEPS=20000.
 # Expects c3 built in build-gpu/ and the corpus under shared/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,12 +28,17 @@ else
   MODEL_ARGS=(--tokenizer models/c3-small/tokenizer.json --encoder-config "configs/$CONFIG-encoder.json"
     --decoder-config "configs/$CONFIG-decoder.json")
 fi
+LAYOUT_ARGS=()
+[ -n "${QUERY_POSITIONS:-}" ] && LAYOUT_ARGS+=(--query-positions "$QUERY_POSITIONS")
+[ -n "${QUERY_MASK:-}" ] && LAYOUT_ARGS+=(--query-mask "$QUERY_MASK")
+[ -n "${QUERY_POOLING:-}" ] && LAYOUT_ARGS+=(--query-pooling "$QUERY_POOLING")
 CMD=(train --nproc "$NPROC" --out "/tmp/$NAME" --device cuda --train "$DATA"/train-0*.jsonl.xz
   --valid "$DATA/valid.jsonl.xz" "${MODEL_ARGS[@]}"
-  --latents 32 --max-passage-tokens "${MAX_PASSAGE_TOKENS:-1280}" --lengths "${LENGTHS:-uniform:16-1280}"
+  "${LAYOUT_ARGS[@]}" --aux-lm-weight "${AUX_LM_WEIGHT:-0}"
+  --latents "${LATENTS:-32}" --max-passage-tokens "${MAX_PASSAGE_TOKENS:-1280}" --lengths "${LENGTHS:-uniform:16-1280}"
   --curriculum-start "${CURRICULUM_START:-64}" --curriculum-gate 0.6 --curriculum-grow 1.25
   --easy-share "${EASY_SHARE:-0.2}" --input-noise "${INPUT_NOISE:-0}"
-  --self-feed "${SELF_FEED:-0}" --input-noise-decay "${NOISE_DECAY:-0}" --batch-size "$BATCH" --lr "$LR" --warmup "${WARMUP:-200}" --steps 20000
+  --self-feed "${SELF_FEED:-0}" --input-noise-decay "${NOISE_DECAY:-0}" --batch-size "$BATCH" --lr "$LR" --warmup "${WARMUP:-200}" --steps "${STEPS:-20000}"
   --max-minutes "$MINUTES" --eval-every 500 --eval-passages 8 --log-every 20 --data-threads 6
   --bucket-docs 2048 --seed 1 --no-plot --fit-steps-to-time)
 echo "c3 ${CMD[*]}" > "$R/command.txt"

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <random>
 
+#include "c3/query_layout.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "model/chunked_cross_entropy.h"
@@ -132,8 +133,20 @@ at::Tensor C3ModelImpl::encode_queries(const std::vector<std::vector<int32_t>>& 
   at::Tensor embeds = encoder->embed(ids);                                        // [B, T, C]
   at::Tensor queries = Q->weight.unsqueeze(0).expand({B, L, C}).to(embeds.scalar_type());
   embeds = embeds.scatter(1, idx3, queries);  // the <imgpad> embeddings become Q
-  at::Tensor hidden = encoder->hidden(embeds, {});                                // [B, T, C]
-  return hidden.gather(1, idx3);                                                  // [B, L, C]
+  // c3's own layouts (query_layout.h); the official one passes nothing and stays purely causal.
+  model::ForwardInputs in;
+  std::vector<int64_t> n_text(B);
+  for (int64_t b = 0; b < B; ++b) n_text[b] = static_cast<int64_t>(contexts[b].size());
+  if (config.query_positions != QueryPositions::kAfterText)
+    in.position_ids =
+        model::upload(encoder_position_ids(n_text, L, T, config.query_positions), dev);
+  if (config.query_mask != QueryMask::kCausal)
+    in.attend = encoder_attend_mask(n_text, L, T, config.query_mask, dev);
+  at::Tensor hidden = encoder->hidden(embeds, in);                                // [B, T, C]
+  at::Tensor out = hidden.gather(1, idx3);                                        // [B, L, C]
+  if (config.query_pooling == QueryPooling::kSegmentMean)
+    out = out + at::bmm(segment_mean_weights(n_text, L, T, dev).to(hidden.scalar_type()), hidden);
+  return out;
 }
 
 at::Tensor C3ModelImpl::compress(const std::vector<std::vector<int32_t>>& contexts) {

@@ -73,7 +73,8 @@ class C3ModelImpl : public torch::nn::Module {
   at::Device device() const;
 
   // Steps 1-2 for a batch of passages (token ids; rows may differ in length; right-padded, so
-  // attention stays purely causal): [B, L, C_enc].
+  // attention stays purely causal): [B, L, C_enc]. The query slots' positions, mask and pooling
+  // follow config.query_positions / _mask / _pooling (query_layout.h; official by default).
   at::Tensor encode_queries(const std::vector<std::vector<int32_t>>& contexts);
   // Steps 1-3: [B, L, C_dec] latents (in the model's dtype).
   at::Tensor compress(const std::vector<std::vector<int32_t>>& contexts);

@@ -30,15 +30,16 @@ int64_t chunk_size(const LoadedC3& m, int64_t requested) {
   return n;
 }
 
-CompressResult chunk_stream(const tokenizer::BpeTokenizer& tok, std::istream& in,
-                            const std::string& in_name, int64_t max_tokens,
-                            const CompressOptions& opt, const std::function<void(Chunk&&)>& sink) {
+CompressResult read_chunks(const tokenizer::BpeTokenizer& tok, std::istream& in,
+                           const std::string& in_name, int64_t max_tokens, size_t block_bytes,
+                           bool progress, const ChunkSink& sink) {
+  C3_CHECK(max_tokens >= 8, "--chunk-tokens must be at least 8, got {}", max_tokens);
   CompressResult res;
   std::string pending;
-  std::vector<char> block(opt.block_bytes);
+  std::vector<char> block(block_bytes);
   // Only drawn when asked for: a bar that is never advanced would still print on finish().
   std::optional<ProgressBar> bar;
-  if (opt.progress) bar.emplace("compress", 0, "B");
+  if (progress) bar.emplace("compress", 0, "B");
   bool all_space = true, any_plain = false, eof = false;
   int64_t offset = 0;  // byte offset of `pending` in the input
   while (!eof) {
@@ -47,7 +48,7 @@ CompressResult chunk_stream(const tokenizer::BpeTokenizer& tok, std::istream& in
     if (in.bad()) fail("{}: read error", in_name);
     eof = got == 0;
     pending.append(block.data(), got);
-    if (!eof && pending.size() < opt.block_bytes) continue;
+    if (!eof && pending.size() < block_bytes) continue;
     // Whole blocks up to a paragraph/line/word boundary; the tail waits for the next read.
     const size_t take = eof ? pending.size() : block_boundary(pending, pending.size() - 1);
     std::string_view piece(pending.data(), take);
@@ -56,11 +57,11 @@ CompressResult chunk_stream(const tokenizer::BpeTokenizer& tok, std::istream& in
              "{}: invalid UTF-8 at byte offset {}. c3 compresses UTF-8 text; convert the input "
              "(e.g. with iconv) first.", in_name, offset + static_cast<int64_t>(bad));
     all_space = all_space && only_whitespace(piece);
-    for (Chunk& c : split_into_chunks(tok, piece, max_tokens)) {
+    for (const Chunk& c : split_into_chunks(tok, piece, max_tokens)) {
       for (int32_t id : c.ids) any_plain = any_plain || !tok.is_special(id);
       res.tokens += static_cast<int64_t>(c.ids.size());
       ++res.chunks;
-      sink(std::move(c));
+      sink(c, piece.substr(c.byte_begin, c.byte_end - c.byte_begin));
     }
     res.bytes += static_cast<int64_t>(take);
     res.chars += static_cast<int64_t>(utf8_length(piece));
@@ -70,8 +71,10 @@ CompressResult chunk_stream(const tokenizer::BpeTokenizer& tok, std::istream& in
   }
   C3_CHECK(res.bytes > 0, "{}: the input is empty; there is nothing to compress", in_name);
   C3_CHECK(!all_space, "{}: the input is only whitespace; there is nothing to compress", in_name);
-  C3_CHECK(any_plain, "{}: the input holds only special tokens (like <|im_end|>); there is no "
-           "text to compress", in_name);
+  C3_CHECK(any_plain,
+           "{}: the input holds only special tokens (like <|im_end|>); there is no "
+           "text to compress",
+           in_name);
   if (bar) bar->finish();
   return res;
 }
@@ -88,11 +91,13 @@ CompressResult compress_stream(LoadedC3& m, std::istream& in, const std::string&
     batch.clear();
     batch_bytes.clear();
   };
-  CompressResult res = chunk_stream(*m.tok, in, in_name, max_tokens, opt, [&](Chunk&& c) {
+  auto on_chunk = [&](const Chunk& c, std::string_view) {
+    batch.push_back(c.ids);
     batch_bytes.push_back(c.byte_end - c.byte_begin);
-    batch.push_back(std::move(c.ids));
     if (static_cast<int64_t>(batch.size()) >= opt.batch_size) flush();
-  });
+  };
+  CompressResult res =
+      read_chunks(*m.tok, in, in_name, max_tokens, opt.block_bytes, opt.progress, on_chunk);
   flush();
   return res;
 }
@@ -143,28 +148,81 @@ std::string compress_to_bytes(LoadedC3& m, const std::string& text, const std::s
   return latent_file_bytes(meta, at::cat(lat, 0));
 }
 
+std::vector<std::vector<int64_t>> decode_latents(LoadedC3& m, const at::Tensor& latents,
+                                                 const std::vector<int64_t>& tokens,
+                                                 const DecompressOptions& opt) {
+  DecompressOptions d = opt;
+  d.source_tokens = tokens;
+  return m.model->decompress(latents.to(m.model->device(), m.model->Q->weight.scalar_type()), d);
+}
+
+at::Tensor as_stored(const at::Tensor& latents, const std::string& dtype) {
+  return latents.to(dtype == "BF16" ? at::kBFloat16 : at::kFloat).to(latents.scalar_type());
+}
+
+DecompressOptions decompress_options(const VerifiedDecode& d) {
+  DecompressOptions o;
+  o.max_new_tokens = d.max_new_tokens;
+  o.no_repeat_ngram_size = d.no_repeat_ngram_size;
+  o.stop_at_im_end = d.stop_at_im_end;
+  o.length_cap = d.length_cap;
+  o.num_beams = d.num_beams;
+  return o;
+}
+
 std::vector<std::vector<int64_t>> decompress_to_stream(LoadedC3& m, const LatentFile& f,
                                                        std::ostream& out,
                                                        const DecompressStreamOptions& opt) {
-  const int64_t n = f.latents.size(0);
+  // Latents made in memory (Python, the service) carry no storage records: all chunks are latents.
+  const std::vector<uint8_t>& plain = f.meta.records.plain;
+  const int64_t n = plain.empty() ? f.latents.size(0) : static_cast<int64_t>(plain.size());
+  auto is_plain = [&](int64_t i) { return !plain.empty() && plain[i] != 0; };
+  const bool lengths = static_cast<int64_t>(f.meta.chunk_tokens.size()) == n;
+  const int64_t vocab = m.tok->vocab_size();
   std::vector<std::vector<int64_t>> all;
   std::optional<ProgressBar> bar;
   if (opt.progress) bar.emplace("decompress", n, "chunk");
   torch::NoGradGuard no_grad;
-  for (int64_t i = 0; i < n; i += opt.batch_size) {
-    const int64_t b = std::min(opt.batch_size, n - i);
-    at::Tensor lat = f.latents.narrow(0, i, b).to(m.model->device(), m.model->Q->weight.scalar_type());
-    DecompressOptions d = opt.decode;
-    if (static_cast<int64_t>(f.meta.chunk_tokens.size()) == n)
-      d.source_tokens.assign(f.meta.chunk_tokens.begin() + i, f.meta.chunk_tokens.begin() + i + b);
-    auto ids = m.model->decompress(lat, d);
-    for (auto& row : ids) {
-      std::vector<int32_t> r(row.begin(), row.end());
-      out << m.tok->decode(r, /*skip_special_tokens=*/false);
-      all.push_back(std::move(row));
+  const int32_t* plain_ids =
+      f.plain_tokens.defined() ? f.plain_tokens.data_ptr<int32_t>() : nullptr;
+  int64_t chunk = 0, latent_row = 0, plain_pos = 0;
+  auto emit = [&](std::vector<int64_t> row) {
+    out << m.tok->decode(std::vector<int32_t>(row.begin(), row.end()),
+                         /*skip_special_tokens=*/false);
+    all.push_back(std::move(row));
+    ++chunk;
+  };
+  // Plain chunks are written as they come; latent chunks are decoded batch_size at a time.
+  auto emit_plain_run = [&]() {
+    while (chunk < n && is_plain(chunk)) {
+      const int64_t len = f.meta.chunk_tokens[chunk];
+      std::vector<int64_t> row(plain_ids + plain_pos, plain_ids + plain_pos + len);
+      for (int64_t id : row)
+        C3_CHECK(id >= 0 && id < vocab,
+                 "chunk {} holds token id {}, outside the tokenizer's {} "
+                 "tokens; the .c3 file is damaged or was made with another tokenizer",
+                 chunk, id, vocab);
+      plain_pos += len;
+      emit(std::move(row));
+    }
+  };
+  emit_plain_run();
+  while (chunk < n) {
+    std::vector<int64_t> idx, toks;  // the next latent chunks (file order) and their lengths
+    for (int64_t i = chunk; i < n && static_cast<int64_t>(idx.size()) < opt.batch_size; ++i)
+      if (!is_plain(i)) {
+        idx.push_back(i);
+        if (lengths) toks.push_back(f.meta.chunk_tokens[i]);
+      }
+    auto rows = decode_latents(m, f.latents.narrow(0, latent_row, static_cast<int64_t>(idx.size())),
+                               toks, opt.decode);
+    latent_row += static_cast<int64_t>(idx.size());
+    for (auto& row : rows) {
+      emit(std::move(row));
+      emit_plain_run();
     }
     out.flush();
-    if (bar) bar->set(i + b);
+    if (bar) bar->set(chunk);
   }
   if (bar) bar->finish();
   return all;

@@ -6,6 +6,7 @@
 #include <istream>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "c3/c3_model.h"
@@ -32,18 +33,22 @@ using LatentSink = std::function<void(const at::Tensor& latents,
                                       const std::vector<std::vector<int32_t>>& chunk_ids,
                                       const std::vector<int64_t>& chunk_bytes)>;
 
+// Receives each chunk of the input in order with its text (a view into the current block).
+using ChunkSink = std::function<void(const Chunk& chunk, std::string_view text)>;
+
 // The chunk size in tokens: `requested`, or the model's own (c3_max_passage_tokens) when 0.
 // Throws when it is below 8.
 int64_t chunk_size(const LoadedC3& m, int64_t requested);
 
 // Reads all of `in` block by block (bounded memory) and cuts it into chunks of at most
 // `max_tokens` tokens, handing each to `sink` in order. Errors: invalid UTF-8 (naming the byte
-// offset), empty input, whitespace only, only special tokens. The result has no chunks' bytes.
-CompressResult chunk_stream(const tokenizer::BpeTokenizer& tok, std::istream& in,
-                            const std::string& in_name, int64_t max_tokens,
-                            const CompressOptions& opt, const std::function<void(Chunk&&)>& sink);
+// offset), empty input, whitespace only, only special tokens. Returns the totals (chunks,
+// tokens, chars, bytes).
+CompressResult read_chunks(const tokenizer::BpeTokenizer& tok, std::istream& in,
+                           const std::string& in_name, int64_t max_tokens, size_t block_bytes,
+                           bool progress, const ChunkSink& sink);
 
-// Reads all of `in` block by block (bounded memory), chunks and compresses it (chunk_stream's
+// Reads all of `in` block by block (bounded memory), chunks and compresses it (read_chunks'
 // errors).
 CompressResult compress_stream(LoadedC3& m, std::istream& in, const std::string& in_name,
                                const CompressOptions& opt, const LatentSink& sink);
@@ -60,14 +65,29 @@ CompressResult compress_to_file(LoadedC3& m, std::istream& in, const std::string
 std::string compress_to_bytes(LoadedC3& m, const std::string& text, const std::string& name,
                               const CompressOptions& opt, CompressResult* result = nullptr);
 
+// Greedy (or beam) decoding of stored latents [n, L, C] of chunks with `tokens` source tokens
+// each: exactly what decompress_to_stream does per batch, so a precision measured through it
+// is the one decompression gives.
+std::vector<std::vector<int64_t>> decode_latents(LoadedC3& m, const at::Tensor& latents,
+                                                 const std::vector<int64_t>& tokens,
+                                                 const DecompressOptions& opt);
+
+// Rounds latents to their stored dtype ("BF16" | "F32") and back to the model's: what a chunk's
+// latents are after a trip through a .c3 file.
+at::Tensor as_stored(const at::Tensor& latents, const std::string& dtype);
+
+// Decompression options from a verified file's recorded settings.
+DecompressOptions decompress_options(const VerifiedDecode& d);
+
 struct DecompressStreamOptions {
   int64_t batch_size = 8;
   DecompressOptions decode;
   bool progress = true;
 };
 
-// Decompresses every chunk of `f` in order, writing the joined text to `out` as it goes.
-// Returns the generated ids per chunk (stop token excluded).
+// Decompresses every chunk of `f` in order, writing the joined text to `out` as it goes; chunks
+// stored as plain token ids (version 2) come back as those ids. Returns the ids per chunk (stop
+// token excluded).
 std::vector<std::vector<int64_t>> decompress_to_stream(LoadedC3& m, const LatentFile& f,
                                                        std::ostream& out,
                                                        const DecompressStreamOptions& opt);

@@ -19,30 +19,65 @@ namespace c3::cascade {
 namespace {
 
 std::map<std::string, std::string> to_metadata(const LatentMeta& m, int64_t n_chunks) {
-  return {{"format", kLatentFormat},
-          {"format_version", std::to_string(kLatentFormatVersion)},
-          {"model_fingerprint", m.model_fingerprint},
-          {"tokenizer_hash", m.tokenizer_hash},
-          {"latent_token_len", std::to_string(m.latent_len)},
-          {"hidden_size", std::to_string(m.hidden)},
-          {"dtype", m.dtype},
-          {"n_chunks", std::to_string(n_chunks)},
-          {"source_tokens", std::to_string(m.source_tokens)},
-          {"source_chars", std::to_string(m.source_chars)},
-          {"source_bytes", std::to_string(m.source_bytes)},
-          {"chunk_bytes", nlohmann::json(m.chunk_bytes).dump()},
-          {"chunk_tokens", nlohmann::json(m.chunk_tokens).dump()}};
+  std::map<std::string, std::string> md = {{"format", kLatentFormat},
+                                           {"format_version", m.records.needs_v2() ? "2" : "1"},
+                                           {"model_fingerprint", m.model_fingerprint},
+                                           {"tokenizer_hash", m.tokenizer_hash},
+                                           {"latent_token_len", std::to_string(m.latent_len)},
+                                           {"hidden_size", std::to_string(m.hidden)},
+                                           {"dtype", m.dtype},
+                                           {"n_chunks", std::to_string(n_chunks)},
+                                           {"source_tokens", std::to_string(m.source_tokens)},
+                                           {"source_chars", std::to_string(m.source_chars)},
+                                           {"source_bytes", std::to_string(m.source_bytes)},
+                                           {"chunk_bytes", nlohmann::json(m.chunk_bytes).dump()},
+                                           {"chunk_tokens", nlohmann::json(m.chunk_tokens).dump()}};
+  if (m.records.needs_v2()) put_chunk_records(m.records, n_chunks, md);
+  return md;
 }
 
-// The length prefix and the JSON header, padded to 8 bytes, that precede the latents.
-std::string file_header(const LatentMeta& meta, int64_t n_chunks) {
+// An anonymous temporary file beside `path` (nothing is left behind on a crash).
+FILE* open_side_file(const std::string& path, const char* what) {
+  const std::string side = path + what + std::to_string(::getpid());
+  FILE* f = std::fopen(side.c_str(), "wb+");
+  if (!f)
+    fail(
+        "cannot write '{}': {}. Check that its folder exists and is writable, or choose another "
+        "-o path.",
+        path, std::strerror(errno));
+  ::unlink(side.c_str());
+  return f;
+}
+
+void write_bytes(FILE* f, const void* data, size_t n, const std::string& path) {
+  if (n > 0 && std::fwrite(data, 1, n, f) != n)
+    fail("cannot write '{}': {}. Free some space and retry.", path, std::strerror(errno));
+}
+
+void copy_side_file(FILE* f, std::ostream& out, const std::string& path) {
+  if (std::fflush(f) != 0) fail("cannot write '{}': {}", path, std::strerror(errno));
+  std::rewind(f);
+  std::vector<char> buf(1 << 20);
+  size_t got;
+  while ((got = std::fread(buf.data(), 1, buf.size(), f)) > 0) out.write(buf.data(), got);
+  if (std::ferror(f)) fail("cannot read back the chunks written for '{}'", path);
+}
+
+// The length prefix and the JSON header, padded to 8 bytes, that precede the data: `n_latent`
+// chunks' latents, then (version 2) `n_plain_tokens` int32 ids of the plain chunks.
+std::string file_header(const LatentMeta& meta, int64_t n_chunks, int64_t n_latent,
+                        int64_t n_plain_tokens) {
   const int64_t elem = meta.dtype == "BF16" ? 2 : 4;
-  const int64_t data_bytes = n_chunks * meta.latent_len * meta.hidden * elem;
+  const int64_t data_bytes = n_latent * meta.latent_len * meta.hidden * elem;
   nlohmann::json header;
   header["__metadata__"] = to_metadata(meta, n_chunks);
   header["latents"] = {{"dtype", meta.dtype},
-                       {"shape", {n_chunks, meta.latent_len, meta.hidden}},
+                       {"shape", {n_latent, meta.latent_len, meta.hidden}},
                        {"data_offsets", {0, data_bytes}}};
+  if (n_plain_tokens > 0)
+    header["plain_tokens"] = {{"dtype", "I32"},
+                              {"shape", {n_plain_tokens}},
+                              {"data_offsets", {data_bytes, data_bytes + 4 * n_plain_tokens}}};
   std::string h = header.dump();
   while (h.size() % 8 != 0) h.push_back(' ');
   std::string out(8, '\0');
@@ -72,30 +107,46 @@ LatentFile validate(const io::SafetensorsFile& f, const std::string& path);
 LatentWriter::LatentWriter(std::string path, LatentMeta meta)
     : path_(std::move(path)), meta_(std::move(meta)) {
   check_dtype(meta_.dtype);
-  side_path_ = path_ + ".part." + std::to_string(::getpid());
-  side_ = std::fopen(side_path_.c_str(), "wb+");
-  if (!side_)
-    fail("cannot write '{}': {}. Check that its folder exists and is writable, or choose another "
-         "-o path.", path_, std::strerror(errno));
-  ::unlink(side_path_.c_str());  // anonymous from now on: nothing is left behind on a crash
+  side_ = open_side_file(path_, ".part.");
   meta_.chunk_bytes.clear();
   meta_.chunk_tokens.clear();
+  meta_.records = {};
 }
 
 LatentWriter::~LatentWriter() {
   if (side_) std::fclose(side_);
+  if (plain_side_) std::fclose(plain_side_);
 }
 
 void LatentWriter::append(const at::Tensor& latents, const std::vector<int64_t>& chunk_bytes,
                           const std::vector<int64_t>& chunk_tokens) {
   const at::Tensor t = stored(latents, meta_);
-  const size_t n = t.numel() * t.element_size();
-  if (std::fwrite(t.data_ptr(), 1, n, side_) != n)
-    fail("cannot write '{}': {}. Free some space and retry.", path_, std::strerror(errno));
+  write_bytes(side_, t.data_ptr(), t.numel() * t.element_size(), path_);
   n_chunks_ += latents.size(0);
+  n_latent_ += latents.size(0);
   meta_.chunk_bytes.insert(meta_.chunk_bytes.end(), chunk_bytes.begin(), chunk_bytes.end());
   meta_.chunk_tokens.insert(meta_.chunk_tokens.end(), chunk_tokens.begin(), chunk_tokens.end());
+  meta_.records.plain.insert(meta_.records.plain.end(), latents.size(0), 0);
 }
+
+void LatentWriter::append_verified(const at::Tensor& latents, int64_t bytes, int64_t tokens,
+                                   double precision) {
+  append(latents.unsqueeze(0), {bytes}, {tokens});
+  meta_.records.precision.push_back(precision);
+}
+
+void LatentWriter::append_plain(const std::vector<int32_t>& ids, int64_t bytes, double precision) {
+  if (!plain_side_) plain_side_ = open_side_file(path_, ".tokens.");
+  write_bytes(plain_side_, ids.data(), ids.size() * sizeof(int32_t), path_);
+  ++n_chunks_;
+  n_plain_tokens_ += static_cast<int64_t>(ids.size());
+  meta_.chunk_bytes.push_back(bytes);
+  meta_.chunk_tokens.push_back(static_cast<int64_t>(ids.size()));
+  meta_.records.plain.push_back(1);
+  meta_.records.precision.push_back(precision);
+}
+
+void LatentWriter::set_verification(const Verification& v) { meta_.records.verification = v; }
 
 void LatentWriter::set_source(int64_t tokens, int64_t chars, int64_t bytes) {
   meta_.source_tokens = tokens;
@@ -106,15 +157,11 @@ void LatentWriter::set_source(int64_t tokens, int64_t chars, int64_t bytes) {
 void LatentWriter::finish() {
   C3_CHECK(!done_, "LatentWriter::finish called twice");
   done_ = true;
-  const std::string h = file_header(meta_, n_chunks_);
-  if (std::fflush(side_) != 0) fail("cannot write '{}': {}", path_, std::strerror(errno));
+  const std::string h = file_header(meta_, n_chunks_, n_latent_, plain_side_ ? n_plain_tokens_ : 0);
   write_file_atomic(path_, [&](std::ostream& out) {
     out.write(h.data(), h.size());
-    std::rewind(side_);
-    std::vector<char> buf(1 << 20);
-    size_t got;
-    while ((got = std::fread(buf.data(), 1, buf.size(), side_)) > 0) out.write(buf.data(), got);
-    if (std::ferror(side_)) fail("cannot read back latents for '{}'", path_);
+    copy_side_file(side_, out, path_);
+    if (plain_side_) copy_side_file(plain_side_, out, path_);
   });
 }
 
@@ -125,7 +172,7 @@ std::string latent_file_bytes(const LatentMeta& meta, const at::Tensor& latents)
                static_cast<int64_t>(meta.chunk_tokens.size()) == n,
            "latent_file_bytes: {} chunk sizes for {} latent rows", meta.chunk_bytes.size(), n);
   const at::Tensor t = stored(latents, meta);
-  std::string out = file_header(meta, n);
+  std::string out = file_header(meta, n, n, 0);
   out.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
   return out;
 }
@@ -163,11 +210,13 @@ LatentFile validate(const io::SafetensorsFile& file, const std::string& path) {
   };
   C3_CHECK(get("format") == kLatentFormat, "'{}' is not a .c3 latent file (format '{}')", path,
            get("format"));
-  C3_CHECK(get_int("format_version") == kLatentFormatVersion,
-           "'{}' has .c3 format version {}, this c3 reads version {}; upgrade c3", path,
+  const int64_t version = get_int("format_version");
+  C3_CHECK(version >= 1 && version <= kLatentFormatVersion,
+           "'{}' has .c3 format version {}, this c3 reads versions 1 to {}; upgrade c3", path,
            get("format_version"), kLatentFormatVersion);
   LatentFile out;
   LatentMeta& m = out.meta;
+  m.format_version = static_cast<int>(version);
   m.model_fingerprint = get("model_fingerprint");
   m.tokenizer_hash = get("tokenizer_hash");
   m.latent_len = get_int("latent_token_len");
@@ -200,16 +249,31 @@ LatentFile validate(const io::SafetensorsFile& file, const std::string& path) {
   C3_CHECK(static_cast<int64_t>(m.chunk_bytes.size()) == n &&
                static_cast<int64_t>(m.chunk_tokens.size()) == n,
            "'{}': metadata lists {} chunk sizes but n_chunks = {}", path, m.chunk_bytes.size(), n);
+  m.records = version >= 2 ? read_chunk_records(md, n, path) : ChunkRecords{};
+  if (version == 1) m.records.plain.assign(n, 0);
+  const int64_t n_plain = m.records.n_plain();
+  int64_t plain_tokens = 0;
+  for (int64_t i = 0; i < n; ++i) plain_tokens += m.records.plain[i] ? m.chunk_tokens[i] : 0;
   const io::TensorInfo* t = f->find("latents");
-  C3_CHECK(t != nullptr && f->tensors().size() == 1,
-           "'{}' must hold exactly one tensor named 'latents'", path);
-  C3_CHECK(t->shape.size() == 3 && t->shape[0] == n && t->shape[1] == m.latent_len &&
+  const io::TensorInfo* p = f->find("plain_tokens");
+  C3_CHECK(t != nullptr && (p != nullptr) == (n_plain > 0) &&
+               f->tensors().size() == 1 + (n_plain > 0 ? 1u : 0u),
+           "'{}' must hold a tensor named 'latents'{} and nothing else", path,
+           n_plain > 0 ? " and one named 'plain_tokens'" : "");
+  C3_CHECK(t->shape.size() == 3 && t->shape[0] == n - n_plain && t->shape[1] == m.latent_len &&
                t->shape[2] == m.hidden,
            "'{}': tensor 'latents' has shape [{}], metadata says [{}, {}, {}]", path,
-           fmt::join(t->shape, ", "), n, m.latent_len, m.hidden);
+           fmt::join(t->shape, ", "), n - n_plain, m.latent_len, m.hidden);
   C3_CHECK(io::dtype_name(t->dtype) == m.dtype, "'{}': tensor dtype {} but metadata says {}", path,
            io::dtype_name(t->dtype), m.dtype);
   out.latents = f->tensor("latents");
+  if (p) {
+    C3_CHECK(p->dtype == io::DType::I32 && p->shape.size() == 1 && p->shape[0] == plain_tokens,
+             "'{}': tensor 'plain_tokens' must be I32 [{}] (the plain chunks' token counts), got "
+             "{} [{}]",
+             path, plain_tokens, io::dtype_name(p->dtype), fmt::join(p->shape, ", "));
+    out.plain_tokens = f->tensor("plain_tokens");
+  }
   return out;
 }
 

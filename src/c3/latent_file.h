@@ -1,5 +1,8 @@
 // .c3 latent files: safetensors with one tensor "latents" [n_chunks, L, C_dec] (bf16 or f32) and
 // __metadata__ describing where the latents came from and how to turn them back into text.
+// Version 2 (written only when used; chunk_records.h) may store some chunks as plain token ids
+// instead (tensor "plain_tokens" [n] I32, the plain chunks' ids in chunk order; "latents" then
+// holds the other chunks only) and records the precision each chunk was verified at.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -8,10 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "c3/chunk_records.h"
+
 namespace c3::cascade {
 
 constexpr const char* kLatentFormat = "c3-latents";
-constexpr int kLatentFormatVersion = 1;
+constexpr int kLatentFormatVersion = 2;  // the newest this c3 reads; it writes 1 when it can
 
 struct LatentMeta {
   std::string model_fingerprint;  // XXH3-128 of the model's configs and weights
@@ -22,6 +27,8 @@ struct LatentMeta {
   int64_t source_tokens = 0, source_chars = 0, source_bytes = 0;
   std::vector<int64_t> chunk_bytes;   // byte length of each chunk's source text
   std::vector<int64_t> chunk_tokens;  // token count of each chunk
+  ChunkRecords records;               // version 2: plain chunks, verified precisions
+  int format_version = 1;             // as read (the writer picks it)
 };
 
 // Streams latents chunk by chunk into a side file, then assembles header + data into `path`
@@ -32,20 +39,27 @@ class LatentWriter {
   ~LatentWriter();  // removes the side file if finish() was not reached
   void append(const at::Tensor& latents, const std::vector<int64_t>& chunk_bytes,
               const std::vector<int64_t>& chunk_tokens);  // [n, L, C]
+  // Version 2: one chunk with the char precision measured for it (set_verification must then be
+  // called before finish), as latents [L, C] or as its plain token ids.
+  void append_verified(const at::Tensor& latents, int64_t bytes, int64_t tokens, double precision);
+  void append_plain(const std::vector<int32_t>& ids, int64_t bytes, double precision);
+  void set_verification(const Verification& v);
   void set_source(int64_t tokens, int64_t chars, int64_t bytes);
   void finish();
 
  private:
-  std::string path_, side_path_;
+  std::string path_;
   LatentMeta meta_;
   FILE* side_ = nullptr;
-  int64_t n_chunks_ = 0;
+  FILE* plain_side_ = nullptr;  // plain chunks' ids, int32, opened on the first one
+  int64_t n_chunks_ = 0, n_latent_ = 0, n_plain_tokens_ = 0;
   bool done_ = false;
 };
 
 struct LatentFile {
   LatentMeta meta;
-  at::Tensor latents;  // [n_chunks, L, C] on CPU, zero-copy view of the file when aligned
+  at::Tensor latents;       // [n_latent_chunks, L, C] on CPU, zero-copy view when aligned
+  at::Tensor plain_tokens;  // [n] int32, the plain chunks' ids in order; empty in version 1
 };
 
 // Reads and validates a .c3 file; errors name the file and the field.

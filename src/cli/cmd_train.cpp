@@ -52,6 +52,14 @@ void setup_train(CLI::App& root) {
   app->add_option("--latents", i.latents, "L, latent vectors per passage")->capture_default_str();
   app->add_option("--max-passage-tokens", i.max_passage_tokens, "chunk size the model is meant for")
       ->capture_default_str();
+  app->add_option("--query-positions", i.query_positions,
+                  "after_text | segments: RoPE positions of the query slots (config key "
+                  "c3_query_positions; default: the --init model's, else after_text)");
+  app->add_option("--query-mask", i.query_mask,
+                  "causal | segment: what each query slot attends to (config key c3_query_mask)");
+  app->add_option("--query-pooling", i.query_pooling,
+                  "none | segment_mean: add the mean of each query's text segment to its latent "
+                  "(config key c3_query_pooling)");
   app->add_option("--resume", o.resume, "checkpoint or run folder to resume (bit for bit)");
   app->add_option("--freeze", o.freeze, "comma list: encoder,decoder,embeddings,queries,projector");
   app->add_option("--lengths", o.lengths, "passage length distribution: uniform:A-B | loguniform:A-B | fixed:N")

@@ -1,13 +1,16 @@
 // Flag groups that several subcommands share: which model to load and how, and how to decode.
 #pragma once
-#include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <istream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "c3/c3_model.h"
+#include "c3/document_codec.h"
 #include "cli/cli_common.h"
 
 namespace c3::cli {
@@ -37,20 +40,22 @@ struct DecodeFlags {
   double length_cap = 1.5;
   int64_t beams = 1;
   void add(CLI::App* app) {
-    app->add_option("--beams", beams,
-                    "beam search with this many beams (1 = greedy, as the paper); slower, and "
-                    "it can recover where greedy decoding slips")
-        ->capture_default_str()
-        ->check(CLI::Range(int64_t{1}, int64_t{64}));
-    app->add_option("--length-cap", length_cap,
-                    "stop a chunk after this many times its source tokens (+16), as recorded in "
-                    "the .c3 file; 0 = off")
-        ->capture_default_str();
-    app->add_option("--no-repeat-ngram", no_repeat_ngram, "ban repeated n-grams of this size (0 = off)")
-        ->capture_default_str();
-    app->add_option("--max-new-tokens", max_new_tokens, "cap on generated tokens per chunk")
-        ->capture_default_str();
-    app->add_flag("--no-stop", no_stop, "do not stop at <|im_end|>");
+    opts_ = {
+        app->add_option("--beams", beams,
+                        "beam search with this many beams (1 = greedy, as the paper); slower, and "
+                        "it can recover where greedy decoding slips")
+            ->capture_default_str()
+            ->check(CLI::Range(int64_t{1}, int64_t{64})),
+        app->add_option("--length-cap", length_cap,
+                        "stop a chunk after this many times its source tokens (+16), as recorded "
+                        "in the .c3 file; 0 = off")
+            ->capture_default_str(),
+        app->add_option("--no-repeat-ngram", no_repeat_ngram,
+                        "ban repeated n-grams of this size (0 = off)")
+            ->capture_default_str(),
+        app->add_option("--max-new-tokens", max_new_tokens, "cap on generated tokens per chunk")
+            ->capture_default_str(),
+        app->add_flag("--no-stop", no_stop, "do not stop at <|im_end|>")};
   }
   cascade::DecompressOptions options() const {
     cascade::DecompressOptions o;
@@ -61,6 +66,28 @@ struct DecodeFlags {
     o.num_beams = beams;
     return o;
   }
+  // The settings a verified .c3 file records, with the flags given on the command line over
+  // them; `changed` receives "--flag (recorded R, now N)" for each one that differs.
+  cascade::DecompressOptions options_over(const cascade::VerifiedDecode& rec,
+                                          std::vector<std::string>* changed) const {
+    cascade::DecompressOptions o = cascade::decompress_options(rec);
+    const cascade::DecompressOptions mine = options();
+    auto take = [&](size_t k, auto& field, const auto& value) {
+      if (opts_[k]->count() == 0 || field == value) return;
+      changed->push_back(
+          fmt::format("{} (recorded {}, now {})", opts_[k]->get_name(), field, value));
+      field = value;
+    };
+    take(0, o.num_beams, mine.num_beams);
+    take(1, o.length_cap, mine.length_cap);
+    take(2, o.no_repeat_ngram_size, mine.no_repeat_ngram_size);
+    take(3, o.max_new_tokens, mine.max_new_tokens);
+    take(4, o.stop_at_im_end, mine.stop_at_im_end);
+    return o;
+  }
+
+ private:
+  std::vector<CLI::Option*> opts_;  // in the order options_over reads them
 };
 
 // Opens IN ("-" = stdin) as a stream; errors name the file.

@@ -41,7 +41,13 @@ at::Tensor Qwen2ModelImpl::forward(const at::Tensor& inputs_embeds, const Forwar
 
   // Which keys are real: this step's mask, appended to the cache's when there is one.
   AttentionMask mask;
-  if (cache && cache->static_mode) {
+  if (in.attend.defined()) {
+    TORCH_CHECK(
+        !cache && !in.attention_mask.defined() && in.attend.sizes() == at::IntArrayRef({B, T, T}),
+        "Qwen2Model: attend must be [B, T, T] = [", B, ", ", T, ", ", T,
+        "] without a cache or attention_mask, got ", in.attend.sizes());
+    mask = {in.attend.to(device, at::kBool).unsqueeze(1), false};  // [B, 1, T, T]
+  } else if (cache && cache->static_mode) {
     // Static decode step (graph-safe: no host reads of device values, fixed shapes).
     TORCH_CHECK(T == 1 && !in.attention_mask.defined() && in.position_ids.defined(),
                 "Qwen2Model: a static-cache step takes one token per row and explicit "

@@ -20,6 +20,10 @@ struct ForwardInputs {
   at::Tensor position_ids;    // [B, T] long; empty = cache.len + arange(T) (or arange(T))
   at::Tensor attention_mask;  // [B, T] bool/long, 1 = real token, 0 = padding; empty = all real
   KVCache* cache = nullptr;   // when set, new keys/values are appended at cache->len
+  // [B, T, T] bool, true = token t may see key s: replaces the causal mask (no cache, no
+  // attention_mask). For encoders with a block layout (c3/query_layout.h).
+  at::Tensor attend =
+      {};  // "= {}": callers that brace-initialise the first fields need not name it
 };
 
 class RMSNormImpl;

@@ -117,14 +117,14 @@ TextRequest chunked_text(const json& j, const cascade::LoadedC3& m, const Reques
   co.progress = false;
   try {
     std::istringstream in(r.text);
-    const auto res = cascade::chunk_stream(
-        *m.tok, in, "field 'text'", cascade::chunk_size(m, want), co,
-        [&](cascade::Chunk&& c) {
+    const auto res = cascade::read_chunks(
+        *m.tok, in, "field 'text'", cascade::chunk_size(m, want), co.block_bytes, co.progress,
+        [&](const cascade::Chunk& c, std::string_view) {
           if (static_cast<int64_t>(r.chunks.size()) >= limits.max_chunks)
             bad(fmt::format("field 'text' makes more than {} chunks, this server's --max-chunks; "
                             "send the text in parts, or larger chunk_tokens",
                             limits.max_chunks), 413);
-          r.chunks.push_back(std::move(c));
+          r.chunks.push_back(c);
         });
     r.tokens = res.tokens;
     r.chars = res.chars;
@@ -175,6 +175,10 @@ LatentRequest parse_decompress(const std::string& body, const cascade::LoadedC3&
     r.file = cascade::parse_latents(base64_decode(b64, name), name);
     cascade::check_latents_match(r.file, name, m.fingerprint, m.model->latent_len(),
                                  m.model->config.decoder.hidden_size);
+    C3_CHECK(r.file.meta.records.n_plain() == 0,
+             "{} stores {} of its chunks as plain tokens (c3 compress --min-precision); this "
+             "service decodes latents only: decompress that file with `c3 decompress`",
+             name, r.file.meta.records.n_plain());
   } catch (const Error& e) {
     bad(e.what());
   }

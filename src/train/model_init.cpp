@@ -22,11 +22,22 @@ int64_t count_parameters(torch::nn::Module& m) {
   return n;
 }
 
+// The query layout flags, where given, over the config's (c3/query_layout.h).
+static void apply_query_layout(const ModelInit& init, cascade::C3Config& c) {
+  if (!init.query_positions.empty())
+    c.query_positions = cascade::parse_query_positions(init.query_positions, "--query-positions");
+  if (!init.query_mask.empty())
+    c.query_mask = cascade::parse_query_mask(init.query_mask, "--query-mask");
+  if (!init.query_pooling.empty())
+    c.query_pooling = cascade::parse_query_pooling(init.query_pooling, "--query-pooling");
+}
+
 cascade::C3Model build_model(const ModelInit& init, TokenizerSource* tokenizer) {
   *tokenizer = TokenizerSource{};
   if (!init.from_c3.empty()) {
     cascade::LoadedC3 l = cascade::load_c3(init.from_c3, at::kFloat, at::kCPU);
     tokenizer->path = init.from_c3;
+    apply_query_layout(init, l.model->config);
     l.model->train();
     return l.model;
   }
@@ -70,6 +81,7 @@ cascade::C3Model build_model(const ModelInit& init, TokenizerSource* tokenizer) 
   c.im_end_token = tok->token_id("</img>");
   c.im_patch_token = tok->token_id("<imgpad>");
   c.max_passage_tokens = init.max_passage_tokens;
+  apply_query_layout(init, c);
   c.decoder.eos_token_id = {tok->token_id("<|im_end|>")};
   // A vocabulary smaller than the tokenizer's would index out of range: grow it to fit.
   c.encoder.vocab_size = std::max<int64_t>(c.encoder.vocab_size, tok->vocab_size());
