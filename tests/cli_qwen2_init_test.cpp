@@ -2,7 +2,6 @@
 // the same bytes for the same seed; a tokenizer it cannot hold is refused before anything is
 // written.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -10,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "cli_run.h"
 #include "model/qwen2_model.h"
 #include "testdata.h"
 #include "util/atomic_file.h"
@@ -18,25 +18,13 @@
 namespace {
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int rc = -1;
-  std::string out;
-};
+using c3::test::RunResult;
 
 RunResult run_c3(const std::string& args) {
-  const std::string cmd = "'" + (c3::test::binary_dir() / "c3").string() + "' " + args + " 2>&1";
-  RunResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  return r;
+  return c3::test::run_shell(c3::test::c3_binary() + " " + args + " 2>&1");
 }
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string q(const fs::path& p) { return c3::test::quoted(p); }
 
 // One folder per test: ctest -j runs this suite's tests at once.
 fs::path fresh_dir() {

@@ -1,7 +1,6 @@
 // `c3 roundtrip` through the shipped model, greedy and with beam search: the sample text comes
 // back exactly, and a bad --beams is refused with the flag's name.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cctype>
 #include <cstdio>
@@ -12,31 +11,21 @@
 #include <sstream>
 #include <string>
 
+#include "cli_run.h"
 #include "testdata.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int rc = -1;
-  std::string out;
-};
+using c3::test::RunResult;
 
 RunResult roundtrip(const std::string& args) {
   const fs::path root = c3::test::source_dir();
   const std::string cmd = "C3_NO_PROGRESS=1 '" + (c3::test::binary_dir() / "c3").string() +
                           "' roundtrip --model '" + (root / "models" / "c3-small").string() +
                           "' " + args + " '" + (root / "docs" / "sample.txt").string() + "' 2>&1";
-  RunResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  return r;
+  return c3::test::run_shell(cmd);
 }
 
 std::string sample_text() {

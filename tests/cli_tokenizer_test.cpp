@@ -1,13 +1,13 @@
 // `c3 tokenize` with a qwen.tiktoken and `c3 tokenizer convert`: the converted tokenizer.json
 // gives the same ids through the CLI, and a malformed file stops with its line named.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <string>
 
+#include "cli_run.h"
 #include "testdata.h"
 #include "util/atomic_file.h"
 #include "util/remove_tree.h"
@@ -15,25 +15,13 @@
 namespace {
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int rc = -1;
-  std::string out;
-};
+using c3::test::RunResult;
 
 RunResult c3(const std::string& args) {
-  const std::string cmd = "'" + (c3::test::binary_dir() / "c3").string() + "' " + args + " 2>&1";
-  RunResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  return r;
+  return c3::test::run_shell(c3::test::c3_binary() + " " + args + " 2>&1");
 }
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string q(const fs::path& p) { return c3::test::quoted(p); }
 
 // The 256 bytes and "ab", "the", " the" as a tiktoken file (base64 written out).
 std::string toy_tiktoken() {

@@ -2,7 +2,6 @@
 // gives HF's warmup steps, 2 processes print one result line, and --warmup with --warmup-ratio
 // is refused.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_run.h"
 #include "testdata.h"
 #include "util/atomic_file.h"
 #include "util/remove_tree.h"
@@ -18,25 +18,14 @@
 namespace {
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int rc = -1;
-  std::string out;  // stdout only; stderr goes to a file beside
-};
+using c3::test::RunResult;
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string q(const fs::path& p) { return c3::test::quoted(p); }
 
 RunResult run_c3(const std::string& args, const fs::path& err) {
   const std::string cmd =
       "C3_NO_PROGRESS=1 " + q(c3::test::binary_dir() / "c3") + " " + args + " 2>" + q(err);
-  RunResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  return r;
+  return c3::test::run_shell(cmd);
 }
 
 // Two tiny HF folders and c3-tiny's tokenizer without C3's tokens; returns the train flags.
