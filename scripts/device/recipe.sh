@@ -7,7 +7,7 @@
 # INIT=c3-checkpoint (start from its weights; the configs are then ignored) CURRICULUM_START=64
 # (0 = off) EASY_SHARE=0.2 WARMUP=200 MAX_PASSAGE_TOKENS=1280 INPUT_NOISE=0 SELF_FEED=0
 # NOISE_DECAY=0 (the last three: c3 train --input-noise, --self-feed, --input-noise-decay)
-# EVAL_BEAMS= (set: also eval 10x and 20x with that many beams). Issue 18 (docs/fidelity-plan.md):
+# TOKENIZER=models/c3-small/tokenizer.json (without INIT) EVAL_BEAMS= (set: also eval 10x and 20x with that many beams). Issue 18 (docs/fidelity-plan.md):
 # QUERY_POSITIONS=after_text|segments QUERY_MASK=causal|segment QUERY_POOLING=none|segment_mean
 # (c3 train --query-positions, --query-mask, --query-pooling; unset = the INIT model's layout,
 # else the official one), AUX_LM_WEIGHT=0
@@ -20,12 +20,13 @@ OUT="${OUT:-/tmp/out}"; NAME="${NAME:-recipe}"; R="$OUT/$NAME"; mkdir -p "$R"
 NPROC="${NPROC:-2}"; MINUTES="${MINUTES:-3}"; CONFIG="${CONFIG:-recipe}"
 BATCH="${BATCH:-64}"; LR="${LR:-1e-3}"; EVAL_S="${EVAL_S:-100}"; EVAL_TRAIN_S="${EVAL_TRAIN_S:-60}"
 DATA=shared/data/corpus
+TRAIN_EVAL="$(ls "$DATA"/train-0*.jsonl.xz | head -1)"  # the train-split eval: the first shard present
 C3=build-gpu/c3
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 if [ -n "${INIT:-}" ]; then
   MODEL_ARGS=(--init "$INIT")
 else
-  MODEL_ARGS=(--tokenizer models/c3-small/tokenizer.json --encoder-config "configs/$CONFIG-encoder.json"
+  MODEL_ARGS=(--tokenizer "${TOKENIZER:-models/c3-small/tokenizer.json}" --encoder-config "configs/$CONFIG-encoder.json"
     --decoder-config "configs/$CONFIG-decoder.json")
 fi
 LAYOUT_ARGS=()
@@ -56,7 +57,7 @@ C3_NO_PROGRESS=1 timeout "$EVAL_S" $C3 eval --model "$CK" --device cuda --data "
 C3_NO_PROGRESS=1 timeout "$EVAL_TRAIN_S" $C3 eval --model "$CK" --device cuda --data "$DATA/valid.jsonl.xz" \
   --bins 1248-1312 --per-bin 32 --batch 32 \
   --json "$R/eval_valid40.json" --markdown "$R/eval_valid40.md" > "$R/eval_valid40.txt" 2>&1
-C3_NO_PROGRESS=1 timeout "$EVAL_TRAIN_S" $C3 eval --model "$CK" --device cuda --data "$DATA/train-00.jsonl.xz" \
+C3_NO_PROGRESS=1 timeout "$EVAL_TRAIN_S" $C3 eval --model "$CK" --device cuda --data "$TRAIN_EVAL" \
   --bins 32-96,288-352,608-672 --per-bin 16 --batch 16 \
   --json "$R/eval_train.json" --markdown "$R/eval_train.md" > "$R/eval_train.txt" 2>&1
 # With EVAL_BEAMS=N: 10x and 20x again with beam search (c3 eval --beams N).
