@@ -3,7 +3,7 @@
 # `c3 serve-bench` with 1 client and with CLIENTS concurrent clients, REPEATS times each,
 # alternating (so that a busy machine slows both alike), over bench/data/serve-passages.jsonl
 # (32 valid-set passages of 500-1000 characters, 145-366 c3-small tokens, mean 249: one chunk
-# each but one, at 320-token chunks). Prints every run and the ratio of the median throughputs;
+# each at the model's 416-token chunks). Prints every run and the ratio of the median throughputs;
 # stops the server with SIGTERM, which must exit 0.
 #   bash bench/serve_load.sh [C3_BINARY] [MODEL]
 #   env: DEVICE=cpu DTYPE=auto CLIENTS=16 SINGLE_REQUESTS=16 REQUESTS=4 (per client) REPEATS=3

@@ -29,7 +29,7 @@ def testdata_dir() -> Path:
 TINY = testdata_dir() / "c3" / "c3-tiny"
 SMALL = ROOT / "models" / "c3-small"
 SAMPLE = ROOT / "docs" / "sample.txt"
-LONG = ROOT / "bench" / "data" / "valid-passage-970tok.txt"  # 4 chunks with c3-small
+LONG = ROOT / "bench" / "data" / "valid-passage-970tok.txt"  # 3 chunks with c3-small
 
 
 def run_cli(*args, stdin: str = None) -> str:
