@@ -11,6 +11,7 @@ Usage (on the GPU machine):
   python3 bench/train_reference.py --encoder configs/medium-encoder.json \\
       --decoder configs/medium-decoder.json --latents 32 --batch 16 64 --tokens 512 --steps 20
   ... --compile        # torch.compile, each batch size compiled for its static shapes
+  ... --grad-ckpt      # HF gradient checkpointing in both stacks (non-reentrant)
 
 With --lock FILE the timed steps run only while holding an exclusive lock on FILE, so that several
 processes can share one GPU and never time at once (scripts/device/train_speed.sh compiles three
@@ -81,6 +82,8 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="torch.compile(model), default mode")
+    ap.add_argument("--grad-ckpt", action="store_true",
+                    help="gradient checkpointing in both stacks (HF's, non-reentrant)")
     ap.add_argument("--peak-tflops", type=float, default=989.0)
     ap.add_argument("--lock", help="hold an exclusive lock on this file while timing")
     ap.add_argument("--ready", help="compile and warm up every batch size first, then create this file")
@@ -92,7 +95,11 @@ def main():
         # second shape would recompile with dynamic shapes).
         torch._dynamo.config.automatic_dynamic_shapes = False
     ec, dc = qwen(a.encoder), qwen(a.decoder)
-    net = Cascade(ec, dc, a.latents).to(dev).train()
+    with torch.device(dev):  # initialised on the GPU: a 4.6B-parameter init on the CPU takes minutes
+        net = Cascade(ec, dc, a.latents).train()
+    if a.grad_ckpt:
+        for m in (net.enc, net.dec):
+            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = torch.compile(net) if a.compile else net
     params = list(net.parameters())
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
@@ -132,7 +139,8 @@ def main():
         torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         flops = flops_per_step(ec, dc, net, B, T, L, P) * a.steps
-        print(json.dumps({"impl": "pytorch-compile" if a.compile else "pytorch-eager",
+        impl = ("pytorch-compile" if a.compile else "pytorch-eager") + ("-ckpt" if a.grad_ckpt else "")
+        print(json.dumps({"impl": impl,
                           "config": a.config_name, "batch": B, "tokens": T, "steps": a.steps,
                           "tokens_per_sec": round(B * T * a.steps / dt),
                           "mfu": round(flops / dt / (a.peak_tflops * 1e12), 4),
