@@ -4,7 +4,7 @@
 exact documents, CPU seconds of each c3 process, model loading included). Prints a markdown table; writes per-document JSON lines.
 
 Usage: scripts/verified_compression_bench.py [--docs 24] [--out DIR] [--c3 build/c3]
-                                             [--model models/c3-small] [--chunk-tokens 0]
+                                             [--model models/c3-small] [--chunk-tokens 0] [--beams 1]
 Runs one c3 process at a time (each decodes on one thread).
 """
 import argparse
@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "corpus", "valid.jsonl.xz"))
     ap.add_argument("--chunk-tokens", default="0")
     ap.add_argument("--levels", default="plain,0.99,1.0")
+    ap.add_argument("--beams", default="1", help="beam search for compress's check and decompress")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     levels = args.levels.split(",")
@@ -58,7 +59,7 @@ def main():
         for lv in levels:
             c3f = os.path.join(args.out, f"doc{idx}-{lv}.c3")
             cmd = [args.c3, "compress", "--model", args.model, src, "-o", c3f,
-                   "--chunk-tokens", args.chunk_tokens]
+                   "--chunk-tokens", args.chunk_tokens, "--beams", args.beams]
             if lv != "plain":
                 cmd += ["--min-precision", lv]
             err, t_c = run(cmd)
@@ -71,7 +72,7 @@ def main():
                               r"\((\d+) tokens\) = (\d+) slots.*?(\d+) chunk encodings", err)
                 tokens, slots, plain_chunks, encodes = int(m[1]), int(m[5]), int(m[3]), int(m[6])
             err, t_d = run([args.c3, "decompress", "--model", args.model, c3f, "-o", c3f + ".txt",
-                            "--reference", src])
+                            "--reference", src, "--beams", args.beams])
             m = re.search(r"char precision ([\d.]+)% against .* \((exact|not exact)\)", err)
             rec[lv] = {"tokens": tokens, "slots": slots, "plain_chunks": plain_chunks,
                        "encodes": encodes, "compress_cpu_s": round(t_c, 3), "decompress_cpu_s": round(t_d, 3),
