@@ -7,7 +7,8 @@
 # INIT=c3-checkpoint (start from its weights; the configs are then ignored) CURRICULUM_START=64
 # (0 = off) EASY_SHARE=0.2 WARMUP=200 MAX_PASSAGE_TOKENS=1280 INPUT_NOISE=0 SELF_FEED=0
 # NOISE_DECAY=0 (the last three: c3 train --input-noise, --self-feed, --input-noise-decay)
-# TOKENIZER=models/c3-small/tokenizer.json (without INIT) EVAL_BEAMS= (set: also eval 10x and 20x with that many beams). Issue 18 (docs/fidelity-plan.md):
+# TOKENIZER=models/c3-small/tokenizer.json (without INIT) EVAL_BEAMS= (set: also eval 10x and
+# 20x with that many beams). Issue 18 (docs/fidelity-plan.md):
 # QUERY_POSITIONS=after_text|segments QUERY_MASK=causal|segment QUERY_POOLING=none|segment_mean
 # (c3 train --query-positions, --query-mask, --query-pooling; unset = the INIT model's layout,
 # else the official one), AUX_LM_WEIGHT=0
