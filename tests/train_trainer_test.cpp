@@ -36,7 +36,7 @@ using c3::train::TrainOptions;
 using c3::train::TrainResult;
 using namespace c3::test::tiny_run;
 
-fs::path fresh_dir(const std::string& name) { return fresh_test_dir("train_trainer", name); }
+fs::path trainer_dir(const std::string& name) { return fresh_test_dir("train_trainer", name); }
 
 // A clock that advances a fixed time per step: time limits become exact step counts.
 std::function<double(int64_t)> fake_clock(double seconds_per_step) {
@@ -62,7 +62,7 @@ class Trainer : public ::testing::Test {
 // ---- 1. overfitting: a few passages must come back exactly from their latents --------------
 
 TEST_F(Trainer, OverfitsFewPassagesToExactReconstruction) {
-  const fs::path dir = fresh_dir("overfit");
+  const fs::path dir = trainer_dir("overfit");
   const std::vector<std::string> texts = {
       "The quick brown fox jumps over the lazy dog near the river.",
       "Seven small boats sailed across the calm sea at dawn.",
@@ -96,7 +96,7 @@ TEST_F(Trainer, OverfitsFewPassagesToExactReconstruction) {
 // c3's own query layout (segment positions, mask and pooling) trains through the same
 // loss: the loss falls well below where it starts, and the checkpoint keeps the layout.
 TEST_F(Trainer, SegmentQueryLayoutLearnsAndIsSaved) {
-  const fs::path dir = fresh_dir("segments");
+  const fs::path dir = trainer_dir("segments");
   write_tiny_setup(dir, {"The quick brown fox jumps over the lazy dog near the river.",
                          "Seven small boats sailed across the calm sea at dawn.",
                          "A cold winter road leads north to the old paper market."});
@@ -131,6 +131,20 @@ TEST_F(Trainer, SegmentQueryLayoutLearnsAndIsSaved) {
               std::string::npos)
         << e.what();
   }
+}
+
+// --init keeps the checkpoint's chunk size (c3_max_passage_tokens) unless --max-passage-tokens
+// is given; from scratch the default is 1280.
+TEST(ModelInit, InitKeepsTheCheckpointsChunkSizeUnlessOneIsGiven) {
+  const fs::path tiny = c3::test::testdata("c3/c3-tiny");
+  const int64_t own =
+      c3::cascade::load_c3(tiny.string(), at::kFloat, at::kCPU).model->config.max_passage_tokens;
+  c3::train::ModelInit init;
+  init.from_c3 = tiny.string();
+  c3::train::TokenizerSource tok;
+  EXPECT_EQ(c3::train::build_model(init, &tok)->config.max_passage_tokens, own);
+  init.max_passage_tokens = own + 77;
+  EXPECT_EQ(c3::train::build_model(init, &tok)->config.max_passage_tokens, own + 77);
 }
 
 // ---- 2. gradients of reconstruction_loss against central finite differences (double) ----------
@@ -182,7 +196,7 @@ c3::cascade::C3Model tiny_cascade(const fs::path& dir, int enc_hidden, int dec_h
 // Input noise (--input-noise) corrupts what the decoder reads, never what it must predict: the
 // same key gives the same loss, rate 0 is the plain objective, and the target count stays.
 TEST_F(Trainer, InputNoiseIsKeyedAndLeavesTheTargets) {
-  c3::cascade::C3Model m = tiny_cascade(fresh_dir("input_noise"), 16, 16, 3);
+  c3::cascade::C3Model m = tiny_cascade(trainer_dir("input_noise"), 16, 16, 3);
   torch::NoGradGuard ng;
   const std::vector<std::vector<int32_t>> ctx = {m->tok().encode("the small river runs north"),
                                                  m->tok().encode("seven cold winter roads")};
@@ -203,7 +217,7 @@ TEST_F(Trainer, InputNoiseIsKeyedAndLeavesTheTargets) {
 // argmax for it from the clean teacher-forced pass: the loss equals the f64 objective on those
 // inputs. Shares below 1 are keyed like the noise, and the two shares may not exceed 1 together.
 TEST_F(Trainer, SelfFeedReadsTheDecodersOwnPredictions) {
-  c3::cascade::C3Model m = tiny_cascade(fresh_dir("self_feed"), 16, 24, 4);
+  c3::cascade::C3Model m = tiny_cascade(trainer_dir("self_feed"), 16, 24, 4);
   m->to(at::kDouble);
   torch::NoGradGuard ng;
   torch::manual_seed(9);
@@ -261,7 +275,7 @@ TEST(InputNoiseScale, FallsLinearlyToZeroAtTheDecayFraction) {
 
 // The step log carries the shares in force; with decay 0.5 over 8 steps they are 0 from step 4.
 TEST_F(Trainer, LogsTheDecayingNoiseShares) {
-  const fs::path dir = fresh_dir("noise_decay");
+  const fs::path dir = trainer_dir("noise_decay");
   write_tiny_setup(dir, synthetic_docs(6));
   TrainOptions o = tiny_options(dir, "run");
   o.input_noise = 0.2;
@@ -282,7 +296,7 @@ TEST_F(Trainer, LogsTheDecayingNoiseShares) {
 
 TEST_F(Trainer, GradientsMatchFiniteDifferences) {
   // Different encoder and decoder widths, so the projector is not square.
-  c3::cascade::C3Model m = tiny_cascade(fresh_dir("gradcheck"), 16, 24, 11);
+  c3::cascade::C3Model m = tiny_cascade(trainer_dir("gradcheck"), 16, 24, 11);
   m->to(at::kDouble);
   {
     // Init (std 0.02, norms at 1, biases at 0) leaves the encoder's gradients tiny, below what
@@ -383,7 +397,7 @@ TrainOptions resume_options(const fs::path& dir, const std::string& run) {
 }
 
 TEST_F(Trainer, ResumeContinuesBitForBit) {
-  const fs::path dir = fresh_dir("resume");
+  const fs::path dir = trainer_dir("resume");
   write_tiny_setup(dir, synthetic_docs(10));
 
   const TrainResult straight = c3::train::train(resume_options(dir, "straight"));
@@ -487,7 +501,7 @@ TEST(TrainerWorker, Run) {
 
 TEST_F(Trainer, TwoGlooProcessesMatchOneProcess) {
   if (!c3::train::DataParallel::available(at::kCPU)) GTEST_SKIP() << "this build has no Gloo";
-  const fs::path dir = fresh_dir("dist");
+  const fs::path dir = trainer_dir("dist");
   write_tiny_setup(dir, synthetic_docs(12));
 
   const TrainResult one = c3::train::train(dist_options(dir, "one", 4));
@@ -526,7 +540,7 @@ TEST_F(Trainer, TwoGlooProcessesMatchOneProcess) {
 // the other in a collective.
 TEST_F(Trainer, GlooRanksStopTogetherWhenTimeRunsOut) {
   if (!c3::train::DataParallel::available(at::kCPU)) GTEST_SKIP() << "this build has no Gloo";
-  const fs::path dir = fresh_dir("dist_time");
+  const fs::path dir = trainer_dir("dist_time");
   write_tiny_setup(dir, synthetic_docs(12));
   ASSERT_EQ(run_trainer_workers("time", dir), 0) << "a worker failed; its output is above";
   const std::string s0 = read_file(dir / "steps0.txt"), s1 = read_file(dir / "steps1.txt");
@@ -547,7 +561,7 @@ TEST_F(Trainer, GlooRanksStopTogetherWhenTimeRunsOut) {
 // ---- 5. checkpoints: keep the last K; a crashed write is ignored on resume --------------------
 
 TEST_F(Trainer, KeepsLastKCheckpointsAndResumeIgnoresStaleTemp) {
-  const fs::path dir = fresh_dir("retention");
+  const fs::path dir = trainer_dir("retention");
   write_tiny_setup(dir, synthetic_docs(6));
   TrainOptions o = tiny_options(dir, "run");
   o.lengths = "fixed:16";
@@ -577,7 +591,7 @@ TEST_F(Trainer, KeepsLastKCheckpointsAndResumeIgnoresStaleTemp) {
 // ---- 6. the JSON-lines log --------------------------------------------------------------------
 
 TEST_F(Trainer, LogHasTheMonitoringFields) {
-  const fs::path dir = fresh_dir("log");
+  const fs::path dir = trainer_dir("log");
   write_tiny_setup(dir, synthetic_docs(6));
   TrainOptions o = tiny_options(dir, "run");
   o.lengths = "uniform:8-24";
@@ -609,7 +623,7 @@ TEST_F(Trainer, LogHasTheMonitoringFields) {
 // One process, --max-minutes alone: the run stops (and saves) at the first step boundary past
 // the limit, whatever the machine's speed.
 TEST_F(Trainer, StopsAndSavesWhenTimeRunsOut) {
-  const fs::path dir = fresh_dir("max_minutes");
+  const fs::path dir = trainer_dir("max_minutes");
   write_tiny_setup(dir, synthetic_docs(6));
   TrainOptions o = tiny_options(dir, "run");
   o.lengths = "fixed:16";
@@ -630,7 +644,7 @@ TEST_F(Trainer, StopsAndSavesWhenTimeRunsOut) {
 // 1 step/s and 207 s left: 33 + 0.97 * 207 = 233 steps. The refit 100 steps later sees
 // 100 steps in 183 s and 24 s left: 133 + 0.97 * 24 * 100 / 183 = 145, which ends at 240 s.
 TEST_F(Trainer, FitsTheScheduleToTheTimeLimit) {
-  const fs::path dir = fresh_dir("fit_time");
+  const fs::path dir = trainer_dir("fit_time");
   write_tiny_setup(dir, synthetic_docs(6));
   TrainOptions o = tiny_options(dir, "run");
   o.lengths = "fixed:8";
@@ -704,7 +718,7 @@ std::map<std::string, at::Tensor> write_hf_qwen2(const fs::path& dir, uint64_t s
 // --encoder-hf / --decoder-hf load every Qwen2 weight; --freeze decoder keeps the decoder exactly
 // as loaded while the encoder, Q and the projector train.
 TEST_F(Trainer, InitialisesFromHfFoldersAndFreezesTheDecoder) {
-  const fs::path dir = fresh_dir("hf_init");
+  const fs::path dir = trainer_dir("hf_init");
   write_tiny_setup(dir, synthetic_docs(12));
   const auto enc = write_hf_qwen2(dir / "hf_enc", 1);
   const auto dec = write_hf_qwen2(dir / "hf_dec", 2);
@@ -738,7 +752,7 @@ TEST_F(Trainer, InitialisesFromHfFoldersAndFreezesTheDecoder) {
 
 // An unknown part to freeze is refused before anything runs.
 TEST_F(Trainer, RejectsUnknownFreezePart) {
-  const fs::path dir = fresh_dir("freeze_bad");
+  const fs::path dir = trainer_dir("freeze_bad");
   write_tiny_setup(dir, synthetic_docs(4));
   TrainOptions o = tiny_options(dir, "run");
   o.freeze = "decoder,wings";

@@ -50,8 +50,9 @@ void setup_train(CLI::App& root) {
   app->add_option("--decoder-hf", i.decoder_hf, "HF Qwen2 folder to initialise the decoder from");
   app->add_option("--init", i.from_c3, "c3 checkpoint to start from (weights only)");
   app->add_option("--latents", i.latents, "L, latent vectors per passage")->capture_default_str();
-  app->add_option("--max-passage-tokens", i.max_passage_tokens, "chunk size the model is meant for")
-      ->capture_default_str();
+  app->add_option("--max-passage-tokens", i.max_passage_tokens,
+                  "chunk size the model is meant for (config key c3_max_passage_tokens; default: "
+                  "the --init model's, else 1280)");
   app->add_option("--query-positions", i.query_positions,
                   "after_text | segments: RoPE positions of the query slots (config key "
                   "c3_query_positions; default: the --init model's, else after_text)");

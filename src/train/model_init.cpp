@@ -38,6 +38,7 @@ cascade::C3Model build_model(const ModelInit& init, TokenizerSource* tokenizer) 
     cascade::LoadedC3 l = cascade::load_c3(init.from_c3, at::kFloat, at::kCPU);
     tokenizer->path = init.from_c3;
     apply_query_layout(init, l.model->config);
+    if (init.max_passage_tokens > 0) l.model->config.max_passage_tokens = init.max_passage_tokens;
     l.model->train();
     return l.model;
   }
@@ -80,7 +81,7 @@ cascade::C3Model build_model(const ModelInit& init, TokenizerSource* tokenizer) 
   c.im_start_token = tok->token_id("<img>");
   c.im_end_token = tok->token_id("</img>");
   c.im_patch_token = tok->token_id("<imgpad>");
-  c.max_passage_tokens = init.max_passage_tokens;
+  c.max_passage_tokens = init.max_passage_tokens > 0 ? init.max_passage_tokens : 1280;
   apply_query_layout(init, c);
   c.decoder.eos_token_id = {tok->token_id("<|im_end|>")};
   // A vocabulary smaller than the tokenizer's would index out of range: grow it to fit.

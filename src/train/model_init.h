@@ -15,7 +15,8 @@ struct ModelInit {
   std::string decoder_hf;      // ... and the decoder
   std::string tokenizer;       // tokenizer.json or qwen.tiktoken (needed unless from_c3)
   int64_t latents = 32;        // L
-  int64_t max_passage_tokens = 1280;
+  // c3_max_passage_tokens; 0 = the --init checkpoint's, or 1280 from scratch.
+  int64_t max_passage_tokens = 0;
   // c3_query_positions / _mask / _pooling (c3/query_layout.h); empty = the --init checkpoint's, or
   // the official layout from scratch. Set with --init: train an existing model into the layout.
   std::string query_positions, query_mask, query_pooling;
