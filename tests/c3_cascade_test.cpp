@@ -15,6 +15,10 @@
 #include "testdata.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "tensor_util.h"
+
+using c3::test::ids_of;
+using c3::test::max_diff;
 
 namespace c3 {
 namespace {
@@ -44,15 +48,6 @@ Golden load() {
   g.exp = io::SafetensorsFile::open(dir + "/expected.safetensors");
   g.cse = nlohmann::json::parse(read_file(dir + "/case.json"));
   return g;
-}
-
-std::vector<int64_t> ids_of(const at::Tensor& t) {
-  at::Tensor c = t.to(at::kLong).contiguous();
-  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-}
-
-double max_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kCPU, at::kFloat) - b.to(at::kCPU, at::kFloat)).abs().max().item<double>();
 }
 
 double tol() { return bf16() ? 1e-1 : 1e-4; }

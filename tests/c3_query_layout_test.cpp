@@ -14,6 +14,9 @@
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/remove_tree.h"
+#include "tensor_util.h"
+
+using c3::test::max_diff;
 
 namespace c3 {
 namespace {
@@ -37,10 +40,6 @@ fs::path tiny_with(const std::string& name, const nlohmann::json& extra) {
 
 cascade::LoadedC3 load(const fs::path& dir) {
   return cascade::load_c3(dir.string(), at::kFloat, at::kCPU);
-}
-
-double max_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a - b).abs().max().item<double>();
 }
 
 std::vector<int32_t> ids_of_len(const cascade::LoadedC3& m, size_t n) {

@@ -18,6 +18,9 @@
 #include "util/error.h"
 #include "util/hash.h"
 #include "util/remove_tree.h"
+#include "tensor_util.h"
+
+using c3::test::ids_of;
 
 namespace c3 {
 namespace {
@@ -44,10 +47,6 @@ std::string base64(const std::string& bytes) {
 // keep theirs; <img> </img> <imgpad> (1503..1505) move to the end of QWenTokenizer's list.
 int64_t new_id(int64_t old) { return old < 1503 ? old : old - 1503 + kVocab - 3; }
 
-std::vector<int64_t> ids_of(const at::Tensor& t) {
-  at::Tensor c = t.to(at::kLong).contiguous();
-  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-}
 std::vector<int64_t> mapped(std::vector<int64_t> ids) {
   for (auto& i : ids) i = new_id(i);
   return ids;

@@ -9,28 +9,24 @@
 #include <random>
 #include <string>
 
+#include "cli_run.h"
 #include "testdata.h"
 #include "util/remove_tree.h"
 
 namespace fs = std::filesystem;
 
 namespace {
+using c3::test::slurp;
+using c3::test::q;
 
 struct Result {
   int rc = -1;
   std::string err;
 };
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 void spit(const fs::path& p, const std::string& s) {
   std::ofstream(p, std::ios::binary) << s;
 }
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
 // A fresh folder per test holding the inputs; everything the binary writes must land in it.
 class CliBadInput : public ::testing::Test {

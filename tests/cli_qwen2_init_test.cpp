@@ -16,6 +16,7 @@
 #include "util/remove_tree.h"
 
 namespace {
+using c3::test::q;
 namespace fs = std::filesystem;
 
 using c3::test::RunResult;
@@ -23,8 +24,6 @@ using c3::test::RunResult;
 RunResult run_c3(const std::string& args) {
   return c3::test::run_shell(c3::test::c3_binary() + " " + args + " 2>&1");
 }
-
-std::string q(const fs::path& p) { return c3::test::quoted(p); }
 
 // One folder per test: ctest -j runs this suite's tests at once.
 fs::path fresh_dir() {

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "testdata.h"
@@ -29,6 +31,15 @@ inline RunResult run_shell(const std::string& cmd) {
 
 // A path single-quoted for the shell.
 inline std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+// The same, short, for building command lines.
+inline std::string q(const std::filesystem::path& p) { return quoted(p); }
+
+// A file's bytes ("" when it cannot be read).
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
 
 // The c3 binary of this build, quoted.
 inline std::string c3_binary() { return quoted(binary_dir() / "c3"); }

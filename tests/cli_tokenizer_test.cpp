@@ -13,6 +13,7 @@
 #include "util/remove_tree.h"
 
 namespace {
+using c3::test::q;
 namespace fs = std::filesystem;
 
 using c3::test::RunResult;
@@ -20,8 +21,6 @@ using c3::test::RunResult;
 RunResult c3(const std::string& args) {
   return c3::test::run_shell(c3::test::c3_binary() + " " + args + " 2>&1");
 }
-
-std::string q(const fs::path& p) { return c3::test::quoted(p); }
 
 // The 256 bytes and "ab", "the", " the" as a tiktoken file (base64 written out).
 std::string toy_tiktoken() {

@@ -16,11 +16,10 @@
 #include "util/remove_tree.h"
 
 namespace {
+using c3::test::q;
 namespace fs = std::filesystem;
 
 using c3::test::RunResult;
-
-std::string q(const fs::path& p) { return c3::test::quoted(p); }
 
 RunResult run_c3(const std::string& args, const fs::path& err) {
   const std::string cmd =

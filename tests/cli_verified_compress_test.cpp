@@ -11,19 +11,15 @@
 #include <random>
 #include <string>
 
+#include "cli_run.h"
 #include "testdata.h"
 #include "util/remove_tree.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+using c3::test::slurp;
+using c3::test::q;
 
 class CliVerified : public ::testing::Test {
  protected:

@@ -9,6 +9,9 @@
 #include "io/hf_config.h"
 #include "testdata.h"
 #include "util/remove_tree.h"
+#include "test_util.h"
+
+using c3::test::error_of;
 
 namespace fs = std::filesystem;
 using c3::io::JsonFile;
@@ -33,16 +36,6 @@ class Config : public ::testing::Test {
 
   fs::path dir_;
 };
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const c3::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 void expect_has(const std::string& msg, std::initializer_list<std::string> parts) {
   ASSERT_FALSE(msg.empty()) << "expected a c3::Error";

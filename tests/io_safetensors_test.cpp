@@ -13,6 +13,9 @@
 #include "testdata.h"
 #include "util/error.h"
 #include "util/remove_tree.h"
+#include "test_util.h"
+
+using c3::test::error_of;
 
 namespace fs = std::filesystem;
 using c3::io::Checkpoint;
@@ -51,17 +54,6 @@ class Safetensors : public ::testing::Test {
 
   fs::path dir_;
 };
-
-// The message of the c3::Error thrown by `f`, or "" when nothing (or something else) is thrown.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const c3::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 #define EXPECT_ERROR_HAS(stmt, ...)                                                       \
   do {                                                                                    \

@@ -25,6 +25,9 @@
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/remove_tree.h"
+#include "test_util.h"
+
+using c3::test::ids_str;
 
 namespace fs = std::filesystem;
 using c3::tokenizer::BpeTokenizer;
@@ -67,10 +70,6 @@ std::vector<QwenCase> qwen_cases() {
     cases.push_back({j.at("text"), j.at("decoded"), j.at("ids").get<std::vector<int32_t>>()});
   }
   return cases;
-}
-
-std::string ids_str(const std::vector<int32_t>& v) {
-  return fmt::format("[{}]", fmt::join(v, ", "));
 }
 
 // Reads an I64 tensor from a safetensors file: 8-byte little-endian header size, JSON, data.

@@ -23,6 +23,9 @@
 #include "util/error.h"
 #include "util/hash.h"
 #include "util/remove_tree.h"
+#include "test_util.h"
+
+using c3::test::ids_str;
 
 namespace fs = std::filesystem;
 using c3::tokenizer::BpeTokenizer;
@@ -36,10 +39,6 @@ fs::path fresh_dir(const std::string& name) {
   c3::remove_tree(d);
   fs::create_directories(d);
   return d;
-}
-
-std::string ids_str(const std::vector<int32_t>& v) {
-  return fmt::format("[{}]", fmt::join(v, ", "));
 }
 
 std::vector<nlohmann::json> read_jsonl(const fs::path& p) {

@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
 using c3::train::CheckpointFile;
 using namespace c3::test::tiny_run;
 
-fs::path fresh_dir(const std::string& name) { return fresh_test_dir("train_checkpoint", name); }
+fs::path checkpoint_dir(const std::string& name) { return fresh_test_dir("train_checkpoint", name); }
 
 c3::cascade::C3Model tiny_model(const fs::path& dir, std::string* tok_path) {
   c3::train::TokenizerSource tok;
@@ -49,7 +49,7 @@ c3::cascade::C3Model tiny_model(const fs::path& dir, std::string* tok_path) {
 }  // namespace
 
 TEST(CheckpointFiles, PartsMakeTheBytesSaveSafetensorsWrites) {
-  const fs::path dir = fresh_dir("parts");
+  const fs::path dir = checkpoint_dir("parts");
   torch::manual_seed(1);
   const at::Tensor a = torch::randn({5, 3}), b = torch::randn({7}).to(torch::kBFloat16);
   c3::io::save_safetensors((dir / "ref.safetensors").string(), {{"a", a}, {"b", b}}, {{"k", "v"}});
@@ -68,7 +68,7 @@ TEST(CheckpointFiles, PartsMakeTheBytesSaveSafetensorsWrites) {
 }
 
 TEST(CheckpointFiles, ShardedWeightsLoadBackAsTheSameCascade) {
-  const fs::path dir = fresh_dir("shards");
+  const fs::path dir = checkpoint_dir("shards");
   std::string tok;
   c3::cascade::C3Model m = tiny_model(dir, &tok);
   // About 0.7 MB of fp32 weights per side, in shards of at most 200 kB.
@@ -108,7 +108,7 @@ TEST(CheckpointFiles, ShardedWeightsLoadBackAsTheSameCascade) {
 // that waits for each checkpoint.
 TEST(CheckpointFiles, BackgroundCheckpointsEqualWaitedOnes) {
   setenv("C3_NO_PROGRESS", "1", 1);
-  const fs::path dir = fresh_dir("background");
+  const fs::path dir = checkpoint_dir("background");
   write_tiny_setup(dir, synthetic_docs(6));
   c3::train::TrainOptions o = tiny_options(dir, "background");
   o.lengths = "fixed:16";
@@ -137,7 +137,7 @@ TEST(CheckpointFiles, BackgroundCheckpointsEqualWaitedOnes) {
 }
 
 TEST(CheckpointFiles, AFileThatCannotBeWrittenIsNamed) {
-  const fs::path dir = fresh_dir("unwritable");
+  const fs::path dir = checkpoint_dir("unwritable");
   write_file(dir / "blocker", "a file where a folder should be");
   CheckpointFile f;
   f.name = "blocker/inside.txt";
@@ -155,7 +155,7 @@ TEST(CheckpointFiles, AFileThatCannotBeWrittenIsNamed) {
 // a new one, must resume exactly as the new one does.
 TEST(CheckpointFiles, AnOlderCheckpointWithOptimizerPtResumesTheSame) {
   setenv("C3_NO_PROGRESS", "1", 1);
-  const fs::path dir = fresh_dir("legacy");
+  const fs::path dir = checkpoint_dir("legacy");
   write_tiny_setup(dir, synthetic_docs(6));
   c3::train::TrainOptions o = tiny_options(dir, "run");
   o.stop_at_step = 2;

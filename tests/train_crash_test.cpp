@@ -34,7 +34,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-fs::path fresh_dir(const std::string& name) {
+fs::path crash_dir(const std::string& name) {
   const fs::path p = c3::test::binary_dir() / "test_out" / "train_crash" / name;
   c3::remove_tree(p);
   fs::create_directories(p);
@@ -174,7 +174,7 @@ class TrainCrash : public ::testing::Test {
 }  // namespace
 
 TEST_F(TrainCrash, SigkillAtAnyMomentKeepsALoadableCheckpointAndResumes) {
-  const fs::path dir = fresh_dir("kill");
+  const fs::path dir = crash_dir("kill");
   write_setup(dir);
   const fs::path run = dir / "run";
   std::mt19937 rng(20261126);
@@ -277,7 +277,7 @@ TEST_F(TrainCrash, SigkillAtAnyMomentKeepsALoadableCheckpointAndResumes) {
 // failed ("cannot read 'run/step-N/tokenizer.json'"). The trainer now copies the tokenizer into
 // the run folder once.
 TEST_F(TrainCrash, ResumedRunSavesMoreThanKeepLastCheckpoints) {
-  const fs::path dir = fresh_dir("keep_last");
+  const fs::path dir = crash_dir("keep_last");
   write_setup(dir);
   for (int64_t stop : {2, 6}) {
     std::vector<std::string> a = train_args(dir, "run", stop, stop == 2 ? "" : (dir / "run").string());
@@ -299,7 +299,7 @@ TEST_F(TrainCrash, ResumedRunSavesMoreThanKeepLastCheckpoints) {
 // checkpoint is already the current state is not re-saved, and a re-save of a different state
 // moves the old folder aside before the new one takes its name.
 TEST_F(TrainCrash, ResumeAtItsOwnStepLeavesTheCheckpointUntouched) {
-  const fs::path dir = fresh_dir("resave");
+  const fs::path dir = crash_dir("resave");
   write_setup(dir);
   const fs::path run = dir / "run", ckpt = run / "step-0000001";
   auto args = [&](int64_t stop, bool resume) {

@@ -25,7 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using tokenizer::BpeTokenizer;
 
-const BpeTokenizer& tiny_tokenizer() {
+const BpeTokenizer& tiny_bpe() {
   static const BpeTokenizer tok =
       BpeTokenizer::from_file(test::testdata("c3/c3-tiny/tokenizer.json").string());
   return tok;
@@ -299,7 +299,7 @@ int64_t longest_word(const BpeTokenizer& tok, const std::string& doc) {
 }
 
 TEST(CutPassage, CutsAtWordBoundariesCloseToTheTarget) {
-  const auto& tok = tiny_tokenizer();
+  const auto& tok = tiny_bpe();
   std::string doc = make_doc(3, 2500);  // several thousand tokens
   ASSERT_GT(static_cast<int64_t>(tok.encode(doc).size()), 4000);
   const int64_t word = longest_word(tok, doc);
@@ -323,7 +323,7 @@ TEST(CutPassage, CutsAtWordBoundariesCloseToTheTarget) {
 }
 
 TEST(CutPassage, FromAStartIsTheLongestFit) {
-  const auto& tok = tiny_tokenizer();
+  const auto& tok = tiny_bpe();
   std::string doc = make_doc(4, 800);
   for (int64_t target : {1, 5, 20, 100, 400}) {
     for (size_t begin = 0; begin < doc.size(); begin += doc.size() / 7) {
@@ -345,7 +345,7 @@ TEST(CutPassage, FromAStartIsTheLongestFit) {
 }
 
 TEST(CutPassage, ShortDocumentGivesItsTrimmedText) {
-  const auto& tok = tiny_tokenizer();
+  const auto& tok = tiny_bpe();
   std::string doc = " \n  Hello there, naïve world.\n\nSecond line.  \n";
   for (uint64_t seed = 0; seed < 5; ++seed) {
     Passage p = cut_passage(tok, doc, 1000, seed);
@@ -357,7 +357,7 @@ TEST(CutPassage, ShortDocumentGivesItsTrimmedText) {
 }
 
 TEST(CutPassage, NeverBreaksUtf8OrWordsInNonAsciiText) {
-  const auto& tok = tiny_tokenizer();
+  const auto& tok = tiny_bpe();
   // Greek and accented words with spaces, and CJK runs without spaces (each character a word).
   std::string doc;
   for (int i = 0; i < 60; ++i)
@@ -380,7 +380,7 @@ TEST(CutPassage, NeverBreaksUtf8OrWordsInNonAsciiText) {
 }
 
 TEST(CutPassage, AWordLongerThanTheTargetIsCutBetweenCharacters) {
-  const auto& tok = tiny_tokenizer();
+  const auto& tok = tiny_bpe();
   std::string doc = "é" + std::string(3000, 'x') + "ü tail";
   Passage p = cut_passage_from(tok, doc, 0, 10);
   EXPECT_GT(p.n_tokens(), 0);
@@ -391,7 +391,7 @@ TEST(CutPassage, AWordLongerThanTheTargetIsCutBetweenCharacters) {
 }
 
 TEST(CutPassage, InRangeForEvalBins) {
-  const auto& tok = tiny_tokenizer();
+  const auto& tok = tiny_bpe();
   std::string doc = make_doc(5, 1500);
   for (auto [lo, hi] : std::vector<std::pair<int64_t, int64_t>>{{50, 60}, {100, 150}, {600, 700}}) {
     for (uint64_t seed = 0; seed < 8; ++seed) {
@@ -413,15 +413,15 @@ TEST(DataLoader, SameSeedSameBatchesWhateverTheThreadCount) {
   auto c = make_corpus();
   DataOptions o = small_options(*c);
   o.n_threads = 1;
-  DataLoader one(tiny_tokenizer(), o);
+  DataLoader one(tiny_bpe(), o);
   o.n_threads = 3;
-  DataLoader three(tiny_tokenizer(), o);
+  DataLoader three(tiny_bpe(), o);
   auto a = take(one, 75), b = take(three, 75);  // 2.5 epochs of 30 batches
   expect_same(a, b);
   EXPECT_EQ(a.back().epoch, 2);
 
   o.seed = 8;
-  DataLoader other(tiny_tokenizer(), o);
+  DataLoader other(tiny_bpe(), o);
   auto d = take(other, 5);
   int same = 0;
   for (int i = 0; i < 5; ++i) same += d[i].passages[0].text == a[i].passages[0].text;
@@ -441,7 +441,7 @@ TEST(DataLoader, SameSeedSameBatchesWhateverTheThreadCount) {
 TEST(DataLoader, BatchesAreBucketedByLengthAndCoverTheEpoch) {
   auto c = make_corpus();
   DataOptions o = small_options(*c);
-  DataLoader dl(tiny_tokenizer(), o);
+  DataLoader dl(tiny_bpe(), o);
   int64_t n_epoch0 = 0;
   double spread_in_batch = 0, spread_random = 0;
   std::vector<int64_t> all_lengths;
@@ -488,13 +488,13 @@ TEST(DataLoader, ResumeGivesTheSameBatches) {
   DataOptions o = small_options(*c);
   for (int cut : {0, 1, 13, 29, 30, 31, 64}) {  // fresh, mid-chunk, chunk and epoch boundaries
     SCOPED_TRACE("resume after " + std::to_string(cut) + " batches");
-    DataLoader a(tiny_tokenizer(), o);
+    DataLoader a(tiny_bpe(), o);
     take(a, cut);
     nlohmann::json saved = nlohmann::json::parse(a.state().dump());  // as a checkpoint would
     auto expected = take(a, 40);
 
     o.n_threads = 3;  // the thread count is not part of the state
-    DataLoader b(tiny_tokenizer(), o);
+    DataLoader b(tiny_bpe(), o);
     take(b, 3);  // a loader that already moved is repositioned too
     b.restore(saved);
     expect_same(take(b, 40), expected);
@@ -508,7 +508,7 @@ TEST(DataLoader, ResumeMidDocumentWithSplitDocs) {
   o.split_docs = true;
   o.lengths = LengthDist::parse("loguniform:8-64");
   o.bucket_docs = 9;  // not a multiple of passages per document: chunks end mid-document
-  DataLoader a(tiny_tokenizer(), o);
+  DataLoader a(tiny_bpe(), o);
   bool saw_skip = false;
   for (int i = 0; i < 60; ++i) {
     nlohmann::json s = a.state();
@@ -516,7 +516,7 @@ TEST(DataLoader, ResumeMidDocumentWithSplitDocs) {
     Batch b = a.next();
     if (i % 11 != 5) continue;
     auto expected = take(a, 12);
-    DataLoader r(tiny_tokenizer(), o);
+    DataLoader r(tiny_bpe(), o);
     r.restore(s);
     auto got = take(r, 13);
     ASSERT_EQ(got.front().passages[0].text, b.passages[0].text);
@@ -531,11 +531,11 @@ TEST(DataLoader, ResumeMidDocumentWithSplitDocs) {
   };
   int64_t corpus = 0, covered = 0;
   for (const auto& doc : c->docs) corpus += non_space(doc);
-  DataLoader d(tiny_tokenizer(), o);
+  DataLoader d(tiny_bpe(), o);
   for (Batch b = d.next(); b.epoch == 0; b = d.next())
     for (const auto& p : b.passages) {
       EXPECT_LE(p.n_tokens(), 64);
-      EXPECT_EQ(tiny_tokenizer().encode(p.text), p.ids);
+      EXPECT_EQ(tiny_bpe().encode(p.text), p.ids);
       covered += non_space(p.text);
     }
   EXPECT_LE(covered, corpus);
@@ -545,11 +545,11 @@ TEST(DataLoader, ResumeMidDocumentWithSplitDocs) {
 TEST(DataLoader, RestoreRejectsOtherOptions) {
   auto c = make_corpus(10);
   DataOptions o = small_options(*c);
-  DataLoader a(tiny_tokenizer(), o);
+  DataLoader a(tiny_bpe(), o);
   a.next();
   nlohmann::json s = a.state();
   o.batch_size = 8;
-  DataLoader b(tiny_tokenizer(), o);
+  DataLoader b(tiny_bpe(), o);
   try {
     b.restore(s);
     ADD_FAILURE() << "restored a state saved with another batch size";
@@ -557,7 +557,7 @@ TEST(DataLoader, RestoreRejectsOtherOptions) {
     EXPECT_NE(std::string(e.what()).find("batch_size=4"), std::string::npos) << e.what();
   }
   o.batch_size = 4;
-  DataLoader ok(tiny_tokenizer(), o);
+  DataLoader ok(tiny_bpe(), o);
   EXPECT_NO_THROW(ok.restore(s));
   EXPECT_THROW(ok.restore(nlohmann::json{{"epoch", 1}}), Error);
 }
@@ -565,12 +565,12 @@ TEST(DataLoader, RestoreRejectsOtherOptions) {
 TEST(DataLoader, RanksSplitEachGlobalBatch) {
   auto c = make_corpus();
   DataOptions o = small_options(*c);
-  DataLoader whole(tiny_tokenizer(), o);
+  DataLoader whole(tiny_bpe(), o);
   o.world_size = 2;
   o.rank = 0;
-  DataLoader r0(tiny_tokenizer(), o);
+  DataLoader r0(tiny_bpe(), o);
   o.rank = 1;
-  DataLoader r1(tiny_tokenizer(), o);
+  DataLoader r1(tiny_bpe(), o);
   for (int i = 0; i < 70; ++i) {
     Batch g = whole.next(), a = r0.next(), b = r1.next();
     ASSERT_EQ(g.n_global, 4);
@@ -586,7 +586,7 @@ TEST(DataLoader, RanksSplitEachGlobalBatch) {
   // A state saved by one rank restores the other (and any world size in fixed-size mode).
   nlohmann::json s = r1.state();
   auto next_whole = take(whole, 3);
-  DataLoader w(tiny_tokenizer(), small_options(*c));
+  DataLoader w(tiny_bpe(), small_options(*c));
   w.restore(s);
   expect_same(take(w, 3), next_whole);
 }
@@ -598,9 +598,9 @@ TEST(DataLoader, TokenBudgetBatches) {
   o.max_batch_tokens = 300;
   o.bucket_docs = 40;
   o.world_size = 2;
-  DataLoader r0(tiny_tokenizer(), o);
+  DataLoader r0(tiny_bpe(), o);
   o.rank = 1;
-  DataLoader r1(tiny_tokenizer(), o);
+  DataLoader r1(tiny_bpe(), o);
   int64_t rows = 0;
   for (int i = 0; i < 50; ++i) {
     Batch a = r0.next(), b = r1.next();
@@ -622,7 +622,7 @@ TEST(DataLoader, StreamsWithBoundedMemoryOverPlainAndXzFiles) {
   auto c = make_corpus(200);  // 600 documents
   DataOptions o = small_options(*c);
   o.bucket_docs = 8;
-  DataLoader dl(tiny_tokenizer(), o);
+  DataLoader dl(tiny_bpe(), o);
   dl.next();
   EXPECT_LE(dl.docs_read(), 3 * 8 + 8) << "read far ahead of the chunk being consumed";
   int64_t passages = 0;
@@ -639,7 +639,7 @@ TEST(DataLoader, StreamsWithBoundedMemoryOverPlainAndXzFiles) {
   write_corpus(plain, 101, 200);
   DataOptions p = small_options(*c);
   p.files[1] = plain;
-  DataLoader xz(tiny_tokenizer(), small_options(*c)), txt(tiny_tokenizer(), p);
+  DataLoader xz(tiny_bpe(), small_options(*c)), txt(tiny_bpe(), p);
   expect_same(take(xz, 40), take(txt, 40));
 }
 
@@ -661,7 +661,7 @@ TEST(DataLoader, BadJsonLinesNameFileAndLine) {
     o.files = {path};
     o.batch_size = 1;
     o.lengths = LengthDist::parse("fixed:16");
-    DataLoader dl(tiny_tokenizer(), o);
+    DataLoader dl(tiny_bpe(), o);
     try {
       for (int i = 0; i < 10; ++i) dl.next();
       ADD_FAILURE() << k.name << ": no error";
@@ -677,21 +677,21 @@ TEST(DataLoader, RejectsBadOptions) {
   auto c = make_corpus(5);
   DataOptions o = small_options(*c);
   o.world_size = 3;  // 4 rows do not split over 3 ranks
-  EXPECT_THROW((DataLoader{tiny_tokenizer(), o}), Error);
+  EXPECT_THROW((DataLoader{tiny_bpe(), o}), Error);
   o = small_options(*c);
   o.files.push_back(c->dir.file("missing.jsonl"));
   try {
-    DataLoader dl(tiny_tokenizer(), o);
+    DataLoader dl(tiny_bpe(), o);
     ADD_FAILURE() << "accepted a missing file";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("missing.jsonl"), std::string::npos) << e.what();
   }
   o = small_options(*c);
   o.batch_size = 0;
-  EXPECT_THROW((DataLoader{tiny_tokenizer(), o}), Error);
+  EXPECT_THROW((DataLoader{tiny_bpe(), o}), Error);
   o = small_options(*c);
   o.batch_size = 64;  // 15 documents never make a batch
-  DataLoader dl(tiny_tokenizer(), o);
+  DataLoader dl(tiny_bpe(), o);
   EXPECT_THROW(dl.next(), Error);
 }
 

@@ -31,7 +31,7 @@ using c3::train::DistEnv;
 constexpr int kGlobalBatch = 8;
 constexpr int kSteps = 5;
 constexpr double kLr = 0.1;
-constexpr double kTol = 1e-6;  // fp32; the only difference is the summation order of grads
+constexpr double kDpTol = 1e-6;  // fp32; the only difference is the summation order of grads
 
 const char* kTorchrunVars[] = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"};
 
@@ -393,8 +393,8 @@ TEST(Distributed, TwoProcessesMatchOneProcessOnTheGlobalBatch) {
     max_diff = std::max(max_diff, (r0[i] - ref[i]).abs().max().item<double>());
   }
   std::printf("[%s] max |2-process - 1-process| over %zu tensors: %.3g (tolerance %.0e)\n",
-              dev.str().c_str(), ref.size(), max_diff, kTol);
-  EXPECT_LE(max_diff, kTol);
+              dev.str().c_str(), ref.size(), max_diff, kDpTol);
+  EXPECT_LE(max_diff, kDpTol);
 }
 
 TEST(Distributed, LauncherStopsTheOthersWhenOneRankFails) {

@@ -24,18 +24,18 @@ namespace {
 namespace fs = std::filesystem;
 using Params = std::map<std::string, at::Tensor>;
 
-fs::path fresh_dir(const std::string& name) {
+fs::path hf_tokens_dir(const std::string& name) {
   const fs::path p = c3::test::binary_dir() / "test_out" / "train_hf_tokens" / name;
   c3::remove_tree(p);
   fs::create_directories(p);
   return p;
 }
 
-fs::path tiny_tokenizer() { return c3::test::testdata("c3/c3-tiny/tokenizer.json"); }
+fs::path chat_source_tokenizer() { return c3::test::testdata("c3/c3-tiny/tokenizer.json"); }
 
 // c3-tiny's tokenizer.json without C3's three tokens: 1,503 tokens, like a chat model's.
 fs::path write_chat_tokenizer(const fs::path& dir) {
-  auto j = nlohmann::json::parse(c3::read_file(tiny_tokenizer()));
+  auto j = nlohmann::json::parse(c3::read_file(chat_source_tokenizer()));
   auto kept = nlohmann::json::array();
   for (const auto& t : j["added_tokens"]) {
     const std::string c = t["content"];
@@ -102,7 +102,7 @@ int expect_hf_weights(c3::model::Qwen2ForCausalLM& half, const Params& hf, const
 
 TEST(TrainHfTokens, AddsC3TokensGrowsEmbeddingsAndSavesTheGrownTokenizer) {
   setenv("C3_NO_PROGRESS", "1", 1);
-  const fs::path dir = fresh_dir("grow");
+  const fs::path dir = hf_tokens_dir("grow");
   const fs::path chat = write_chat_tokenizer(dir);
   ASSERT_EQ(c3::tokenizer::BpeTokenizer::from_file(chat.string()).vocab_size(), 1503);
   const Params enc = write_hf(dir / "hf_enc", 1503, /*tied=*/true, 1);
@@ -164,12 +164,12 @@ TEST(TrainHfTokens, AddsC3TokensGrowsEmbeddingsAndSavesTheGrownTokenizer) {
 // With a tokenizer that has C3's tokens (and HF folders that cover them) nothing changes: the
 // weights are the HF ones and the run's tokenizer is the same file.
 TEST(TrainHfTokens, TokenizerWithTheTokensChangesNothing) {
-  const fs::path dir = fresh_dir("keep");
+  const fs::path dir = hf_tokens_dir("keep");
   const Params enc = write_hf(dir / "hf_enc", 1506, true, 3);
   const Params dec = write_hf(dir / "hf_dec", 1506, false, 4);
   testing::internal::CaptureStderr();
   c3::train::TokenizerSource src;
-  c3::cascade::C3Model m = c3::train::build_model(hf_init(dir, tiny_tokenizer()), &src);
+  c3::cascade::C3Model m = c3::train::build_model(hf_init(dir, chat_source_tokenizer()), &src);
   const std::string log = testing::internal::GetCapturedStderr();
   EXPECT_EQ(log.find("added"), std::string::npos) << log;
   EXPECT_EQ(log.find("grown"), std::string::npos) << log;
@@ -179,12 +179,12 @@ TEST(TrainHfTokens, TokenizerWithTheTokensChangesNothing) {
   EXPECT_EQ(expect_hf_weights(m->decoder, dec, "decoder"), 0);
   fs::create_directories(dir / "run");
   const std::string run_tok = c3::train::write_run_tokenizer(src, (dir / "run").string());
-  EXPECT_EQ(c3::read_file(run_tok), c3::read_file(tiny_tokenizer()));
+  EXPECT_EQ(c3::read_file(run_tok), c3::read_file(chat_source_tokenizer()));
 }
 
 // Folders that do not fit are refused with the file and the number named.
 TEST(TrainHfTokens, FoldersThatDoNotFitAreRefused) {
-  const fs::path dir = fresh_dir("bad");
+  const fs::path dir = hf_tokens_dir("bad");
   write_hf(dir / "hf_enc", 1506, true, 5);
   write_hf(dir / "hf_dec", 1506, true, 6);
   auto error = [&](const c3::train::ModelInit& init) -> std::string {
@@ -206,25 +206,25 @@ TEST(TrainHfTokens, FoldersThatDoNotFitAreRefused) {
   cfg["model_type"] = "llama";
   cfg["architectures"] = {"LlamaForCausalLM"};
   c3::write_file_atomic(dir / "hf_dec" / "config.json", cfg.dump());
-  expect(error(hf_init(dir, tiny_tokenizer())),
+  expect(error(hf_init(dir, chat_source_tokenizer())),
          {(dir / "hf_dec" / "config.json").string(), "\"llama\"", "Qwen2"});
   // A hidden size the weights do not have.
   cfg = nlohmann::json::parse(good_cfg);
   cfg["hidden_size"] = 64;
   c3::write_file_atomic(dir / "hf_dec" / "config.json", cfg.dump());
-  expect(error(hf_init(dir, tiny_tokenizer())),
+  expect(error(hf_init(dir, chat_source_tokenizer())),
          {(dir / "hf_dec").string(),
           "model.embed_tokens.weight (expected [1506, 64], got [1506, 32]"});
   // A tokenizer whose ids the embeddings cannot hold.
   cfg = nlohmann::json::parse(good_cfg);
   cfg["vocab_size"] = 1000;
   c3::write_file_atomic(dir / "hf_dec" / "config.json", cfg.dump());
-  expect(error(hf_init(dir, tiny_tokenizer())),
-         {tiny_tokenizer().string(), "1506 tokens", (dir / "hf_dec" / "config.json").string(),
+  expect(error(hf_init(dir, chat_source_tokenizer())),
+         {chat_source_tokenizer().string(), "1506 tokens", (dir / "hf_dec" / "config.json").string(),
           "vocab_size 1000"});
   // A half given twice.
   c3::write_file_atomic(dir / "hf_dec" / "config.json", good_cfg);
-  auto init = hf_init(dir, tiny_tokenizer());
+  auto init = hf_init(dir, chat_source_tokenizer());
   init.encoder_config = (dir / "hf_enc" / "config.json").string();
   expect(error(init), {"--encoder-config", "--encoder-hf", "not both"});
 }
@@ -233,7 +233,7 @@ TEST(TrainHfTokens, FoldersThatDoNotFitAreRefused) {
 // travels into the run and every model folder written from it, with the added tokens in its
 // added_tokens_decoder, since transformers' AutoTokenizer needs its tokenizer_class for C3.
 TEST(TrainHfTokens, TokenizerConfigTravelsWithTheAddedTokens) {
-  const fs::path dir = fresh_dir("config");
+  const fs::path dir = hf_tokens_dir("config");
   fs::create_directories(dir / "chat");
   fs::rename(write_chat_tokenizer(dir), dir / "chat" / "tokenizer.json");
   c3::write_file_atomic(dir / "chat" / "tokenizer_config.json",

@@ -30,11 +30,11 @@ using c3::train::TrainResult;
 using namespace c3::test::tiny_run;
 
 // 2 processes against 1 after 4 steps: only the order of the gradient sums differs (fp32).
-constexpr double kTol = 1e-6;
+constexpr double kZeroTol = 1e-6;
 // 4 more steps after a resume with another world size (fp32; the differences above, grown).
 constexpr double kResumeTol = 1e-5;
 
-fs::path fresh_dir(const std::string& name) { return fresh_test_dir("train_zero", name); }
+fs::path zero_dir(const std::string& name) { return fresh_test_dir("train_zero", name); }
 
 // As the data-parallel trainer test: variable lengths, two micro-batches, a curriculum. Small
 // buckets (about 14 for this model), so buckets straddle the shard boundary and the parameter
@@ -126,7 +126,7 @@ TEST(ZeroWorker, Run) {
   run(o, 8);
 }
 
-// The ranks hold the same parameters, within kTol of one process's; returns the largest diff.
+// The ranks hold the same parameters, within kZeroTol of one process's; returns the largest diff.
 double expect_ranks_match(const fs::path& dir, const std::string& run,
                           const std::vector<at::Tensor>& ref, double tol) {
   const auto r0 = load_params(dir / (run + "-rank0.pt")), r1 = load_params(dir / (run + "-rank1.pt"));
@@ -182,7 +182,7 @@ TEST(ShardLayout, CutsTheFlatSpaceIntoEqualShards) {
 TEST(Zero, TwoGlooProcessesMatchOneProcess) {
   if (!c3::train::DataParallel::available(at::kCPU)) GTEST_SKIP() << "this build has no Gloo";
   setenv("C3_NO_PROGRESS", "1", 1);
-  const fs::path dir = fresh_dir("match");
+  const fs::path dir = zero_dir("match");
   write_tiny_setup(dir, synthetic_docs(12));
   const TrainResult one = c3::train::train(zero_options(dir, "one", 4, 0));
   ASSERT_EQ(one.steps, 4);
@@ -191,7 +191,7 @@ TEST(Zero, TwoGlooProcessesMatchOneProcess) {
 
   ASSERT_EQ(run_workers("match", dir), 0) << "a worker failed; its output is above";
   for (const char* run : {"zero1", "zero2", "zero2-bulk"}) {
-    expect_ranks_match(dir, run, ref, kTol);
+    expect_ranks_match(dir, run, ref, kZeroTol);
     // Each rank wrote its half of the state; together they cover it.
     std::vector<std::string> parts;
     for (auto& e : fs::directory_iterator(dir / run / "step-0000004" / "optimizer"))
@@ -216,7 +216,7 @@ TEST(Zero, TwoGlooProcessesMatchOneProcess) {
 TEST(Zero, ShardedCheckpointsResumeBitForBitAndUnderAnotherWorldSize) {
   if (!c3::train::DataParallel::available(at::kCPU)) GTEST_SKIP() << "this build has no Gloo";
   setenv("C3_NO_PROGRESS", "1", 1);
-  const fs::path dir = fresh_dir("resume");
+  const fs::path dir = zero_dir("resume");
   write_tiny_setup(dir, synthetic_docs(12));
   TrainOptions o = zero_options(dir, "one-straight", 4, 0);
   o.max_steps = 8;

@@ -67,7 +67,7 @@ void run(const GenerateOptions& o) {
   std::printf("%s\n", nlohmann::json(out[0]).dump().c_str());
 }
 
-void setup(CLI::App& root) {
+void setup_generate(CLI::App& root) {
   auto o = std::make_shared<GenerateOptions>();
   CLI::App* cmd = root.add_subcommand(
       "generate", "Continue a prompt of token ids with a Qwen2 checkpoint; print the new ids as a "
@@ -94,6 +94,6 @@ void setup(CLI::App& root) {
 
 }  // namespace
 
-C3_REGISTER_COMMAND("generate", setup);
+C3_REGISTER_COMMAND("generate", setup_generate);
 
 }  // namespace c3::cli

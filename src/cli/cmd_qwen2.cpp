@@ -59,7 +59,7 @@ void run_init(const InitOptions& o) {
       static_cast<unsigned long long>(o.seed), o.dtype.c_str());
 }
 
-void setup(CLI::App& root) {
+void setup_qwen2(CLI::App& root) {
   auto* cmd = root.add_subcommand("qwen2", "Plain Qwen2 (HF layout) model folders");
   cmd->require_subcommand(1);
   static InitOptions o;
@@ -87,6 +87,6 @@ void setup(CLI::App& root) {
 
 }  // namespace
 
-C3_REGISTER_COMMAND("qwen2", setup);
+C3_REGISTER_COMMAND("qwen2", setup_qwen2);
 
 }  // namespace c3::cli

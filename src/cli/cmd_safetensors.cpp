@@ -64,7 +64,7 @@ void run_rewrite(const SafetensorsOptions& o) {
               f->metadata().size());
 }
 
-void setup(CLI::App& root) {
+void setup_safetensors(CLI::App& root) {
   auto o = std::make_shared<SafetensorsOptions>();
   CLI::App* cmd = root.add_subcommand("safetensors", "Inspect or rewrite a .safetensors file");
   cmd->require_subcommand(1);
@@ -85,6 +85,6 @@ void setup(CLI::App& root) {
 
 }  // namespace
 
-C3_REGISTER_COMMAND("safetensors", setup);
+C3_REGISTER_COMMAND("safetensors", setup_safetensors);
 
 }  // namespace c3::cli

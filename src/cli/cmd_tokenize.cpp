@@ -23,14 +23,6 @@
 namespace c3::cli {
 namespace {
 
-// nlohmann's parse errors quote the last token read, which can be megabytes long: keep errors
-// to one readable line.
-static std::string clip_json_error(const char* what) {
-  std::string s(what);
-  return s.size() > 300 ? s.substr(0, 300) + "... (cut)" : s;
-}
-
-
 using tokenizer::BpeTokenizer;
 
 struct TokenizeOptions {

@@ -5,14 +5,6 @@
 
 namespace c3::io {
 
-// nlohmann's parse errors quote the last token read, which can be megabytes long: keep errors
-// to one readable line.
-static std::string clip_json_error(const char* what) {
-  std::string s(what);
-  return s.size() > 300 ? s.substr(0, 300) + "... (cut)" : s;
-}
-
-
 JsonFile JsonFile::load(const std::string& path) {
   const std::string text = read_file(path);  // names the file when it is missing
   nlohmann::json j;

@@ -22,13 +22,6 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "c3 needs a little-endi
 
 namespace c3::io {
 
-// nlohmann's parse errors quote the last token read, which can be megabytes long: keep errors
-// to one readable line.
-static std::string clip_json_error(const char* what) {
-  std::string s(what);
-  return s.size() > 300 ? s.substr(0, 300) + "... (cut)" : s;
-}
-
 namespace fs = std::filesystem;
 using nlohmann::json;
 

@@ -27,14 +27,6 @@
 namespace c3::tokenizer {
 namespace fs = std::filesystem;
 
-// nlohmann's parse errors quote the last token read, which can be megabytes long: keep errors
-// to one readable line.
-static std::string clip_json_error(const char* what) {
-  std::string s(what);
-  return s.size() > 300 ? s.substr(0, 300) + "... (cut)" : s;
-}
-
-
 namespace {
 
 // (left id, right id) -> (rank, merged id), open addressing: the BPE inner loop is these lookups.

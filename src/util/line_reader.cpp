@@ -14,14 +14,6 @@
 
 namespace c3 {
 
-// nlohmann's parse errors quote the last token read, which can be megabytes long: keep errors
-// to one readable line.
-static std::string clip_json_error(const char* what) {
-  std::string s(what);
-  return s.size() > 300 ? s.substr(0, 300) + "... (cut)" : s;
-}
-
-
 struct LineReader::Lzma {
   lzma_stream strm = LZMA_STREAM_INIT;
   std::vector<uint8_t> raw;
