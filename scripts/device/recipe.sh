@@ -5,7 +5,7 @@
 # cosine schedule is fitted to MINUTES (--fit-steps-to-time).
 # Env: NAME=recipe NPROC=2 MINUTES=3 CONFIG=recipe BATCH=64 LR=1e-3 LENGTHS=uniform:16-1280 OUT=dir
 # INIT=c3-checkpoint (start from its weights; the configs are then ignored) CURRICULUM_START=64
-# (0 = off) EASY_SHARE=0.2 WARMUP=200 MAX_PASSAGE_TOKENS=1280 INPUT_NOISE=0 SELF_FEED=0
+# (0 = off) EASY_SHARE=0.2 WARMUP=200 MAX_PASSAGE_TOKENS= (unset: the INIT model's, else 1280) INPUT_NOISE=0 SELF_FEED=0
 # NOISE_DECAY=0 (the last three: c3 train --input-noise, --self-feed, --input-noise-decay)
 # TOKENIZER=models/c3-small/tokenizer.json (without INIT) EVAL_BEAMS= (set: also eval 10x and
 # 20x with that many beams). Issue 18 (docs/fidelity-plan.md):
@@ -30,6 +30,10 @@ else
   MODEL_ARGS=(--tokenizer "${TOKENIZER:-models/c3-small/tokenizer.json}" --encoder-config "configs/$CONFIG-encoder.json"
     --decoder-config "configs/$CONFIG-decoder.json")
 fi
+# c3_max_passage_tokens (the chunk size compress will cut): unset, an INIT run keeps the init
+# model's and a run from scratch gets c3 train's default (1280).
+CHUNK_ARGS=()
+[ -n "${MAX_PASSAGE_TOKENS:-}" ] && CHUNK_ARGS+=(--max-passage-tokens "$MAX_PASSAGE_TOKENS")
 LAYOUT_ARGS=()
 [ -n "${QUERY_POSITIONS:-}" ] && LAYOUT_ARGS+=(--query-positions "$QUERY_POSITIONS")
 [ -n "${QUERY_MASK:-}" ] && LAYOUT_ARGS+=(--query-mask "$QUERY_MASK")
@@ -37,7 +41,7 @@ LAYOUT_ARGS=()
 CMD=(train --nproc "$NPROC" --out "/tmp/$NAME" --device cuda --train "$DATA"/train-0*.jsonl.xz
   --valid "$DATA/valid.jsonl.xz" "${MODEL_ARGS[@]}"
   "${LAYOUT_ARGS[@]}" --aux-lm-weight "${AUX_LM_WEIGHT:-0}"
-  --latents "${LATENTS:-32}" --max-passage-tokens "${MAX_PASSAGE_TOKENS:-1280}" --lengths "${LENGTHS:-uniform:16-1280}"
+  --latents "${LATENTS:-32}" "${CHUNK_ARGS[@]}" --lengths "${LENGTHS:-uniform:16-1280}"
   --curriculum-start "${CURRICULUM_START:-64}" --curriculum-gate 0.6 --curriculum-grow 1.25
   --easy-share "${EASY_SHARE:-0.2}" --input-noise "${INPUT_NOISE:-0}"
   --self-feed "${SELF_FEED:-0}" --input-noise-decay "${NOISE_DECAY:-0}" --batch-size "$BATCH" --lr "$LR" --warmup "${WARMUP:-200}" --steps "${STEPS:-20000}"
