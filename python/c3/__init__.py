@@ -9,6 +9,8 @@ that this Python's torch uses):
     lat.save("doc.c3")                                   # the .c3 file `c3 decompress` reads
     [back] = model.decompress([c3.Latents.load("doc.c3")])
     model.roundtrip([text])                              # dicts as `c3 roundtrip --json`
+    model.compress_file(text, "doc.c3", min_precision=0.99)   # verified, as the CLI's
+    model.decompress_file("doc.c3")                      # any .c3 file, plain chunks too
     c3.evaluate(model, texts, bins="288-352")            # the dict of `c3 eval --json`
     c3.Tokenizer.from_file("tokenizer.json").encode(text)
 

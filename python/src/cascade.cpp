@@ -87,6 +87,29 @@ std::vector<eval::RoundtripResult> Cascade::roundtrip(const std::vector<std::str
   return out;
 }
 
+eval::VerifiedResult Cascade::compress_file(const std::string& text, const std::string& path,
+                                            const cascade::CompressOptions& opt,
+                                            const eval::VerifyOptions* verify) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::istringstream in(text);
+  if (verify) return eval::compress_verified_to_file(m_, in, "text", path, opt, *verify);
+  eval::VerifiedResult r;
+  r.source = cascade::compress_to_file(m_, in, "text", path, opt);
+  r.latent_chunks = r.source.chunks;
+  r.encodes = r.source.chunks;
+  return r;
+}
+
+std::string Cascade::decompress_file(const cascade::LatentFile& f, const std::string& path,
+                                     const cascade::DecompressStreamOptions& opt) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cascade::check_latents_match(f, path, m_.fingerprint, m_.model->latent_len(),
+                               m_.model->config.decoder.hidden_size);
+  std::ostringstream text;
+  cascade::decompress_to_stream(m_, f, text, opt);
+  return text.str();
+}
+
 namespace {
 
 // The decoding keywords of decompress and roundtrip, checked as the CLI's flags are.
@@ -122,6 +145,77 @@ std::vector<Latents> latents_arg(const py::handle& latents) {
           fmt::format("latents[{}] must be a c3.Latents, got {}", out.size(), type_name(item)));
     out.push_back(item.cast<const Latents&>());
   }
+  return out;
+}
+
+// A path given as str or os.PathLike.
+std::string path_arg(const py::handle& path, const char* name) {
+  if (py::isinstance<py::str>(path)) return path.cast<std::string>();
+  if (py::hasattr(path, "__fspath__")) return py::str(py::module_::import("os").attr("fspath")(path));
+  throw py::type_error(fmt::format("{} must be a str or os.PathLike, got {}", name, type_name(path)));
+}
+
+// What compress_file returns: the counts `c3 compress` prints, as a dict.
+py::dict compress_file_result(const eval::VerifiedResult& r, const std::string& path, int64_t L,
+                              const eval::VerifyOptions* verify) {
+  py::dict d;
+  d["path"] = path;
+  d["tokens"] = r.source.tokens;
+  d["chars"] = r.source.chars;
+  d["bytes"] = r.source.bytes;
+  d["chunks"] = r.latent_chunks + r.plain_chunks;
+  d["latent_chunks"] = r.latent_chunks;
+  d["plain_chunks"] = r.plain_chunks;
+  d["plain_tokens"] = r.plain_tokens;
+  d["slots"] = r.latent_chunks * L + r.plain_tokens;
+  d["ratio"] = r.ratio(L);
+  d["verified"] = verify != nullptr;
+  d["min_precision"] = verify ? py::cast(verify->min_precision) : py::none();
+  d["lowest_precision"] = verify ? py::cast(r.lowest_precision) : py::none();
+  d["encodes"] = r.encodes;
+  return d;
+}
+
+// decompress_file's decode settings: a verified file's recorded ones (the keywords left at None
+// keep them; one that changes a recorded value warns, as `c3 decompress` does), else the
+// keywords over decompress's defaults.
+cascade::DecompressOptions file_decode_options(const cascade::LatentFile& f,
+                                               const cascade::LoadedC3& m,
+                                               const std::string& path, const py::object& beams,
+                                               const py::object& no_repeat_ngram,
+                                               const py::object& max_new_tokens,
+                                               const py::object& length_cap) {
+  const auto& rec = f.meta.records.verification;
+  const cascade::DecompressOptions base =
+      rec ? cascade::decompress_options(rec->decode) : decode_options(1, 20, 4096, 1.5);
+  const cascade::DecompressOptions d = decode_options(
+      beams.is_none() ? base.num_beams : beams.cast<int64_t>(),
+      no_repeat_ngram.is_none() ? base.no_repeat_ngram_size : no_repeat_ngram.cast<int64_t>(),
+      max_new_tokens.is_none() ? base.max_new_tokens : max_new_tokens.cast<int64_t>(),
+      length_cap.is_none() ? base.length_cap : length_cap.cast<double>());
+  if (!rec) return d;
+  std::vector<std::string> changed;
+  auto note = [&](const char* name, auto recorded, auto now) {
+    if (recorded != now) changed.push_back(fmt::format("{} (recorded {}, now {})", name, recorded, now));
+  };
+  note("beams", base.num_beams, d.num_beams);
+  note("no_repeat_ngram", base.no_repeat_ngram_size, d.no_repeat_ngram_size);
+  note("max_new_tokens", base.max_new_tokens, d.max_new_tokens);
+  note("length_cap", base.length_cap, d.length_cap);
+  const std::string dtype = m.model->Q->weight.scalar_type() == at::kBFloat16 ? "BF16" : "F32";
+  if (m.model->device().str() != rec->decode.device || dtype != rec->decode.dtype)
+    changed.push_back(fmt::format("device/dtype (recorded {} {}, now {} {})", rec->decode.device,
+                                  rec->decode.dtype, m.model->device().str(), dtype));
+  for (const std::string& c : changed) {
+    const std::string msg = fmt::format(
+        "{}: {}: the recorded precision holds for the recorded settings only", path, c);
+    if (PyErr_WarnEx(PyExc_UserWarning, msg.c_str(), 1) != 0) throw py::error_already_set();
+  }
+  cascade::DecompressOptions out = base;  // keeps the recorded stop_at_im_end
+  out.num_beams = d.num_beams;
+  out.no_repeat_ngram_size = d.no_repeat_ngram_size;
+  out.max_new_tokens = d.max_new_tokens;
+  out.length_cap = d.length_cap;
   return out;
 }
 
@@ -202,6 +296,82 @@ void bind_cascade(py::module_& m) {
           "Compresses and regenerates each text in memory; one dict per text with the fields of "
           "`c3 roundtrip --json`: text, ids, tokens, chunks, latents, ratio, char_precision, "
           "exact_match, seconds.")
+      .def(
+          "compress_file",
+          [](Cascade& c, const py::object& text, const py::object& path,
+             const py::object& min_precision, int64_t verify_floor, int64_t chunk_tokens,
+             int64_t batch_size, const std::string& latent_dtype, int64_t beams,
+             int64_t no_repeat_ngram, int64_t max_new_tokens, double length_cap) {
+            if (!py::isinstance<py::str>(text))
+              throw py::type_error("text must be a str, got " + type_name(text));
+            const std::string t = text.cast<std::string>();
+            const std::string p = path_arg(path, "path");
+            check_sizes(batch_size, chunk_tokens);
+            C3_CHECK(latent_dtype == "bf16" || latent_dtype == "f32",
+                     "latent_dtype='{}': expected 'bf16' or 'f32'", latent_dtype);
+            cascade::CompressOptions o;
+            o.max_passage_tokens = chunk_tokens;
+            o.batch_size = batch_size;
+            o.dtype = latent_dtype == "f32" ? "F32" : "BF16";
+            o.progress = false;
+            eval::VerifyOptions v;
+            const bool verify = !min_precision.is_none();
+            if (verify) {
+              v.min_precision = min_precision.cast<double>();
+              C3_CHECK(v.min_precision >= 0 && v.min_precision <= 1,
+                       "min_precision={}: expected a char precision from 0 to 1", v.min_precision);
+              C3_CHECK(verify_floor >= 0, "verify_floor={}: expected 0 (L, the latent count) or "
+                       "more tokens", verify_floor);
+              v.floor_tokens = verify_floor;
+              v.decode = decode_options(beams, no_repeat_ngram, max_new_tokens, length_cap);
+            }
+            eval::VerifiedResult r;
+            {
+              NoGil no_gil;
+              r = c.compress_file(t, p, o, verify ? &v : nullptr);
+            }
+            return compress_file_result(r, p, c.loaded().model->latent_len(), verify ? &v : nullptr);
+          },
+          py::arg("text"), py::arg("path"), py::arg("min_precision") = py::none(),
+          py::arg("verify_floor") = 0, py::arg("chunk_tokens") = 0, py::arg("batch_size") = 8,
+          py::arg("latent_dtype") = "bf16", py::arg("beams") = 1, py::arg("no_repeat_ngram") = 20,
+          py::arg("max_new_tokens") = 4096, py::arg("length_cap") = 1.5,
+          "Writes `text` to a .c3 file at `path` (atomically), as `c3 compress` does. With "
+          "min_precision P (0..1), as `c3 compress --min-precision P`: each chunk is decoded "
+          "right after it is encoded (with beams, no_repeat_ngram, max_new_tokens, length_cap, "
+          "which the file records for decompress_file), and a chunk below P is cut in halves, "
+          "down to verify_floor tokens (0: L), below which it is stored as plain tokens. Returns "
+          "a dict: path, tokens, chars, bytes, chunks, latent_chunks, plain_chunks, plain_tokens, "
+          "slots, ratio, verified, min_precision, lowest_precision, encodes.")
+      .def(
+          "decompress_file",
+          [](Cascade& c, const py::object& path, const py::object& beams,
+             const py::object& no_repeat_ngram, const py::object& max_new_tokens,
+             const py::object& length_cap, int64_t batch_size) {
+            const std::string p = path_arg(path, "path");
+            check_sizes(batch_size, 0);
+            cascade::LatentFile f;
+            {
+              NoGil no_gil;
+              f = cascade::read_latents(p);
+            }
+            cascade::DecompressStreamOptions o;
+            o.decode = file_decode_options(f, c.loaded(), p, beams, no_repeat_ngram,
+                                           max_new_tokens, length_cap);
+            o.batch_size = batch_size;
+            o.progress = false;
+            NoGil no_gil;
+            return c.decompress_file(f, p, o);
+          },
+          py::arg("path"), py::arg("beams") = py::none(), py::arg("no_repeat_ngram") = py::none(),
+          py::arg("max_new_tokens") = py::none(), py::arg("length_cap") = py::none(),
+          py::arg("batch_size") = 8,
+          "The text of a .c3 file, as `c3 decompress` writes it, chunks stored as plain tokens "
+          "included. A verified file (compress_file with min_precision, or `c3 compress "
+          "--min-precision`) decodes with the settings it records; a keyword given here "
+          "overrides one and warns (UserWarning) that the recorded precision holds for the "
+          "recorded settings only. Other files: greedy, no_repeat_ngram 20, max_new_tokens "
+          "4096, length_cap 1.5, unless given.")
       .def_property_readonly("path", [](Cascade& c) { return c.loaded().dir; })
       .def_property_readonly(
           "fingerprint", [](Cascade& c) { return c.loaded().fingerprint; },

@@ -10,6 +10,7 @@
 #include "c3/c3_model.h"
 #include "c3/document_codec.h"
 #include "eval/roundtrip.h"
+#include "eval/verified_compress.h"
 #include "latents.h"
 
 namespace c3::python {
@@ -28,6 +29,17 @@ class Cascade {
   // eval::roundtrip_text of each text: what `c3 roundtrip --json` prints.
   std::vector<eval::RoundtripResult> roundtrip(const std::vector<std::string>& texts,
                                                const eval::RoundtripOptions& opt);
+
+  // `text` into a .c3 file at `path`, atomically: as `c3 compress` writes it, or with `verify`
+  // as `c3 compress --min-precision` does (each chunk decoded and checked, eval/verified_compress.h).
+  // Without `verify` the result counts every chunk as a latent chunk.
+  eval::VerifiedResult compress_file(const std::string& text, const std::string& path,
+                                     const cascade::CompressOptions& opt,
+                                     const eval::VerifyOptions* verify);
+  // The text of a .c3 file read by cascade::read_latents, as `c3 decompress` writes it: chunks
+  // stored as plain tokens included. Refuses a file of another model (`path` names it).
+  std::string decompress_file(const cascade::LatentFile& f, const std::string& path,
+                              const cascade::DecompressStreamOptions& opt);
 
   cascade::LoadedC3& loaded() { return m_; }
   std::mutex& mutex() { return mu_; }

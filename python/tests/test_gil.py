@@ -9,8 +9,9 @@ from conftest import SMALL, TINY
 
 
 @pytest.mark.parametrize("name", [
-    "Cascade.load", "compress", "decompress", "roundtrip", "evaluate", "Latents.load",
-    "Latents.save", "Tokenizer.from_file", "encode", "encode_batch", "decode"])
+    "Cascade.load", "compress", "decompress", "roundtrip", "compress_file", "decompress_file",
+    "evaluate", "Latents.load", "Latents.save", "Tokenizer.from_file", "encode", "encode_batch",
+    "decode"])
 def test_the_gil_is_released(tiny, tiny_case, tmp_path, name):
     text = tiny_case["context"]
     [lat] = tiny.compress([text])
@@ -21,6 +22,8 @@ def test_the_gil_is_released(tiny, tiny_case, tmp_path, name):
         "compress": lambda: tiny.compress([text]),
         "decompress": lambda: tiny.decompress([lat]),
         "roundtrip": lambda: tiny.roundtrip([text]),
+        "compress_file": lambda: tiny.compress_file(text, tmp_path / "z.c3", min_precision=0.5),
+        "decompress_file": lambda: tiny.decompress_file(tmp_path / "x.c3"),
         "evaluate": lambda: c3.evaluate(tiny, [text], bins="16-48", per_bin=1),
         "Latents.load": lambda: c3.Latents.load(str(tmp_path / "x.c3")),
         "Latents.save": lambda: lat.save(str(tmp_path / "y.c3")),
