@@ -186,37 +186,29 @@ cascade::DecompressOptions file_decode_options(const cascade::LatentFile& f,
                                                const py::object& max_new_tokens,
                                                const py::object& length_cap) {
   const auto& rec = f.meta.records.verification;
-  const cascade::DecompressOptions base =
+  cascade::DecompressOptions o =
       rec ? cascade::decompress_options(rec->decode) : decode_options(1, 20, 4096, 1.5);
-  const cascade::DecompressOptions d = decode_options(
-      beams.is_none() ? base.num_beams : beams.cast<int64_t>(),
-      no_repeat_ngram.is_none() ? base.no_repeat_ngram_size : no_repeat_ngram.cast<int64_t>(),
-      max_new_tokens.is_none() ? base.max_new_tokens : max_new_tokens.cast<int64_t>(),
-      length_cap.is_none() ? base.length_cap : length_cap.cast<double>());
-  if (!rec) return d;
   std::vector<std::string> changed;
-  auto note = [&](const char* name, auto recorded, auto now) {
-    if (recorded != now) changed.push_back(fmt::format("{} (recorded {}, now {})", name, recorded, now));
+  auto take = [&](const char* name, auto& field, const py::object& given) {
+    if (given.is_none()) return;
+    const auto now = given.cast<std::decay_t<decltype(field)>>();
+    if (rec && now != field) changed.push_back(fmt::format("{} (recorded {}, now {})", name, field, now));
+    field = now;
   };
-  note("beams", base.num_beams, d.num_beams);
-  note("no_repeat_ngram", base.no_repeat_ngram_size, d.no_repeat_ngram_size);
-  note("max_new_tokens", base.max_new_tokens, d.max_new_tokens);
-  note("length_cap", base.length_cap, d.length_cap);
-  const std::string dtype = m.model->Q->weight.scalar_type() == at::kBFloat16 ? "BF16" : "F32";
-  if (m.model->device().str() != rec->decode.device || dtype != rec->decode.dtype)
-    changed.push_back(fmt::format("device/dtype (recorded {} {}, now {} {})", rec->decode.device,
-                                  rec->decode.dtype, m.model->device().str(), dtype));
+  take("beams", o.num_beams, beams);
+  take("no_repeat_ngram", o.no_repeat_ngram_size, no_repeat_ngram);
+  take("max_new_tokens", o.max_new_tokens, max_new_tokens);
+  take("length_cap", o.length_cap, length_cap);
+  decode_options(o.num_beams, o.no_repeat_ngram_size, o.max_new_tokens, o.length_cap);  // checks
+  if (rec) {
+    if (std::string d = cascade::device_change(rec->decode, m); !d.empty()) changed.push_back(d);
+  }
   for (const std::string& c : changed) {
     const std::string msg = fmt::format(
         "{}: {}: the recorded precision holds for the recorded settings only", path, c);
     if (PyErr_WarnEx(PyExc_UserWarning, msg.c_str(), 1) != 0) throw py::error_already_set();
   }
-  cascade::DecompressOptions out = base;  // keeps the recorded stop_at_im_end
-  out.num_beams = d.num_beams;
-  out.no_repeat_ngram_size = d.no_repeat_ngram_size;
-  out.max_new_tokens = d.max_new_tokens;
-  out.length_cap = d.length_cap;
-  return out;
+  return o;
 }
 
 }  // namespace

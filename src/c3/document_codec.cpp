@@ -170,6 +170,25 @@ DecompressOptions decompress_options(const VerifiedDecode& d) {
   return o;
 }
 
+VerifiedDecode recorded_decode(const DecompressOptions& d, const LoadedC3& m) {
+  VerifiedDecode r;
+  r.max_new_tokens = d.max_new_tokens;
+  r.no_repeat_ngram_size = d.no_repeat_ngram_size;
+  r.stop_at_im_end = d.stop_at_im_end;
+  r.length_cap = d.length_cap;
+  r.num_beams = d.num_beams;
+  r.device = m.model->device().str();
+  r.dtype = m.model->Q->weight.scalar_type() == at::kBFloat16 ? "BF16" : "F32";
+  return r;
+}
+
+std::string device_change(const VerifiedDecode& rec, const LoadedC3& m) {
+  const VerifiedDecode now = recorded_decode(DecompressOptions{}, m);
+  if (now.device == rec.device && now.dtype == rec.dtype) return "";
+  return fmt::format("device/dtype (recorded {} {}, now {} {})", rec.device, rec.dtype, now.device,
+                     now.dtype);
+}
+
 std::vector<std::vector<int64_t>> decompress_to_stream(LoadedC3& m, const LatentFile& f,
                                                        std::ostream& out,
                                                        const DecompressStreamOptions& opt) {

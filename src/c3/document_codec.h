@@ -79,6 +79,14 @@ at::Tensor as_stored(const at::Tensor& latents, const std::string& dtype);
 // Decompression options from a verified file's recorded settings.
 DecompressOptions decompress_options(const VerifiedDecode& d);
 
+// The settings `d` with the device and weight dtype ("BF16" | "F32") that `m` decodes with: what
+// a verified file records.
+VerifiedDecode recorded_decode(const DecompressOptions& d, const LoadedC3& m);
+
+// "device/dtype (recorded cpu F32, now cuda:0 BF16)" when `m` decodes on another device or in
+// another dtype than `rec` was measured with; "" when they are the same.
+std::string device_change(const VerifiedDecode& rec, const LoadedC3& m);
+
 struct DecompressStreamOptions {
   int64_t batch_size = 8;
   DecompressOptions decode;

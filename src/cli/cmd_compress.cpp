@@ -103,10 +103,7 @@ cascade::DecompressOptions verified_settings(const cascade::LatentFile& f, const
                v.decode.length_cap);
   std::vector<std::string> changed;
   cascade::DecompressOptions o = df.options_over(v.decode, &changed);
-  const std::string dtype = m.model->Q->weight.scalar_type() == at::kBFloat16 ? "BF16" : "F32";
-  if (m.model->device().str() != v.decode.device || dtype != v.decode.dtype)
-    changed.push_back(fmt::format("device/dtype (recorded {} {}, now {} {})", v.decode.device,
-                                  v.decode.dtype, m.model->device().str(), dtype));
+  if (std::string d = cascade::device_change(v.decode, m); !d.empty()) changed.push_back(d);
   for (const std::string& c : changed)
     std::fprintf(stderr,
                  "warning: %s: the recorded precision holds for the recorded settings "

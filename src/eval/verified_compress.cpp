@@ -157,14 +157,7 @@ VerifiedResult compress_verified_to_file(cascade::LoadedC3& m, std::istream& in,
   cascade::Verification ver;
   ver.min_precision = v.min_precision;
   ver.floor_tokens = floor;
-  const cascade::DecompressOptions& d = v.decode;
-  ver.decode.max_new_tokens = d.max_new_tokens;
-  ver.decode.no_repeat_ngram_size = d.no_repeat_ngram_size;
-  ver.decode.stop_at_im_end = d.stop_at_im_end;
-  ver.decode.length_cap = d.length_cap;
-  ver.decode.num_beams = d.num_beams;
-  ver.decode.device = m.model->device().str();
-  ver.decode.dtype = m.model->Q->weight.scalar_type() == at::kBFloat16 ? "BF16" : "F32";
+  ver.decode = cascade::recorded_decode(v.decode, m);
   writer.set_verification(ver);
   writer.set_source(r.source.tokens, r.source.chars, r.source.bytes);
   writer.finish();
