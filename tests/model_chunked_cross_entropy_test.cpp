@@ -95,6 +95,41 @@ TEST(ChunkedCrossEntropy, ScalesItsGradientsByTheIncomingOne) {
   }
 }
 
+// Padded batches (cascade::train_inputs) mark their padding rows kIgnoreTarget: those rows add
+// nothing to the loss, the hits or the head's gradient, and get a zero gradient themselves, so
+// the sum equals the sum over the kept rows alone.
+TEST(ChunkedCrossEntropy, IgnoredRowsAddNothing) {
+  Case c = make_case(23, 16, 29, at::kFloat, 5);
+  const at::Tensor keep = torch::tensor({0, 1, 2, 4, 6, 7, 8, 11, 12, 13, 15, 16, 17, 18, 20, 21},
+                                        torch::kLong);
+  Case kept{c.hidden.detach().index_select(0, keep).requires_grad_(true), c.weight,
+            c.target.index_select(0, keep)};
+  const Result want = run(kept, [](auto& h, auto& w, auto& y) {
+    return chunked_cross_entropy(h, w, y, {0, /*sum=*/true, false});
+  });
+  ASSERT_GT(want.correct, 0);
+  const at::Tensor ignored = torch::tensor({3, 5, 9, 10, 14, 19, 22}, torch::kLong);
+  Case padded = c;
+  padded.target = c.target.clone().index_fill_(0, ignored, kIgnoreTarget);
+  auto check = [&](const Result& got, const std::string& what) {
+    SCOPED_TRACE(what);
+    EXPECT_NEAR(got.loss, want.loss, 1e-5);
+    EXPECT_EQ(got.correct, want.correct);
+    EXPECT_LT(max_abs(got.grad_hidden.index_select(0, keep), want.grad_hidden), 1e-6);
+    EXPECT_LT(max_abs(got.grad_weight, want.grad_weight), 1e-6);
+    EXPECT_EQ(got.grad_hidden.index_select(0, ignored).abs().max().item<double>(), 0.0)
+        << "an ignored row got a gradient";
+  };
+  check(run(padded, [](auto& h, auto& w, auto& y) { return full_cross_entropy(h, w, y, true); }),
+        "whole logits");
+  for (bool recompute : {false, true})
+    for (int64_t chunk : {4, 0})
+      check(run(padded, [&](auto& h, auto& w, auto& y) {
+              return chunked_cross_entropy(h, w, y, {chunk, true, recompute});
+            }),
+            "recompute " + std::to_string(recompute) + " chunk " + std::to_string(chunk));
+}
+
 TEST(ChunkedCrossEntropy, MatchesTheWholeLogitsInBf16) {
   Case c = make_case(29, 32, 41, at::kBFloat16, 3);
   const Result want = run(c, [](auto& h, auto& w, auto& y) { return full_cross_entropy(h, w, y); });

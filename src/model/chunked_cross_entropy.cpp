@@ -75,8 +75,11 @@ Pass run_chunks(const at::Tensor& hidden, const at::Tensor& weight, const at::Te
     }
     if (s.loss) p.loss_sum.add_(at::nll_loss(logp, t, {}, at::Reduction::Sum));
     if (!grads) continue;
-    at::Tensor dlogits = logp.exp_().mul_(s.scale);  // in place: logp is not needed again
-    dlogits.scatter_add_(1, t.unsqueeze(1), (-s.scale).expand({n, 1}).contiguous());
+    // Ignored rows (padding) get no gradient: their scale is 0, their target index any valid one.
+    const at::Tensor ignored = t.eq(kIgnoreTarget).unsqueeze(1);                 // [n, 1]
+    const at::Tensor scale = s.scale.expand({n, 1}).masked_fill(ignored, 0.0);  // [n, 1]
+    at::Tensor dlogits = logp.exp_().mul_(scale);  // in place: logp is not needed again
+    dlogits.scatter_add_(1, t.clamp_min(0).unsqueeze(1), scale.neg());
     const at::Tensor d = dlogits.to(s.dtype);  // as autograd casts it back through the .to(fp32)
     dlogits = at::Tensor();
     if (s.grad_hidden) p.grad_hidden.narrow(0, start, n).copy_(at::mm(d, w));

@@ -37,7 +37,11 @@ struct ChunkedCrossEntropyOptions {
 // at batch 16 x 513 targets, two at batch 64), ~880 rows at 152k.
 constexpr int64_t kChunkElements = int64_t(1) << 27;
 
-// hidden [N, C] (N > 0), weight [V, C], target [N] long (each in [0, V)). Gradients reach hidden
+// A target of kIgnoreTarget (a padding row, PyTorch's ignore_index) adds nothing to the loss, the
+// hits or the gradients; the mean still divides by all N rows, so padded batches take sum = true.
+constexpr int64_t kIgnoreTarget = -100;
+
+// hidden [N, C] (N > 0), weight [V, C], target [N] long (each in [0, V) or kIgnoreTarget). Gradients reach hidden
 // and weight when they require grad and autograd is recording. Under CUDA autocast the head's GEMMs
 // run in autocast's dtype, as at::linear's would.
 CrossEntropyOutput chunked_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight,
