@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <random>
 
+#include "c3/batch_inputs.h"
 #include "c3/query_layout.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
@@ -107,51 +108,36 @@ std::vector<int64_t> C3ModelImpl::encoder_input_ids(const std::vector<int32_t>& 
 }
 
 at::Tensor C3ModelImpl::encode_queries(const std::vector<std::vector<int32_t>>& contexts) {
-  C3_CHECK(!contexts.empty(), "compress: empty batch");
-  const int64_t B = static_cast<int64_t>(contexts.size()), L = config.latent_token_len;
-  const int64_t C = config.encoder.hidden_size;
-  std::vector<int64_t> lens(B);
-  int64_t T = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    lens[b] = static_cast<int64_t>(contexts[b].size()) + L + 2;
-    T = std::max(T, lens[b]);
-  }
-  // Right padding: each row's query slots end its real tokens, so causal attention never sees a
-  // pad and no attention mask is needed (the fast path on GPU).
-  std::vector<int64_t> flat(B * T, pad_id_), slot_start(B);
-  for (int64_t b = 0; b < B; ++b) {
-    auto row = encoder_input_ids(contexts[b]);
-    std::copy(row.begin(), row.end(), flat.begin() + b * T);
-    slot_start[b] = lens[b] - 1 - L;
-  }
-  const at::Device dev = device();
-  at::Tensor ids = model::upload(long_tensor(flat).view({B, T}), dev);            // [B, T]
-  at::Tensor idx = model::upload(long_tensor(slot_start), dev).unsqueeze(1) +
-                   at::arange(L, at::TensorOptions().dtype(at::kLong).device(dev));  // [B, L]
-  at::Tensor idx3 = idx.unsqueeze(-1).expand({B, L, C});                          // [B, L, C]
+  return encode_queries(encoder_inputs(*this, contexts).to(device()));
+}
 
-  at::Tensor embeds = encoder->embed(ids);                                        // [B, T, C]
+at::Tensor C3ModelImpl::encode_queries(const EncoderInputs& in) {
+  const int64_t B = in.ids.size(0), T = in.ids.size(1), L = config.latent_token_len;
+  const int64_t C = config.encoder.hidden_size;
+  const at::Tensor idx3 = in.slot_index.unsqueeze(-1).expand({B, L, C});           // [B, L, C]
+  at::Tensor embeds = encoder->embed(in.ids);                                       // [B, T, C]
   at::Tensor queries = Q->weight.unsqueeze(0).expand({B, L, C}).to(embeds.scalar_type());
   embeds = embeds.scatter(1, idx3, queries);  // the <imgpad> embeddings become Q
   // c3's own layouts (query_layout.h); the official one passes nothing and stays purely causal.
-  model::ForwardInputs in;
-  std::vector<int64_t> n_text(B);
-  for (int64_t b = 0; b < B; ++b) n_text[b] = static_cast<int64_t>(contexts[b].size());
-  if (config.query_positions != QueryPositions::kAfterText)
-    in.position_ids =
-        model::upload(encoder_position_ids(n_text, L, T, config.query_positions), dev);
+  model::ForwardInputs fwd;
+  fwd.position_ids = in.positions;
+  const at::Device dev = in.ids.device();
   if (config.query_mask != QueryMask::kCausal)
-    in.attend = encoder_attend_mask(n_text, L, T, config.query_mask, dev);
-  at::Tensor hidden = encoder->hidden(embeds, in);                                // [B, T, C]
-  at::Tensor out = hidden.gather(1, idx3);                                        // [B, L, C]
+    fwd.attend = encoder_attend_mask(in.n_text, L, T, config.query_mask, dev);
+  at::Tensor hidden = encoder->hidden(embeds, fwd);                                 // [B, T, C]
+  at::Tensor out = hidden.gather(1, idx3);                                          // [B, L, C]
   if (config.query_pooling == QueryPooling::kSegmentMean)
-    out = out + at::bmm(segment_mean_weights(n_text, L, T, dev).to(hidden.scalar_type()), hidden);
+    out = out + at::bmm(segment_mean_weights(in.n_text, L, T, dev).to(hidden.scalar_type()), hidden);
   return out;
 }
 
 at::Tensor C3ModelImpl::compress(const std::vector<std::vector<int32_t>>& contexts) {
+  return compress(encoder_inputs(*this, contexts).to(device()));
+}
+
+at::Tensor C3ModelImpl::compress(const EncoderInputs& in) {
   model::SmallModelThreads threads(Q->weight, config.encoder.hidden_size);
-  return mm_projector->forward(encode_queries(contexts));  // [B, L, C_dec]
+  return mm_projector->forward(encode_queries(in));  // [B, L, C_dec]
 }
 
 at::Tensor C3ModelImpl::prompt_embeds(const at::Tensor& latents) {
@@ -160,9 +146,13 @@ at::Tensor C3ModelImpl::prompt_embeds(const at::Tensor& latents) {
   TORCH_CHECK(latents.dim() == 3 && latents.size(1) == L && latents.size(2) == C,
               "latents must be [B, ", L, ", ", C, "], got ", latents.sizes());
   const at::Device dev = device();
-  at::Tensor ids = model::upload(long_tensor(prompt_ids_), dev).unsqueeze(0).expand({B, P});
+  if (!prompt_dev_.defined() || prompt_dev_.device() != dev) {  // kept: no upload per step
+    prompt_dev_ = model::upload(long_tensor(prompt_ids_), dev);
+    slots_dev_ = model::upload(long_tensor(prompt_slots_), dev);
+  }
+  at::Tensor ids = prompt_dev_.unsqueeze(0).expand({B, P});
   at::Tensor embeds = decoder->embed(ids);                                         // [B, P, C]
-  at::Tensor idx3 = model::upload(long_tensor(prompt_slots_), dev).view({1, L, 1}).expand({B, L, C});
+  at::Tensor idx3 = slots_dev_.view({1, L, 1}).expand({B, L, C});
   return embeds.scatter(1, idx3, latents.to(dev, embeds.scalar_type()));
 }
 
@@ -224,77 +214,53 @@ at::Tensor C3ModelImpl::prompt_logits(const at::Tensor& latents) {
 
 LossOutput C3ModelImpl::reconstruction_loss(const std::vector<std::vector<int32_t>>& contexts,
                                             const InputNoise& noise) {
-  const int64_t B = static_cast<int64_t>(contexts.size());
-  const int64_t P = static_cast<int64_t>(prompt_ids_.size());
-  at::Tensor pe = prompt_embeds(compress(contexts));  // [B, P, C]
-  // Targets: the passage then <|im_end|>, right-padded. `rows` picks each real target's hidden
-  // state out of the flattened [B * S, C] decoder output (built here, so no mask -> nonzero sync).
-  int64_t Tt = 0;
-  for (auto& c : contexts) Tt = std::max<int64_t>(Tt, static_cast<int64_t>(c.size()) + 1);
-  const int64_t S = P + Tt - 1;  // decoder input length
-  std::vector<int64_t> tgt(B * Tt, pad_id_), rows, y_host;
-  for (int64_t b = 0; b < B; ++b) {
-    const auto& c = contexts[b];
-    for (size_t t = 0; t <= c.size(); ++t) {
-      const int64_t id = t < c.size() ? c[t] : im_end_id_;
-      tgt[b * Tt + t] = id;
-      rows.push_back(b * S + P - 1 + static_cast<int64_t>(t));  // the state that predicts t
-      y_host.push_back(id);
-    }
-  }
-  const at::Device dev = device();
-  at::Tensor target = model::upload(long_tensor(tgt).view({B, Tt}), dev);  // [B, Tt]
-  // Teacher forcing: the decoder sees prompt + target[:-1] and predicts target at P-1 ... .
-  at::Tensor seen = target.narrow(1, 0, Tt - 1);  // [B, Tt - 1]
-  if (noise.rate > 0 || noise.self_feed > 0) {
-    C3_CHECK(noise.rate >= 0 && noise.self_feed >= 0 && noise.rate + noise.self_feed <= 1.0,
-             "input noise {} + self-feed {} must lie in [0, 1]", noise.rate, noise.self_feed);
-    std::vector<int64_t> predicted;  // per target, in `rows` order: the clean pass's argmax
-    if (noise.self_feed > 0) {
-      torch::NoGradGuard ng;
-      const at::Tensor h0 = decoder->hidden(at::cat({pe.detach(), decoder->embed(seen)}, 1), {});
-      const at::Tensor r = model::upload(long_tensor(rows), dev);
-      const at::Tensor ids =
-          decoder->logits(h0.reshape({B * S, h0.size(2)}).index_select(0, r)).argmax(-1).cpu();
-      predicted.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
-    }
-    std::vector<int64_t> in(tgt);
-    std::mt19937_64 rng(noise.key);
-    std::uniform_real_distribution<double> coin(0.0, 1.0);
-    std::uniform_int_distribution<int64_t> any_id(0, tok().vocab_size() - 1);
-    size_t n = 0;  // index into `rows` order: row b's targets follow row b-1's
-    for (int64_t b = 0; b < B; ++b) {
-      for (size_t t = 0; t < contexts[b].size(); ++t) {
-        const double c = coin(rng);
-        if (c < noise.rate) {
-          in[b * Tt + t] = any_id(rng);
-        } else if (c < noise.rate + noise.self_feed) {
-          in[b * Tt + t] = predicted[n + t];
-        }
-      }
-      n += contexts[b].size() + 1;
-    }
-    seen = model::upload(long_tensor(in).view({B, Tt}), dev).narrow(1, 0, Tt - 1);
-  }
-  at::Tensor inputs = at::cat({pe, decoder->embed(seen)}, 1);  // [B, S, C]
-  at::Tensor hidden = decoder->hidden(inputs, {});                                     // [B, S, C]
-  at::Tensor h = hidden.reshape({B * S, hidden.size(2)}).index_select(0, model::upload(long_tensor(rows), dev));
-  at::Tensor y = model::upload(long_tensor(y_host), dev);  // [N]
+  const TrainInputs in = train_inputs(*this, contexts, noise).to(device());
+  const LossSums s = train_loss(in);
   LossOutput out;
-  out.n_tokens = at::scalar_tensor(y.size(0), at::TensorOptions().dtype(at::kLong));
+  out.loss = s.loss_sum / static_cast<double>(in.n_targets);
+  out.n_tokens = at::scalar_tensor(in.n_targets, at::TensorOptions().dtype(at::kLong));
+  out.n_correct = s.n_correct;
+  return out;
+}
+
+// Reads no host data and makes no host sync: a CUDA graph can capture it (train/graphed_loss.h).
+LossSums C3ModelImpl::train_loss(const TrainInputs& in) {
+  const int64_t B = in.target.size(0), Tt = in.target.size(1);
+  const int64_t P = static_cast<int64_t>(prompt_ids_.size());
+  // Position P - 1 + t predicts target t: each row's predicting states, flattened to [B * Tt, C],
+  // and of those the real targets' (all of them at a fixed shape).
+  const auto predictors = [&](const at::Tensor& hidden) {
+    const at::Tensor h = hidden.narrow(1, P - 1, Tt).reshape({B * Tt, hidden.size(2)});
+    return in.target_rows.defined() ? h.index_select(0, in.target_rows) : h;
+  };
+  const at::Tensor pe = prompt_embeds(compress(in.encoder));  // [B, P, C]
+  at::Tensor reads = in.reads;                                // [B, Tt - 1]
+  if (in.self_feed.defined()) {  // the clean teacher-forced pass's argmax where marked
+    torch::NoGradGuard ng;
+    const at::Tensor prefix = in.target.narrow(1, 0, Tt - 1);
+    const at::Tensor clean =
+        at::where(prefix.eq(model::kIgnoreTarget), at::scalar_tensor(pad_id_, prefix.options()), prefix);
+    const at::Tensor h0 = decoder->hidden(at::cat({pe.detach(), decoder->embed(clean)}, 1), {});
+    at::Tensor predicted = decoder->logits(predictors(h0)).argmax(-1);  // [N] or [B * Tt]
+    if (in.target_rows.defined())
+      predicted = at::full({B * Tt}, pad_id_, predicted.options()).index_copy_(0, in.target_rows, predicted);
+    reads = at::where(in.self_feed, predicted.view({B, Tt}).narrow(1, 0, Tt - 1), reads);
+  }
+  const at::Tensor hidden = decoder->hidden(at::cat({pe, decoder->embed(reads)}, 1), {});  // [B, S, C]
+  const at::Tensor h = predictors(hidden);
+  const at::Tensor y = in.target_rows.defined() ? in.target.reshape({B * Tt}).index_select(0, in.target_rows)
+                                                : in.target.reshape({B * Tt});
+  model::CrossEntropyOutput ce;
   const model::CrossEntropyPath path = model::cross_entropy_path();
   if (path == model::CrossEntropyPath::kFull) {  // C3_CHUNKED_CE=0: the batch's whole logits
-    const at::Tensor logits = decoder->logits(h);  // [N, V] fp32
-    out.loss = at::cross_entropy_loss(logits, y);
-    out.n_correct = logits.detach().argmax(-1).eq(y).sum();
-    return out;
+    ce = model::full_cross_entropy(h, decoder->output_weight(), y, /*sum=*/true);
+  } else {
+    model::ChunkedCrossEntropyOptions o;
+    o.sum = true;
+    o.recompute = path == model::CrossEntropyPath::kChunkedRecompute;
+    ce = model::chunked_cross_entropy(h, decoder->output_weight(), y, o);
   }
-  model::ChunkedCrossEntropyOptions o;
-  o.recompute = path == model::CrossEntropyPath::kChunkedRecompute;
-  const model::CrossEntropyOutput ce = model::chunked_cross_entropy(h, decoder->output_weight(), y, o);
-  out.loss = ce.loss;
-  out.n_correct = ce.n_correct;
-  return out;
+  return {ce.loss, ce.n_correct};
 }
 
 void C3ModelImpl::fuse_projections() {

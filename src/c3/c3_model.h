@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "c3/batch_inputs.h"
 #include "c3/c3_config.h"
 #include "model/decode_batch.h"
 #include "model/qwen2_model.h"
@@ -59,6 +60,10 @@ struct LossOutput {
   at::Tensor n_tokens;   // scalar long
   at::Tensor n_correct;  // scalar long: argmax == target (token accuracy)
 };
+struct LossSums {
+  at::Tensor loss_sum;   // fp32 scalar on the device: the sum over the real target tokens
+  at::Tensor n_correct;  // long scalar on the device
+};
 
 class C3ModelImpl : public torch::nn::Module {
  public:
@@ -68,6 +73,7 @@ class C3ModelImpl : public torch::nn::Module {
   std::vector<int64_t> encoder_input_ids(const std::vector<int32_t>& context_ids) const;
   const std::vector<int64_t>& prompt_ids() const { return prompt_ids_; }
   int64_t im_end_id() const { return im_end_id_; }
+  int64_t pad_id() const { return pad_id_; }  // pads right-padded rows (<|endoftext|> or 0)
   int64_t latent_len() const { return config.latent_token_len; }
   const tokenizer::BpeTokenizer& tok() const { return *tok_; }
   at::Device device() const;
@@ -76,8 +82,11 @@ class C3ModelImpl : public torch::nn::Module {
   // attention stays purely causal): [B, L, C_enc]. The query slots' positions, mask and pooling
   // follow config.query_positions / _mask / _pooling (query_layout.h; official by default).
   at::Tensor encode_queries(const std::vector<std::vector<int32_t>>& contexts);
+  // The same from inputs already on the model's device (batch_inputs.h).
+  at::Tensor encode_queries(const EncoderInputs& on_device);
   // Steps 1-3: [B, L, C_dec] latents (in the model's dtype).
   at::Tensor compress(const std::vector<std::vector<int32_t>>& contexts);
+  at::Tensor compress(const EncoderInputs& on_device);
   // Step 4: decoder prompt embeddings with the latents in the <imgpad> slots: [B, P, C_dec].
   at::Tensor prompt_embeds(const at::Tensor& latents);
   // Step 5: greedy decoding from latents [B, L, C_dec]; each row stops on its own.
@@ -93,6 +102,9 @@ class C3ModelImpl : public torch::nn::Module {
   // Training objective; `lm_targets` optional plain-LM auxiliary loss is computed by the trainer.
   LossOutput reconstruction_loss(const std::vector<std::vector<int32_t>>& contexts,
                                  const InputNoise& noise = {});
+  // The same objective as sums, from inputs already on the device (train_inputs()): no host
+  // reads or syncs, fixed shapes for fixed input shapes, so a CUDA graph can capture it.
+  LossSums train_loss(const TrainInputs& on_device);
   // Fuses the encoder's and the decoder's q/k/v and gate/up projections for inference
   // (Qwen2ForCausalLMImpl::fuse_projections). Call again after a to() to another device/dtype.
   void fuse_projections();
@@ -107,6 +119,7 @@ class C3ModelImpl : public torch::nn::Module {
   std::shared_ptr<const tokenizer::BpeTokenizer> tok_;
   std::vector<int64_t> prompt_ids_;
   std::vector<int64_t> prompt_slots_;  // positions of the L <imgpad> in prompt_ids_
+  at::Tensor prompt_dev_, slots_dev_;  // the two above on the model's device
   int64_t im_end_id_ = -1, pad_id_ = 0;
 };
 TORCH_MODULE(C3Model);
