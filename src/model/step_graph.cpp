@@ -35,24 +35,34 @@ bool StepGraph::available(at::Device device) {
 
 bool StepGraph::captured() const { return impl_->captured; }
 
-void StepGraph::capture(const std::function<at::Tensor()>& step) {
+at::Tensor StepGraph::capture(const std::function<at::Tensor()>& step,
+                              const StepGraph* share_pool_with) {
 #ifdef C3_HAVE_CUDA
   C3_CHECK(!impl_->captured, "StepGraph::capture: already captured");
+  C3_CHECK(!share_pool_with || share_pool_with->captured(),
+           "StepGraph::capture: the graph to share a pool with is not captured");
   // Capture must run on a side stream; the warm-up there sets up cuBLAS and the allocator.
   torch::cuda::synchronize();
   c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
+  at::Tensor warm;
   {
     c10::cuda::CUDAStreamGuard guard(stream);
-    step();
+    warm = step();
     stream.synchronize();
-    impl_->graph.capture_begin();
+    if (share_pool_with) {
+      impl_->graph.capture_begin(share_pool_with->impl_->graph.pool());
+    } else {
+      impl_->graph.capture_begin();
+    }
     impl_->out = step();
     impl_->graph.capture_end();
   }
   torch::cuda::synchronize();
   impl_->captured = true;
+  return warm;
 #else
   (void)step;
+  (void)share_pool_with;
   c3::fail("StepGraph: this build has no CUDA (configure against CUDA LibTorch with -DC3_CUDA=ON)");
 #endif
 }

@@ -19,9 +19,12 @@ class StepGraph {
 
   // Whether this build can capture graphs on `device`.
   static bool available(at::Device device);
-  // Runs `step` once (warm-up, on a side stream), then captures it. Every tensor `step` reads or
-  // writes must keep its storage for the graph's life; its result becomes the graph's output.
-  void capture(const std::function<at::Tensor()>& step);
+  // Runs `step` once (warm-up, on a side stream), then captures it; returns the warm-up's result
+  // (the capture runs nothing). Every tensor `step` reads or writes must keep its storage for the
+  // graph's life; the captured result becomes the graph's output. With `share_pool_with`, this
+  // graph allocates from that graph's memory pool: graphs replayed one at a time share it.
+  at::Tensor capture(const std::function<at::Tensor()>& step,
+                     const StepGraph* share_pool_with = nullptr);
   bool captured() const;
   // Replays the captured step on the current stream and returns its output (the same storage
   // every time: read it before the next replay).

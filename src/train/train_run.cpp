@@ -127,6 +127,37 @@ void TrainRun::set_up_model(const TrainOptions& opt) {
   overlap_ = dp_ && opt.overlap_allreduce && !opt.activation_checkpointing;
   if (overlap_) dp_->register_overlap(params_.all);
   schedule_ = LrSchedule{opt.lr, opt.min_lr_ratio, opt.warmup_steps, opt.max_steps};
+  set_up_graphs();
+}
+
+// Training graphs (graphed_loss.h) where every part of the step allows them; otherwise the
+// eager step, with the reason in the start record.
+void TrainRun::set_up_graphs() {
+  const GraphMode mode = graph_mode_from_env(device_);
+  const cascade::C3Config& c = model_->config;
+  std::string why_not;
+  if (mode == GraphMode::kOff) {
+    why_not = model::StepGraph::available(device_) ? "C3_TRAIN_GRAPHS=0" : "no CUDA device";
+  } else if (overlap_) {
+    why_not = "the overlapped all-reduce hooks the backward (--no-overlap allows graphs)";
+  } else if (zero_ == 2) {
+    why_not = "ZeRO-2 moves gradients into shards during the step";
+  } else if (opt_.aux_lm_weight > 0) {
+    why_not = "--aux-lm-weight runs a second forward per micro-batch";
+  } else if (c.query_mask != cascade::QueryMask::kCausal ||
+             c.query_pooling != cascade::QueryPooling::kNone) {
+    why_not = "the query mask and pooling layouts build their inputs on the host";
+  }
+  if (!why_not.empty()) {
+    graphs_state_ = "off (" + why_not + ")";
+    return;
+  }
+  GraphedLossOptions g;
+  g.mode = mode;
+  g.bf16 = bf16_;
+  g.rows = opt_.batch_size;
+  graphs_ = std::make_unique<GraphedLoss>(model_, params_.all, g);
+  graphs_state_ = name_of(mode);
 }
 
 void TrainRun::set_up_data() {
@@ -177,10 +208,12 @@ void TrainRun::write_start_record() {
                {"input_noise", o.input_noise}, {"self_feed", o.self_feed},
                {"input_noise_decay", o.input_noise_decay},
                {"curriculum_start", o.curriculum_start}, {"seed", o.seed}, {"zero", zero_},
+               {"train_graphs", graphs_state_},
                {"optimizer_state_bytes", optimizer_->state_bytes()}});
-  std::fprintf(stderr, "c3 train: %s, %lld params, device %s x%d, %s\n", TORCH_VERSION,
-               static_cast<long long>(count_parameters(*model_)), device_.str().c_str(),
-               env_.world_size, bf16_ ? "bf16 autocast" : "fp32");
+  std::fprintf(stderr, "c3 train: %s, %lld params, device %s x%d, %s, step graphs %s\n",
+               TORCH_VERSION, static_cast<long long>(count_parameters(*model_)),
+               device_.str().c_str(), env_.world_size, bf16_ ? "bf16 autocast" : "fp32",
+               graphs_state_.c_str());
 }
 
 // ---- the next batch ------------------------------------------------------------------------
@@ -287,7 +320,11 @@ StepStats TrainRun::train_step(const StepBatch& b) {
   forward_backward(b, loss_sum, correct_sum);  // and the gradient sync
   StepStats s;
   s.grad_norm = optimizer_->step(b.lr, opt_.grad_clip);
-  optimizer_->zero_grad();
+  if (graphs_) {
+    graphs_->zero_grads();  // in place: the graphs write into these gradients
+  } else {
+    optimizer_->zero_grad();
+  }
   phases_->mark("optimizer");
   // The step's one host sync: its loss, needed for the curriculum and the log.
   s.loss = loss_sum.defined() ? loss_sum.item<double>() : 0.0;
@@ -322,28 +359,39 @@ void TrainRun::forward_backward(const StepBatch& b, at::Tensor& loss_sum, at::Te
       if (sync_each) sync_gradients(/*armed=*/false);
       continue;
     }
-    at::Tensor loss;
-    {
-      compat::AutocastGuard ac(bf16_, device_);
-      cascade::InputNoise noise;
-      noise.rate = opt_.input_noise * b.noise_scale;
-      noise.self_feed = opt_.self_feed * b.noise_scale;
-      noise.key = Rng::keyed({opt_.seed, static_cast<uint64_t>(step_), static_cast<uint64_t>(env_.rank),
-                              static_cast<uint64_t>(k), 0x6e6f697365ull}).next();
-      cascade::LossOutput out = model_->reconstruction_loss(ids, noise);
-      const double n = static_cast<double>(out.n_tokens.item<int64_t>());  // a CPU tensor
-      const at::Tensor tokens_loss = out.loss.detach() * (n / b.world_targets);
-      loss = out.loss * (n * W / b.world_targets);
-      if (opt_.aux_lm_weight > 0 && b.world_lm_targets > 0)
-        loss = loss + decoder_lm_loss_sum(model_, ids) * (opt_.aux_lm_weight * W / b.world_lm_targets);
-      loss_sum = loss_sum.defined() ? loss_sum + tokens_loss : tokens_loss;
-      correct_sum = correct_sum.defined() ? correct_sum + out.n_correct : out.n_correct;
+    cascade::InputNoise noise;
+    noise.rate = opt_.input_noise * b.noise_scale;
+    noise.self_feed = opt_.self_feed * b.noise_scale;
+    noise.key = Rng::keyed({opt_.seed, static_cast<uint64_t>(step_), static_cast<uint64_t>(env_.rank),
+                            static_cast<uint64_t>(k), 0x6e6f697365ull}).next();
+    const cascade::TrainInputs in =
+        cascade::train_inputs(*model_, ids, noise, graphs_ ? graphs_->shape() : cascade::TrainShape{});
+    const double scale = W / b.world_targets;  // per token: see above
+    at::Tensor tokens_loss, correct;
+    if (graphs_) {  // forward and backward in one replay
+      const at::Tensor sums = graphs_->run(in, scale);
+      tokens_loss = sums[0].to(at::kFloat) / static_cast<double>(b.world_targets);
+      correct = sums[1].to(at::kLong);
+      phases_->mark("graph");
+    } else {
+      at::Tensor loss;
+      {
+        compat::AutocastGuard ac(bf16_, device_);
+        const cascade::LossSums out = model_->train_loss(in.to(device_));
+        tokens_loss = out.loss_sum.detach() / static_cast<double>(b.world_targets);
+        correct = out.n_correct;
+        loss = out.loss_sum * scale;
+        if (opt_.aux_lm_weight > 0 && b.world_lm_targets > 0)
+          loss = loss + decoder_lm_loss_sum(model_, ids) * (opt_.aux_lm_weight * W / b.world_lm_targets);
+      }
+      phases_->mark("forward");
+      const bool sync_here = sync_each || static_cast<int64_t>(k) == last_nonempty;
+      if (overlap_ && sync_here) dp_->arm_overlap();
+      loss.backward();
+      phases_->mark("backward");
     }
-    phases_->mark("forward");
-    const bool sync_here = sync_each || static_cast<int64_t>(k) == last_nonempty;
-    if (overlap_ && sync_here) dp_->arm_overlap();
-    loss.backward();
-    phases_->mark("backward");
+    loss_sum = loss_sum.defined() ? loss_sum + tokens_loss : tokens_loss;
+    correct_sum = correct_sum.defined() ? correct_sum + correct : correct;
     if (sync_each) sync_gradients(/*armed=*/true);
   }
   if (!sync_each) sync_gradients(/*armed=*/last_nonempty >= 0);

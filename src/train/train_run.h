@@ -16,6 +16,7 @@
 #include "train/model_init.h"
 #include "train/distributed.h"
 #include "train/flop_model.h"
+#include "train/graphed_loss.h"
 #include "train/lr_schedule.h"
 #include "train/param_groups.h"
 #include "train/phase_timer.h"
@@ -88,6 +89,7 @@ class TrainRun {
   void forward_backward(const StepBatch& b, at::Tensor& loss_sum, at::Tensor& correct_sum);
   void sync_gradients(bool armed);
   void advance(const StepBatch& b, StepStats& s);  // counters, timing, curriculum
+  void set_up_graphs();
   void wait_for_checkpoint();  // the one in flight is in place; rank 0 logs its timing
 
   const TrainOptions& opt_;
@@ -103,6 +105,8 @@ class TrainRun {
   std::unique_ptr<ShardedAdamW> optimizer_;
   int zero_ = 0;  // the ZeRO stage in force (0 with one process)
   bool overlap_ = false;
+  std::unique_ptr<GraphedLoss> graphs_;  // the micro-batch step as CUDA graphs, when they apply
+  std::string graphs_state_;             // "cuda", "emulate", or "off" with the reason
   LrSchedule schedule_;
   LengthDist dist_;
   std::unique_ptr<DataLoader> loader_;
