@@ -19,8 +19,9 @@
 # printed from whatever ran.
 #
 # Env: CONFIGS ("small recipe medium"), BATCHES ("16 64"), STEPS (timed steps, 20),
-# PARTS ("build tests c3 compile eager old ckpt profile"), OLD_ROWS ("medium:16 medium:64
-# recipe:16"): the c3 rows repeated with C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0.
+# PARTS ("build tests c3 nograph compile eager old ckpt profile"), OLD_ROWS ("medium:16 medium:64
+# recipe:16"): the c3 rows repeated with C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0;
+# NOGRAPH_ROWS (every config and batch): repeated with C3_TRAIN_GRAPHS=0 (the eager step).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
@@ -32,8 +33,9 @@ BUDGET="${BUDGET:-560}"
 CONFIGS="${CONFIGS:-small recipe medium}"
 BATCHES="${BATCHES:-16 64}"
 STEPS="${STEPS:-20}"
-PARTS="${PARTS:-build tests c3 compile eager old ckpt profile}"
+PARTS="${PARTS:-build tests c3 nograph compile eager old ckpt profile}"
 OLD_ROWS="${OLD_ROWS:-medium:16 medium:64 recipe:16}"
+NOGRAPH_ROWS="${NOGRAPH_ROWS:-$(for c in $CONFIGS; do for b in $BATCHES; do printf '%s:%s ' "$c" "$b"; done; done)}"
 ROWS="$OUT/train_speed.jsonl"; : > "$ROWS"
 LOGS=/tmp/train_speed_logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
 LOCK=/tmp/train_speed.gpu.lock; : > "$LOCK"  # every timed figure holds it: one at a time
@@ -89,6 +91,11 @@ stamp built
 if want c3; then
   stamp "c3 train"
   for cfg in $CONFIGS; do for b in $BATCHES; do c3_row c3 "$cfg" "$b"; done; done
+  grep -h "step graphs" "$LOGS"/c3-*.log | sort | uniq -c
+fi
+if want nograph; then
+  stamp "c3 train without step graphs"
+  for cb in $NOGRAPH_ROWS; do c3_row c3-nograph "${cb%%:*}" "${cb##*:}" C3_TRAIN_GRAPHS=0 --; done
 fi
 
 # torch.compile: the configs compile side by side (CPU work) while the GPU tests run; this shell
