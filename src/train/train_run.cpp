@@ -533,7 +533,8 @@ TrainResult TrainRun::finish() {
   }
   log_->write({{"event", "end"}, {"step", step_}, {"loss", res_.final_loss},
                {"tokens_per_sec", res_.tokens_per_sec}, {"mfu", res_.mfu},
-               {"wall_s", clock_(step_) - t_start_}, {"checkpoint", last_ckpt_}});
+               {"wall_s", clock_(step_) - t_start_}, {"checkpoint", last_ckpt_},
+               {"graphs_captured", graphs_ ? graphs_->captured() : 0}});
   if (opt_.plot_losses) {
     try {
       opt_.plot_losses(log_path_, (fs::path(opt_.out_dir) / "loss.png").string());
