@@ -3,8 +3,12 @@
 
 #include "util/error.h"
 
+#include <map>
+#include <mutex>
+
 #ifdef C3_HAVE_CUDA
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/cuda.h>
@@ -35,22 +39,42 @@ bool StepGraph::available(at::Device device) {
 
 bool StepGraph::captured() const { return impl_->captured; }
 
-at::Tensor StepGraph::capture(const std::function<at::Tensor()>& step,
-                              const StepGraph* share_pool_with) {
+#ifdef C3_HAVE_CUDA
+namespace {
+
+// One side stream per device for every capture: what a warm-up set up on it (cuBLAS workspaces,
+// the autograd engine's stream state) serves the later captures too.
+c10::cuda::CUDAStream capture_stream() {
+  static std::mutex mu;
+  static std::map<c10::DeviceIndex, c10::cuda::CUDAStream> streams;
+  std::lock_guard<std::mutex> lock(mu);
+  const c10::DeviceIndex d = c10::cuda::current_device();
+  auto it = streams.find(d);
+  if (it == streams.end()) it = streams.emplace(d, c10::cuda::getStreamFromPool(false, d)).first;
+  return it->second;
+}
+
+}  // namespace
+#endif
+
+at::Tensor StepGraph::capture(const std::function<at::Tensor()>& step, const CaptureOptions& o) {
 #ifdef C3_HAVE_CUDA
   C3_CHECK(!impl_->captured, "StepGraph::capture: already captured");
-  C3_CHECK(!share_pool_with || share_pool_with->captured(),
+  C3_CHECK(!o.share_pool_with || o.share_pool_with->captured(),
            "StepGraph::capture: the graph to share a pool with is not captured");
-  // Capture must run on a side stream; the warm-up there sets up cuBLAS and the allocator.
+  // Capture must run on a side stream.
   torch::cuda::synchronize();
-  c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
-  at::Tensor warm;
+  c10::cuda::CUDAStream stream = capture_stream();
+  at::Tensor first;
   {
     c10::cuda::CUDAStreamGuard guard(stream);
-    warm = step();
-    stream.synchronize();
-    if (share_pool_with) {
-      impl_->graph.capture_begin(share_pool_with->impl_->graph.pool());
+    if (o.warm_up) {
+      first = step();
+      stream.synchronize();
+      if (o.release_cache) c10::cuda::CUDACachingAllocator::emptyCache();
+    }
+    if (o.share_pool_with) {
+      impl_->graph.capture_begin(o.share_pool_with->impl_->graph.pool());
     } else {
       impl_->graph.capture_begin();
     }
@@ -59,10 +83,11 @@ at::Tensor StepGraph::capture(const std::function<at::Tensor()>& step,
   }
   torch::cuda::synchronize();
   impl_->captured = true;
-  return warm;
+  if (!o.warm_up) first = replay();
+  return first;
 #else
   (void)step;
-  (void)share_pool_with;
+  (void)o;
   c3::fail("StepGraph: this build has no CUDA (configure against CUDA LibTorch with -DC3_CUDA=ON)");
 #endif
 }

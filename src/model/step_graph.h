@@ -19,12 +19,25 @@ class StepGraph {
 
   // Whether this build can capture graphs on `device`.
   static bool available(at::Device device);
-  // Runs `step` once (warm-up, on a side stream), then captures it; returns the warm-up's result
-  // (the capture runs nothing). Every tensor `step` reads or writes must keep its storage for the
-  // graph's life; the captured result becomes the graph's output. With `share_pool_with`, this
-  // graph allocates from that graph's memory pool: graphs replayed one at a time share it.
-  at::Tensor capture(const std::function<at::Tensor()>& step,
-                     const StepGraph* share_pool_with = nullptr);
+  struct CaptureOptions {
+    // Allocate from that graph's memory pool: graphs replayed one at a time share it.
+    const StepGraph* share_pool_with = nullptr;
+    // Run `step` once eagerly first, which sets up cuBLAS, the autograd threads and the
+    // allocator; its result is returned. Without it the new graph is replayed once instead and
+    // its output returned: a later graph of the same process needs no warm-up, and skipping it
+    // keeps the warm-up's memory out of the ordinary allocator pool.
+    bool warm_up = true;
+    // After the warm-up, hand the allocator's cached blocks back to the device, so that the
+    // graph's own pool can take that memory (a training step's warm-up caches as much as the
+    // graph then needs again).
+    bool release_cache = false;
+  };
+  // Captures `step` on the process's capture stream and returns the result of its first run (the
+  // warm-up's or the first replay's: the capture itself runs nothing). Every tensor `step` reads
+  // or writes must keep its storage for the graph's life; the captured result becomes the graph's
+  // output.
+  at::Tensor capture(const std::function<at::Tensor()>& step, const CaptureOptions& o);
+  at::Tensor capture(const std::function<at::Tensor()>& step) { return capture(step, CaptureOptions()); }
   bool captured() const;
   // Replays the captured step on the current stream and returns its output (the same storage
   // every time: read it before the next replay).

@@ -1,6 +1,7 @@
 // GraphedLoss: capture a shape's micro-batch once, replay it for every later one (graphed_loss.h).
 #include "train/graphed_loss.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -68,19 +69,28 @@ at::Tensor GraphedLoss::run(const cascade::TrainInputs& host, double scale) {
   const Key key{host.target.size(0), host.target.size(1), host.self_feed.defined()};
   auto it = entries_.find(key);
   if (it == entries_.end()) {  // a new shape: its buffers hold this micro-batch
+    std::fprintf(stderr, "c3 train: step graph %zu: %lld rows x %lld targets%s\n", entries_.size() + 1,
+                 static_cast<long long>(std::get<0>(key)), static_cast<long long>(std::get<1>(key)),
+                 std::get<2>(key) ? ", self-feed" : "");
     auto e = std::make_unique<Entry>();
     e->in = host.to(device_);
     e->scale = at::full({}, scale, at::TensorOptions().dtype(at::kFloat).device(device_));
     Entry& ref = *e;
     entries_.emplace(key, std::move(e));
     if (opt_.mode == GraphMode::kEmulate) return step(ref);
-    const at::Tensor warm = ref.graph.capture([&] { return step(ref); }, pool_);
+    // The first graph warms up (and gives the warm-up's cached memory back for its pool); the
+    // later ones are captured straight away and replayed once.
+    model::StepGraph::CaptureOptions c;
+    c.share_pool_with = pool_;
+    c.warm_up = pool_ == nullptr;
+    c.release_cache = pool_ == nullptr;
+    const at::Tensor first = ref.graph.capture([&] { return step(ref); }, c);
     if (!pool_) {
       pool_ = &ref.graph;
       for (const auto& p : params_) grad_ptrs_.push_back(p.grad().defined() ? p.grad().data_ptr() : nullptr);
     }
     check_grads_kept();
-    return warm;
+    return first;
   }
   Entry& e = *it->second;
   fill(e.in.encoder.ids, host.encoder.ids);
