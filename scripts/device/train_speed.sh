@@ -64,7 +64,7 @@ c3_row() {
   local log="$LOGS/$impl-$cfg-b$b.log"
   rm -rf "$RUN"
   env ${envs[@]+"${envs[@]}"} flock "$LOCK" timeout "$lim" build-gpu/c3 train --out "$RUN" \
-    --device cuda --train shared/data/corpus/train-00.jsonl.xz \
+    --device cuda --train "${DATA:-shared/data/corpus/train-00.jsonl.xz}" \
     --tokenizer models/c3-small/tokenizer.json --encoder-config "configs/$cfg-encoder.json" \
     --decoder-config "configs/$cfg-decoder.json" --latents 32 --lengths fixed:512 \
     --batch-size "$b" --steps $((STEPS + 3)) --warmup 5 --eval-passages 0 --no-plot \
