@@ -185,27 +185,25 @@ cascade::DecompressOptions file_decode_options(const cascade::LatentFile& f,
                                                const py::object& no_repeat_ngram,
                                                const py::object& max_new_tokens,
                                                const py::object& length_cap) {
-  const auto& rec = f.meta.records.verification;
-  cascade::DecompressOptions o =
-      rec ? cascade::decompress_options(rec->decode) : decode_options(1, 20, 4096, 1.5);
-  std::vector<std::string> changed;
-  auto take = [&](const char* name, auto& field, const py::object& given) {
-    if (given.is_none()) return;
-    const auto now = given.cast<std::decay_t<decltype(field)>>();
-    if (rec && now != field) changed.push_back(fmt::format("{} (recorded {}, now {})", name, field, now));
-    field = now;
+  cascade::DecodeOverrides given;
+  auto take = [](auto& setting, const py::object& value) {
+    using T = typename decltype(setting.value)::value_type;
+    if (!value.is_none()) setting.value = value.cast<T>();
   };
-  take("beams", o.num_beams, beams);
-  take("no_repeat_ngram", o.no_repeat_ngram_size, no_repeat_ngram);
-  take("max_new_tokens", o.max_new_tokens, max_new_tokens);
-  take("length_cap", o.length_cap, length_cap);
+  take(given.beams, beams);
+  take(given.no_repeat_ngram, no_repeat_ngram);
+  take(given.max_new_tokens, max_new_tokens);
+  take(given.length_cap, length_cap);
+  const auto& rec = f.meta.records.verification;
+  std::vector<std::string> warnings;
+  const cascade::DecompressOptions o =
+      rec ? cascade::decode_over_recorded(rec->decode, given, m, &warnings)
+          : decode_options(given.beams.value.value_or(1), given.no_repeat_ngram.value.value_or(20),
+                           given.max_new_tokens.value.value_or(4096),
+                           given.length_cap.value.value_or(1.5));
   decode_options(o.num_beams, o.no_repeat_ngram_size, o.max_new_tokens, o.length_cap);  // checks
-  if (rec) {
-    if (std::string d = cascade::device_change(rec->decode, m); !d.empty()) changed.push_back(d);
-  }
-  for (const std::string& c : changed) {
-    const std::string msg = fmt::format(
-        "{}: {}: the recorded precision holds for the recorded settings only", path, c);
+  for (const std::string& w : warnings) {
+    const std::string msg = path + ": " + w;
     if (PyErr_WarnEx(PyExc_UserWarning, msg.c_str(), 1) != 0) throw py::error_already_set();
   }
   return o;

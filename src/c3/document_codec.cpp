@@ -189,6 +189,26 @@ std::string device_change(const VerifiedDecode& rec, const LoadedC3& m) {
                      now.dtype);
 }
 
+DecompressOptions decode_over_recorded(const VerifiedDecode& rec, const DecodeOverrides& given,
+                                       const LoadedC3& m, std::vector<std::string>* warnings) {
+  DecompressOptions o = decompress_options(rec);
+  std::vector<std::string> changed;
+  auto take = [&](const auto& g, auto& field) {
+    if (!g.value || *g.value == field) return;
+    changed.push_back(fmt::format("{} (recorded {}, now {})", g.name, field, *g.value));
+    field = *g.value;
+  };
+  take(given.beams, o.num_beams);
+  take(given.length_cap, o.length_cap);
+  take(given.no_repeat_ngram, o.no_repeat_ngram_size);
+  take(given.max_new_tokens, o.max_new_tokens);
+  take(given.stop, o.stop_at_im_end);
+  if (std::string d = device_change(rec, m); !d.empty()) changed.push_back(d);
+  for (const std::string& c : changed)
+    warnings->push_back(c + ": the recorded precision holds for the recorded settings only");
+  return o;
+}
+
 std::vector<std::vector<int64_t>> decompress_to_stream(LoadedC3& m, const LatentFile& f,
                                                        std::ostream& out,
                                                        const DecompressStreamOptions& opt) {
