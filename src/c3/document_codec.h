@@ -110,6 +110,18 @@ struct DecodeOverrides {
 DecompressOptions decode_over_recorded(const VerifiedDecode& rec, const DecodeOverrides& given,
                                        const LoadedC3& m, std::vector<std::string>* warnings);
 
+// One chunk of a .c3 file as stored: row `latent_row` of the file's latents, or (version 2)
+// plain token ids.
+struct StoredChunk {
+  bool plain = false;
+  int64_t latent_row = -1;   // latent chunks
+  std::vector<int64_t> ids;  // plain chunks
+};
+
+// The chunks of `f` in file order. Plain chunks' ids are checked against the tokenizer's `vocab`
+// (a damaged file, or one made with another tokenizer, fails here).
+std::vector<StoredChunk> stored_chunks(const LatentFile& f, int64_t vocab);
+
 struct DecompressStreamOptions {
   int64_t batch_size = 8;
   DecompressOptions decode;
