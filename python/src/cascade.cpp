@@ -93,11 +93,7 @@ eval::VerifiedResult Cascade::compress_file(const std::string& text, const std::
   std::lock_guard<std::mutex> lock(mu_);
   std::istringstream in(text);
   if (verify) return eval::compress_verified_to_file(m_, in, "text", path, opt, *verify);
-  eval::VerifiedResult r;
-  r.source = cascade::compress_to_file(m_, in, "text", path, opt);
-  r.latent_chunks = r.source.chunks;
-  r.encodes = r.source.chunks;
-  return r;
+  return eval::VerifiedResult::unverified(cascade::compress_to_file(m_, in, "text", path, opt));
 }
 
 std::string Cascade::decompress_file(const cascade::LatentFile& f, const std::string& path,
@@ -156,24 +152,11 @@ std::string path_arg(const py::handle& path, const char* name) {
 }
 
 // What compress_file returns: the counts `c3 compress` prints, as a dict.
-py::dict compress_file_result(const eval::VerifiedResult& r, const std::string& path, int64_t L,
-                              const eval::VerifyOptions* verify) {
-  py::dict d;
-  d["path"] = path;
-  d["tokens"] = r.source.tokens;
-  d["chars"] = r.source.chars;
-  d["bytes"] = r.source.bytes;
-  d["chunks"] = r.latent_chunks + r.plain_chunks;
-  d["latent_chunks"] = r.latent_chunks;
-  d["plain_chunks"] = r.plain_chunks;
-  d["plain_tokens"] = r.plain_tokens;
-  d["slots"] = r.latent_chunks * L + r.plain_tokens;
-  d["ratio"] = r.ratio(L);
-  d["verified"] = verify != nullptr;
-  d["min_precision"] = verify ? py::cast(verify->min_precision) : py::none();
-  d["lowest_precision"] = verify ? py::cast(r.lowest_precision) : py::none();
-  d["encodes"] = r.encodes;
-  return d;
+py::object compress_file_result(const eval::VerifiedResult& r, const std::string& path, int64_t L,
+                                const eval::VerifyOptions* verify) {
+  nlohmann::ordered_json j = {{"path", path}};
+  j.update(r.to_json(L, verify));
+  return json_value(j);
 }
 
 // decompress_file's decode settings: a verified file's recorded ones (the keywords left at None
