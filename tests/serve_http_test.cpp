@@ -6,11 +6,13 @@
 #include <httplib.h>
 
 #include <filesystem>
+#include <fmt/format.h>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "c3/document_codec.h"
+#include "cli_run.h"
 #include "serve/base64.h"
 #include "serve/server.h"
 #include "serve_common.h"
@@ -111,6 +113,98 @@ TEST(ServeHttp, CompressGivesTheFileBytesAndDecompressReadsThem) {
   EXPECT_EQ(d["chunks"], cr.chunks);
 }
 
+// /v1/compress with min_precision answers the file `c3 compress --min-precision` writes for the
+// same text, and the counts it prints; /v1/decompress gives that file's text back exactly, as
+// `c3 decompress` does. c3-small does not end a chunk with a single newline: each line is cut in
+// halves down to the floor, and its last half is stored as plain tokens, between latent halves.
+TEST(ServeHttp, VerifiedCompressGivesTheCliFileAndDecompressReadsItBack) {
+  const std::string text =
+      "Alice was beginning to get very tired of sitting by her sister on the bank.\n"
+      "She had peeped into the book her sister was reading.\n"
+      "It had no pictures or conversations in it.\n"
+      "And what is the use of a book, thought Alice, without pictures or conversations?\n"
+      "So she was considering in her own mind whether the pleasure of making a daisy-chain would "
+      "be worth the trouble.";
+  const std::filesystem::path dir = binary_dir() / "test_out" / "serve_verified";
+  std::filesystem::create_directories(dir);
+  c3::write_file_atomic(dir / "t.txt", text);
+  auto cli = [&](const std::string& args) {
+    const RunResult r = run_shell("C3_NO_PROGRESS=1 " + c3_binary() + " " + args + " --model " +
+                                  q(small_model_dir()) + " 2>&1");
+    EXPECT_EQ(r.rc, 0) << args << "\n" << r.out;
+    return r.out;
+  };
+  const std::string said = cli("compress --chunk-tokens 32 --min-precision 1 --verify-floor 8 " +
+                               q(dir / "t.txt") + " -o " + q(dir / "v.c3"));
+  cli("decompress " + q(dir / "v.c3") + " -o " + q(dir / "v.txt"));
+  const std::string cli_file = c3::read_file(dir / "v.c3");
+  ASSERT_EQ(c3::read_file(dir / "v.txt"), text) << "the CLI gives the text back exactly";
+  const cascade::LatentFile f = cascade::parse_latents(cli_file, "v.c3");
+  const cascade::ChunkRecords& rec = f.meta.records;
+  ASSERT_TRUE(rec.n_plain() > 0 && f.latents.size(0) > 0 && !rec.plain.front()) << said;
+
+  serve::ServerOptions o = LiveServer::defaults();
+  o.max_body_bytes = 1 << 20;  // the file: 4 latent chunks of 32 x 256 bf16, in base64
+  LiveServer s(o);
+  int status = 0;
+  const json c = post(s, "/v1/compress",
+                      json{{"text", text}, {"chunk_tokens", 32}, {"min_precision", 1},
+                           {"verify_floor", 8}}.dump(), &status);
+  ASSERT_EQ(status, 200) << c.dump();
+  EXPECT_EQ(serve::base64_decode(c["latents"].get<std::string>(), "latents"), cli_file);
+  EXPECT_EQ(c["chunks"], rec.plain.size());
+  EXPECT_EQ(c["latent_chunks"], f.latents.size(0));
+  EXPECT_EQ(c["plain_chunks"], rec.n_plain());
+  EXPECT_EQ(c["plain_tokens"], f.plain_tokens.numel());
+  EXPECT_EQ(c["verified"], true);
+  EXPECT_EQ(c["min_precision"], 1.0);
+  EXPECT_EQ(c["lowest_precision"], 1.0);
+  // What `c3 compress` printed, from the answer's fields.
+  for (const std::string& part :
+       {fmt::format("{} tokens -> {} chunks as latents + {} as plain tokens ({} tokens) = {} slots "
+                    "({:.2f}x)", c["tokens"].get<int64_t>(), c["latent_chunks"].get<int64_t>(),
+                    c["plain_chunks"].get<int64_t>(), c["plain_tokens"].get<int64_t>(),
+                    c["slots"].get<int64_t>(), c["ratio"].get<double>()),
+        fmt::format("; {} chunk encodings", c["encodes"].get<int64_t>())})
+    EXPECT_NE(said.find(part), std::string::npos) << part << "\n" << said;
+  EXPECT_GT(c["encodes"].get<int64_t>(), c["chunks"].get<int64_t>()) << "no chunk was halved";
+
+  const json d = post(s, "/v1/decompress", json{{"latents", c["latents"]}}.dump(), &status);
+  ASSERT_EQ(status, 200) << d.dump();
+  EXPECT_EQ(d["text"], text);
+  EXPECT_EQ(d["chunks"], rec.plain.size());
+  EXPECT_EQ(d["plain_chunks"], rec.n_plain());
+  EXPECT_EQ(d["verified"], true);
+  EXPECT_EQ(d["lowest_precision"], 1.0);
+  EXPECT_EQ(d["warnings"], json::array());
+  // A field over a recorded setting: said in `warnings`, as `c3 decompress` says it (the chunks
+  // stop at <|im_end|> well before either length cap: the same text).
+  const json w = post(s, "/v1/decompress",
+                      json{{"latents", c["latents"]}, {"length_cap", 2}}.dump(), &status);
+  ASSERT_EQ(status, 200) << w.dump();
+  EXPECT_EQ(w["text"], text);
+  EXPECT_EQ(w["warnings"], json::array({"length_cap (recorded 1.5, now 2): the recorded precision "
+                                        "holds for the recorded settings only"}));
+
+  // A server whose --max-new-tokens is below what the check may decode per chunk refuses it, and
+  // lowers the recorded max_new_tokens (4096) to its own, saying so.
+  o.limits.max_new_tokens = o.scheduler.max_new_tokens = 40;
+  LiveServer tight(o);
+  const json e = post(tight, "/v1/compress",
+                      json{{"text", text}, {"chunk_tokens", 32}, {"min_precision", 1}}.dump(),
+                      &status);
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(e["error"].get<std::string>().find("more than this server's --max-new-tokens 40"),
+            std::string::npos) << e;
+  const json t = post(tight, "/v1/decompress", json{{"latents", c["latents"]}}.dump(), &status);
+  ASSERT_EQ(status, 200) << t.dump();
+  EXPECT_EQ(t["text"], text);
+  ASSERT_EQ(t["warnings"].size(), 1u) << t;
+  EXPECT_NE(t["warnings"][0].get<std::string>().find(
+                "max_new_tokens (recorded 4096, now 40, this server's --max-new-tokens)"),
+            std::string::npos) << t;
+}
+
 struct BadCase {
   std::string route, body;
   int status;
@@ -125,19 +219,19 @@ TEST(ServeHttp, BadInputGets4xxWithWhatToFixAndTheServerGoesOn) {
   co.progress = false;
   const std::string foreign =
       serve::base64_encode(cascade::compress_to_bytes(tiny, "Some text.", "t", co));
-  // A verified file of the served model that keeps its one chunk as plain tokens.
-  const std::filesystem::path plain_path = binary_dir() / "test_out" / "serve_plain_chunk.c3";
-  std::filesystem::create_directories(plain_path.parent_path());
+  // A verified file of the served model whose one plain chunk holds an id past the vocabulary.
+  const std::filesystem::path damaged_path = binary_dir() / "test_out" / "serve_damaged_plain.c3";
+  std::filesystem::create_directories(damaged_path.parent_path());
   {
-    cascade::LatentWriter w(plain_path.string(), cascade::latent_meta(small_model(), "BF16"));
-    w.append_plain({100, 13}, 6, 1.0);
+    cascade::LatentWriter w(damaged_path.string(), cascade::latent_meta(small_model(), "BF16"));
+    w.append_plain({100, 1 << 20}, 6, 1.0);
     cascade::Verification v;
     v.floor_tokens = 32;
     w.set_verification(v);
     w.set_source(2, 6, 6);
     w.finish();
   }
-  const std::string with_plain = serve::base64_encode(c3::read_file(plain_path));
+  const std::string damaged = serve::base64_encode(c3::read_file(damaged_path));
   const std::vector<BadCase> cases = {
       {"/v1/roundtrip", "", 400, "body is empty"},
       {"/v1/roundtrip", "{\"text\": ", 400, "malformed JSON"},
@@ -161,7 +255,20 @@ TEST(ServeHttp, BadInputGets4xxWithWhatToFixAndTheServerGoesOn) {
       {"/v1/decompress", "{\"latents\": \"abcde\"}", 400, "not a multiple of 4"},
       {"/v1/decompress", "{\"latents\": \"aGVsbG8gd29ybGQh\"}", 400, "field 'latents'"},
       {"/v1/decompress", json{{"latents", foreign}}.dump(), 400, "made by another model"},
-      {"/v1/decompress", json{{"latents", with_plain}}.dump(), 400, "with `c3 decompress`"},
+      {"/v1/decompress", json{{"latents", damaged}}.dump(), 400,
+       "field 'latents': chunk 0 holds token id 1048576, outside the tokenizer's"},
+      {"/v1/compress", "{\"text\": \"a\", \"min_precision\": 1.5}", 400,
+       "field 'min_precision' must be a number from 0 to 1, got 1.5"},
+      {"/v1/compress", "{\"text\": \"a\", \"min_precision\": \"high\"}", 400,
+       "field 'min_precision' must be a number from 0 to 1"},
+      {"/v1/compress", "{\"text\": \"a\", \"min_precision\": 0.9, \"verify_floor\": -1}", 400,
+       "field 'verify_floor' must be an integer from 0 to"},
+      {"/v1/compress", "{\"text\": \"a\", \"verify_floor\": 8}", 400,
+       "field 'verify_floor' applies only with 'min_precision'"},
+      {"/v1/compress", "{\"text\": \"a\", \"beams\": 2}", 400,
+       "field 'beams' applies only with 'min_precision'"},
+      {"/v1/compress", "{\"text\": \"a\", \"min_precision\": 1, \"max_new_tokens\": 1e9}", 400,
+       "field 'max_new_tokens' must be an integer"},
       {"/v1/roundtrip", json{{"text", std::string(70000, 'a')}}.dump(), 413, "--max-body-bytes"},
   };
   for (const auto& c : cases) {
@@ -211,7 +318,7 @@ TEST(ServeHttp, BadInputGets4xxWithWhatToFixAndTheServerGoesOn) {
         "c3_requests_total{route=\"/v1/roundtrip\",status=\"200\"} 1",
         "c3_requests_total{route=\"/v1/decompress\",status=\"400\"} 6",
         "c3_requests_total{route=\"other\",status=\"404\"} 1",
-        "c3_request_duration_seconds_count{route=\"/v1/compress\"} 4", "c3_tokens_in_total ",
+        "c3_request_duration_seconds_count{route=\"/v1/compress\"} 10", "c3_tokens_in_total ",
         "c3_tokens_out_total ", "c3_decode_batch_rows_bucket{le=\"+Inf\"} ",
         "c3_encode_batch_chunks_count ", "c3_queue_depth 0"})
     EXPECT_NE(r->body.find(line), std::string::npos) << line << "\n" << r->body;

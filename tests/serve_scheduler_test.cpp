@@ -152,5 +152,35 @@ TEST(ServeScheduler, BeamsGiveTheCliAnswer) {
   EXPECT_EQ(joined_text(greedy.get().ids), cli_roundtrip(serve_texts()[2]).text);
 }
 
+// Work in steps (verified compression) runs between decode steps: it steps here until a round
+// trip sent meanwhile is answered, so a scheduler that ran it to its end first would leave both
+// to their deadlines. A step that throws fails its own request only.
+TEST(ServeScheduler, StepsInterleaveWithTheBatchAndFailAlone) {
+  Scheduler s(small_model(), {});
+  const std::string want = cli_roundtrip(serve_texts()[1]).text;
+  std::atomic<bool> answered{false};
+  std::atomic<int64_t> steps{0};
+  Work w;
+  w.kind = WorkKind::kSteps;
+  w.step = [&] {
+    ++steps;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    return !answered.load();
+  };
+  auto stepping = std::async(std::launch::async, [&] { return s.run(w, 60); });
+  ASSERT_TRUE(eventually([&] { return steps.load() > 0; }));
+  EXPECT_EQ(joined_text(s.run(roundtrip_work(serve_texts()[1]), 60).ids), want);
+  answered = true;
+  EXPECT_NO_THROW(stepping.get());
+  EXPECT_GT(steps.load(), 1);
+
+  Work bad;
+  bad.kind = WorkKind::kSteps;
+  bad.step = []() -> bool { throw std::runtime_error("a step failed"); };
+  EXPECT_THROW(s.run(bad, 60), std::runtime_error);
+  EXPECT_EQ(joined_text(s.run(roundtrip_work(serve_texts()[1]), 60).ids), want);
+  EXPECT_EQ(s.accepted(), 0);
+}
+
 }  // namespace
 }  // namespace c3::test

@@ -93,11 +93,7 @@ eval::VerifiedResult Cascade::compress_file(const std::string& text, const std::
   std::lock_guard<std::mutex> lock(mu_);
   std::istringstream in(text);
   if (verify) return eval::compress_verified_to_file(m_, in, "text", path, opt, *verify);
-  eval::VerifiedResult r;
-  r.source = cascade::compress_to_file(m_, in, "text", path, opt);
-  r.latent_chunks = r.source.chunks;
-  r.encodes = r.source.chunks;
-  return r;
+  return eval::VerifiedResult::unverified(cascade::compress_to_file(m_, in, "text", path, opt));
 }
 
 std::string Cascade::decompress_file(const cascade::LatentFile& f, const std::string& path,
@@ -156,24 +152,11 @@ std::string path_arg(const py::handle& path, const char* name) {
 }
 
 // What compress_file returns: the counts `c3 compress` prints, as a dict.
-py::dict compress_file_result(const eval::VerifiedResult& r, const std::string& path, int64_t L,
-                              const eval::VerifyOptions* verify) {
-  py::dict d;
-  d["path"] = path;
-  d["tokens"] = r.source.tokens;
-  d["chars"] = r.source.chars;
-  d["bytes"] = r.source.bytes;
-  d["chunks"] = r.latent_chunks + r.plain_chunks;
-  d["latent_chunks"] = r.latent_chunks;
-  d["plain_chunks"] = r.plain_chunks;
-  d["plain_tokens"] = r.plain_tokens;
-  d["slots"] = r.latent_chunks * L + r.plain_tokens;
-  d["ratio"] = r.ratio(L);
-  d["verified"] = verify != nullptr;
-  d["min_precision"] = verify ? py::cast(verify->min_precision) : py::none();
-  d["lowest_precision"] = verify ? py::cast(r.lowest_precision) : py::none();
-  d["encodes"] = r.encodes;
-  return d;
+py::object compress_file_result(const eval::VerifiedResult& r, const std::string& path, int64_t L,
+                                const eval::VerifyOptions* verify) {
+  nlohmann::ordered_json j = {{"path", path}};
+  j.update(r.to_json(L, verify));
+  return json_value(j);
 }
 
 // decompress_file's decode settings: a verified file's recorded ones (the keywords left at None
@@ -185,27 +168,25 @@ cascade::DecompressOptions file_decode_options(const cascade::LatentFile& f,
                                                const py::object& no_repeat_ngram,
                                                const py::object& max_new_tokens,
                                                const py::object& length_cap) {
-  const auto& rec = f.meta.records.verification;
-  cascade::DecompressOptions o =
-      rec ? cascade::decompress_options(rec->decode) : decode_options(1, 20, 4096, 1.5);
-  std::vector<std::string> changed;
-  auto take = [&](const char* name, auto& field, const py::object& given) {
-    if (given.is_none()) return;
-    const auto now = given.cast<std::decay_t<decltype(field)>>();
-    if (rec && now != field) changed.push_back(fmt::format("{} (recorded {}, now {})", name, field, now));
-    field = now;
+  cascade::DecodeOverrides given;
+  auto take = [](auto& setting, const py::object& value) {
+    using T = typename decltype(setting.value)::value_type;
+    if (!value.is_none()) setting.value = value.cast<T>();
   };
-  take("beams", o.num_beams, beams);
-  take("no_repeat_ngram", o.no_repeat_ngram_size, no_repeat_ngram);
-  take("max_new_tokens", o.max_new_tokens, max_new_tokens);
-  take("length_cap", o.length_cap, length_cap);
+  take(given.beams, beams);
+  take(given.no_repeat_ngram, no_repeat_ngram);
+  take(given.max_new_tokens, max_new_tokens);
+  take(given.length_cap, length_cap);
+  const auto& rec = f.meta.records.verification;
+  std::vector<std::string> warnings;
+  const cascade::DecompressOptions o =
+      rec ? cascade::decode_over_recorded(rec->decode, given, m, &warnings)
+          : decode_options(given.beams.value.value_or(1), given.no_repeat_ngram.value.value_or(20),
+                           given.max_new_tokens.value.value_or(4096),
+                           given.length_cap.value.value_or(1.5));
   decode_options(o.num_beams, o.no_repeat_ngram_size, o.max_new_tokens, o.length_cap);  // checks
-  if (rec) {
-    if (std::string d = cascade::device_change(rec->decode, m); !d.empty()) changed.push_back(d);
-  }
-  for (const std::string& c : changed) {
-    const std::string msg = fmt::format(
-        "{}: {}: the recorded precision holds for the recorded settings only", path, c);
+  for (const std::string& w : warnings) {
+    const std::string msg = path + ": " + w;
     if (PyErr_WarnEx(PyExc_UserWarning, msg.c_str(), 1) != 0) throw py::error_already_set();
   }
   return o;

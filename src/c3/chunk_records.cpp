@@ -1,6 +1,7 @@
 // Version-2 .c3 metadata: per-chunk storage and verified precision, to and from strings.
 #include "c3/chunk_records.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -19,6 +20,12 @@ int64_t ChunkRecords::n_plain() const {
   int64_t n = 0;
   for (uint8_t p : plain) n += p != 0;
   return n;
+}
+
+double ChunkRecords::lowest_precision() const {
+  double lowest = 1.0;
+  for (double p : precision) lowest = std::min(lowest, p);
+  return lowest;
 }
 
 void put_chunk_records(const ChunkRecords& r, int64_t n_chunks,

@@ -44,6 +44,7 @@ struct ChunkRecords {
   // Version 2 is written only when used, so unverified files stay readable by older c3.
   bool needs_v2() const;
   int64_t n_plain() const;
+  double lowest_precision() const;  // of the measured chunks; 1 when none was measured
 };
 
 // Adds the keys above for `n_chunks` chunks (checks that the lists have that length).

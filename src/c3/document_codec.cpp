@@ -189,59 +189,89 @@ std::string device_change(const VerifiedDecode& rec, const LoadedC3& m) {
                      now.dtype);
 }
 
-std::vector<std::vector<int64_t>> decompress_to_stream(LoadedC3& m, const LatentFile& f,
-                                                       std::ostream& out,
-                                                       const DecompressStreamOptions& opt) {
+DecompressOptions decode_over_recorded(const VerifiedDecode& rec, const DecodeOverrides& given,
+                                       const LoadedC3& m, std::vector<std::string>* warnings) {
+  DecompressOptions o = decompress_options(rec);
+  std::vector<std::string> changed;
+  auto take = [&](const auto& g, auto& field) {
+    if (!g.value || *g.value == field) return;
+    changed.push_back(fmt::format("{} (recorded {}, now {})", g.name, field, *g.value));
+    field = *g.value;
+  };
+  take(given.beams, o.num_beams);
+  take(given.length_cap, o.length_cap);
+  take(given.no_repeat_ngram, o.no_repeat_ngram_size);
+  take(given.max_new_tokens, o.max_new_tokens);
+  take(given.stop, o.stop_at_im_end);
+  if (std::string d = device_change(rec, m); !d.empty()) changed.push_back(d);
+  for (const std::string& c : changed)
+    warnings->push_back(c + ": the recorded precision holds for the recorded settings only");
+  return o;
+}
+
+std::vector<StoredChunk> stored_chunks(const LatentFile& f, int64_t vocab) {
   // Latents made in memory (Python, the service) carry no storage records: all chunks are latents.
   const std::vector<uint8_t>& plain = f.meta.records.plain;
   const int64_t n = plain.empty() ? f.latents.size(0) : static_cast<int64_t>(plain.size());
-  auto is_plain = [&](int64_t i) { return !plain.empty() && plain[i] != 0; };
+  const int32_t* plain_ids =
+      f.plain_tokens.defined() ? f.plain_tokens.data_ptr<int32_t>() : nullptr;
+  std::vector<StoredChunk> out(n);
+  int64_t latent_row = 0, plain_pos = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    StoredChunk& c = out[i];
+    c.plain = !plain.empty() && plain[i] != 0;
+    if (!c.plain) {
+      c.latent_row = latent_row++;
+      continue;
+    }
+    const int64_t len = f.meta.chunk_tokens[i];
+    c.ids.assign(plain_ids + plain_pos, plain_ids + plain_pos + len);
+    plain_pos += len;
+    for (int64_t id : c.ids)
+      C3_CHECK(id >= 0 && id < vocab,
+               "chunk {} holds token id {}, outside the tokenizer's {} "
+               "tokens; the .c3 file is damaged or was made with another tokenizer",
+               i, id, vocab);
+  }
+  return out;
+}
+
+std::vector<std::vector<int64_t>> decompress_to_stream(LoadedC3& m, const LatentFile& f,
+                                                       std::ostream& out,
+                                                       const DecompressStreamOptions& opt) {
+  std::vector<StoredChunk> chunks = stored_chunks(f, m.tok->vocab_size());
+  const int64_t n = static_cast<int64_t>(chunks.size());
   const bool lengths = static_cast<int64_t>(f.meta.chunk_tokens.size()) == n;
-  const int64_t vocab = m.tok->vocab_size();
-  std::vector<std::vector<int64_t>> all;
+  std::vector<std::vector<int64_t>> all(n);
   std::optional<ProgressBar> bar;
   if (opt.progress) bar.emplace("decompress", n, "chunk");
   torch::NoGradGuard no_grad;
-  const int32_t* plain_ids =
-      f.plain_tokens.defined() ? f.plain_tokens.data_ptr<int32_t>() : nullptr;
-  int64_t chunk = 0, latent_row = 0, plain_pos = 0;
-  auto emit = [&](std::vector<int64_t> row) {
-    out << m.tok->decode(std::vector<int32_t>(row.begin(), row.end()),
-                         /*skip_special_tokens=*/false);
-    all.push_back(std::move(row));
-    ++chunk;
-  };
-  // Plain chunks are written as they come; latent chunks are decoded batch_size at a time.
-  auto emit_plain_run = [&]() {
-    while (chunk < n && is_plain(chunk)) {
-      const int64_t len = f.meta.chunk_tokens[chunk];
-      std::vector<int64_t> row(plain_ids + plain_pos, plain_ids + plain_pos + len);
-      for (int64_t id : row)
-        C3_CHECK(id >= 0 && id < vocab,
-                 "chunk {} holds token id {}, outside the tokenizer's {} "
-                 "tokens; the .c3 file is damaged or was made with another tokenizer",
-                 chunk, id, vocab);
-      plain_pos += len;
-      emit(std::move(row));
-    }
-  };
-  emit_plain_run();
-  while (chunk < n) {
-    std::vector<int64_t> idx, toks;  // the next latent chunks (file order) and their lengths
-    for (int64_t i = chunk; i < n && static_cast<int64_t>(idx.size()) < opt.batch_size; ++i)
-      if (!is_plain(i)) {
-        idx.push_back(i);
-        if (lengths) toks.push_back(f.meta.chunk_tokens[i]);
+  // Each turn decodes the next batch_size latent chunks, then writes every chunk up to the next
+  // latent chunk not decoded yet (plain chunks as they come, as their ids).
+  int64_t done = 0;
+  while (done < n) {
+    std::vector<int64_t> idx, toks;  // the batch's chunks and their source lengths
+    int64_t end = done;
+    for (; end < n; ++end) {
+      if (chunks[end].plain) {
+        all[end] = std::move(chunks[end].ids);
+        continue;
       }
-    auto rows = decode_latents(m, f.latents.narrow(0, latent_row, static_cast<int64_t>(idx.size())),
-                               toks, opt.decode);
-    latent_row += static_cast<int64_t>(idx.size());
-    for (auto& row : rows) {
-      emit(std::move(row));
-      emit_plain_run();
+      if (static_cast<int64_t>(idx.size()) == opt.batch_size) break;
+      idx.push_back(end);
+      if (lengths) toks.push_back(f.meta.chunk_tokens[end]);
     }
+    if (!idx.empty()) {
+      auto rows = decode_latents(
+          m, f.latents.narrow(0, chunks[idx[0]].latent_row, static_cast<int64_t>(idx.size())),
+          toks, opt.decode);
+      for (size_t k = 0; k < idx.size(); ++k) all[idx[k]] = std::move(rows[k]);
+    }
+    for (; done < end; ++done)
+      out << m.tok->decode(std::vector<int32_t>(all[done].begin(), all[done].end()),
+                           /*skip_special_tokens=*/false);
     out.flush();
-    if (bar) bar->set(chunk);
+    if (bar) bar->set(done);
   }
   if (bar) bar->finish();
   return all;

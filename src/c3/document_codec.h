@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <istream>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -86,6 +87,40 @@ VerifiedDecode recorded_decode(const DecompressOptions& d, const LoadedC3& m);
 // "device/dtype (recorded cpu F32, now cuda:0 BF16)" when `m` decodes on another device or in
 // another dtype than `rec` was measured with; "" when they are the same.
 std::string device_change(const VerifiedDecode& rec, const LoadedC3& m);
+
+// Decode settings a caller gives over a verified file's recorded ones (c3 decompress's flags,
+// Python's keywords, the service's fields), each under the name the caller knows it by; a value
+// left unset keeps the recorded one.
+template <typename T>
+struct GivenSetting {
+  std::string name;
+  std::optional<T> value;
+};
+struct DecodeOverrides {
+  GivenSetting<int64_t> beams{"beams", {}};
+  GivenSetting<int64_t> no_repeat_ngram{"no_repeat_ngram", {}};
+  GivenSetting<int64_t> max_new_tokens{"max_new_tokens", {}};
+  GivenSetting<double> length_cap{"length_cap", {}};
+  GivenSetting<bool> stop{"stop", {}};  // stop at <|im_end|>
+};
+
+// The settings `rec` records with `given` over them. `warnings` receives, for each given value
+// that differs from the recorded one and for a device or dtype change, a line like
+// "length_cap (recorded 1.5, now 2): the recorded precision holds for the recorded settings only".
+DecompressOptions decode_over_recorded(const VerifiedDecode& rec, const DecodeOverrides& given,
+                                       const LoadedC3& m, std::vector<std::string>* warnings);
+
+// One chunk of a .c3 file as stored: row `latent_row` of the file's latents, or (version 2)
+// plain token ids.
+struct StoredChunk {
+  bool plain = false;
+  int64_t latent_row = -1;   // latent chunks
+  std::vector<int64_t> ids;  // plain chunks
+};
+
+// The chunks of `f` in file order. Plain chunks' ids are checked against the tokenizer's `vocab`
+// (a damaged file, or one made with another tokenizer, fails here).
+std::vector<StoredChunk> stored_chunks(const LatentFile& f, int64_t vocab);
 
 struct DecompressStreamOptions {
   int64_t batch_size = 8;

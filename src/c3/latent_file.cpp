@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fmt/ranges.h>
 #include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
@@ -104,24 +106,52 @@ LatentFile validate(const io::SafetensorsFile& f, const std::string& path);
 
 }  // namespace
 
+// Chunk data waiting for finish(): an unlinked side file beside the output, or (no path) memory.
+struct LatentWriter::Spool {
+  FILE* file = nullptr;
+  std::string mem;
+  ~Spool() {
+    if (file) std::fclose(file);
+  }
+  void write(const void* data, size_t n, const std::string& path) {
+    if (file) {
+      write_bytes(file, data, n, path);
+    } else {
+      mem.append(static_cast<const char*>(data), n);
+    }
+  }
+  void copy_to(std::ostream& out, const std::string& path) {
+    if (file) {
+      copy_side_file(file, out, path);
+    } else {
+      out.write(mem.data(), static_cast<std::streamsize>(mem.size()));
+    }
+  }
+};
+
 LatentWriter::LatentWriter(std::string path, LatentMeta meta)
     : path_(std::move(path)), meta_(std::move(meta)) {
   check_dtype(meta_.dtype);
-  side_ = open_side_file(path_, ".part.");
+  side_ = spool(".part.");
   meta_.chunk_bytes.clear();
   meta_.chunk_tokens.clear();
   meta_.records = {};
 }
 
-LatentWriter::~LatentWriter() {
-  if (side_) std::fclose(side_);
-  if (plain_side_) std::fclose(plain_side_);
+LatentWriter::LatentWriter(LatentMeta meta) : LatentWriter("", std::move(meta)) {}
+
+LatentWriter::~LatentWriter() = default;
+
+std::unique_ptr<LatentWriter::Spool> LatentWriter::spool(const char* what) const {
+  auto s = std::make_unique<Spool>();
+  if (!path_.empty()) s->file = open_side_file(path_, what);
+  return s;
 }
 
 void LatentWriter::append(const at::Tensor& latents, const std::vector<int64_t>& chunk_bytes,
                           const std::vector<int64_t>& chunk_tokens) {
   const at::Tensor t = stored(latents, meta_);
-  write_bytes(side_, t.data_ptr(), t.numel() * t.element_size(), path_);
+  side_->write(t.data_ptr(), t.numel() * t.element_size(), path_);
   n_chunks_ += latents.size(0);
   n_latent_ += latents.size(0);
   meta_.chunk_bytes.insert(meta_.chunk_bytes.end(), chunk_bytes.begin(), chunk_bytes.end());
@@ -136,8 +166,8 @@ void LatentWriter::append_verified(const at::Tensor& latents, int64_t bytes, int
 }
 
 void LatentWriter::append_plain(const std::vector<int32_t>& ids, int64_t bytes, double precision) {
-  if (!plain_side_) plain_side_ = open_side_file(path_, ".tokens.");
-  write_bytes(plain_side_, ids.data(), ids.size() * sizeof(int32_t), path_);
+  if (!plain_side_) plain_side_ = spool(".tokens.");
+  plain_side_->write(ids.data(), ids.size() * sizeof(int32_t), path_);
   ++n_chunks_;
   n_plain_tokens_ += static_cast<int64_t>(ids.size());
   meta_.chunk_bytes.push_back(bytes);
@@ -154,27 +184,36 @@ void LatentWriter::set_source(int64_t tokens, int64_t chars, int64_t bytes) {
   meta_.source_bytes = bytes;
 }
 
-void LatentWriter::finish() {
+void LatentWriter::write(std::ostream& out) {
   C3_CHECK(!done_, "LatentWriter::finish called twice");
   done_ = true;
   const std::string h = file_header(meta_, n_chunks_, n_latent_, plain_side_ ? n_plain_tokens_ : 0);
-  write_file_atomic(path_, [&](std::ostream& out) {
-    out.write(h.data(), h.size());
-    copy_side_file(side_, out, path_);
-    if (plain_side_) copy_side_file(plain_side_, out, path_);
-  });
+  out.write(h.data(), static_cast<std::streamsize>(h.size()));
+  side_->copy_to(out, path_);
+  if (plain_side_) plain_side_->copy_to(out, path_);
+}
+
+void LatentWriter::finish() {
+  C3_CHECK(!path_.empty(), "LatentWriter::finish: an in-memory writer gives finish_bytes()");
+  write_file_atomic(path_, [&](std::ostream& out) { write(out); });
+}
+
+std::string LatentWriter::finish_bytes() {
+  C3_CHECK(path_.empty(), "LatentWriter::finish_bytes: this writer writes '{}'", path_);
+  std::ostringstream out;
+  write(out);
+  return std::move(out).str();
 }
 
 std::string latent_file_bytes(const LatentMeta& meta, const at::Tensor& latents) {
-  check_dtype(meta.dtype);
   const int64_t n = latents.size(0);
   C3_CHECK(static_cast<int64_t>(meta.chunk_bytes.size()) == n &&
                static_cast<int64_t>(meta.chunk_tokens.size()) == n,
            "latent_file_bytes: {} chunk sizes for {} latent rows", meta.chunk_bytes.size(), n);
-  const at::Tensor t = stored(latents, meta);
-  std::string out = file_header(meta, n, n, 0);
-  out.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
-  return out;
+  LatentWriter w(meta);
+  w.append(latents, meta.chunk_bytes, meta.chunk_tokens);
+  w.set_source(meta.source_tokens, meta.source_chars, meta.source_bytes);
+  return w.finish_bytes();
 }
 
 LatentFile read_latents(const std::string& path) {

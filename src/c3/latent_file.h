@@ -7,7 +7,8 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
-#include <cstdio>
+#include <iosfwd>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,11 +33,15 @@ struct LatentMeta {
 };
 
 // Streams latents chunk by chunk into a side file, then assembles header + data into `path`
-// atomically in finish(). Memory stays bounded by one batch.
+// atomically in finish(). Memory stays bounded by one batch. A writer made without a path keeps
+// the chunks in memory instead and hands back the file's bytes (the service sends them as base64).
 class LatentWriter {
  public:
   LatentWriter(std::string path, LatentMeta meta);
+  explicit LatentWriter(LatentMeta meta);  // in memory: finish_bytes()
   ~LatentWriter();  // removes the side file if finish() was not reached
+  LatentWriter(const LatentWriter&) = delete;
+  LatentWriter& operator=(const LatentWriter&) = delete;
   void append(const at::Tensor& latents, const std::vector<int64_t>& chunk_bytes,
               const std::vector<int64_t>& chunk_tokens);  // [n, L, C]
   // Version 2: one chunk with the char precision measured for it (set_verification must then be
@@ -45,13 +50,18 @@ class LatentWriter {
   void append_plain(const std::vector<int32_t>& ids, int64_t bytes, double precision);
   void set_verification(const Verification& v);
   void set_source(int64_t tokens, int64_t chars, int64_t bytes);
-  void finish();
+  void finish();               // writes the file at `path`
+  std::string finish_bytes();  // in memory: the bytes finish() would have written
 
  private:
-  std::string path_;
+  struct Spool;  // where chunk data waits for finish: a side file, or memory
+  std::unique_ptr<Spool> spool(const char* what) const;
+  void write(std::ostream& out);
+
+  std::string path_;  // "" = in memory
   LatentMeta meta_;
-  FILE* side_ = nullptr;
-  FILE* plain_side_ = nullptr;  // plain chunks' ids, int32, opened on the first one
+  std::unique_ptr<Spool> side_;
+  std::unique_ptr<Spool> plain_side_;  // plain chunks' ids, int32, opened on the first one
   int64_t n_chunks_ = 0, n_latent_ = 0, n_plain_tokens_ = 0;
   bool done_ = false;
 };
@@ -66,8 +76,8 @@ struct LatentFile {
 LatentFile read_latents(const std::string& path);
 
 // In memory (the service sends .c3 files as base64): the exact bytes that LatentWriter writes for
-// `latents` [n, L, C] (stored as meta.dtype) and meta's chunk lists, and the reader of such bytes,
-// which validates them as read_latents does (errors name `name`).
+// `latents` [n, L, C] (stored as meta.dtype), meta's chunk lists and source counts, and the reader
+// of such bytes, which validates them as read_latents does (errors name `name`).
 std::string latent_file_bytes(const LatentMeta& meta, const at::Tensor& latents);
 LatentFile parse_latents(std::string bytes, const std::string& name);
 

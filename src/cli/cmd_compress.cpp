@@ -91,24 +91,18 @@ cascade::DecompressOptions verified_settings(const cascade::LatentFile& f, const
                                              const cascade::LoadedC3& m, const DecodeFlags& df) {
   const cascade::ChunkRecords& rec = f.meta.records;
   const cascade::Verification& v = *rec.verification;
-  double lowest = 1.0;
-  for (double p : rec.precision) lowest = std::min(lowest, p);
   std::fprintf(stderr,
                "%s: %zu chunks (%lld as plain tokens), verified when written: every chunk >= "
                "%.2f%% char precision, lowest %.2f%% (%s, %s, beams %lld, no_repeat_ngram %lld, "
                "length_cap %g)\n",
                in.c_str(), rec.plain.size(), (long long)rec.n_plain(), 100.0 * v.min_precision,
-               100.0 * lowest, v.decode.device.c_str(), v.decode.dtype.c_str(),
+               100.0 * rec.lowest_precision(), v.decode.device.c_str(), v.decode.dtype.c_str(),
                (long long)v.decode.num_beams, (long long)v.decode.no_repeat_ngram_size,
                v.decode.length_cap);
-  std::vector<std::string> changed;
-  cascade::DecompressOptions o = df.options_over(v.decode, &changed);
-  if (std::string d = cascade::device_change(v.decode, m); !d.empty()) changed.push_back(d);
-  for (const std::string& c : changed)
-    std::fprintf(stderr,
-                 "warning: %s: the recorded precision holds for the recorded settings "
-                 "only\n",
-                 c.c_str());
+  std::vector<std::string> warnings;
+  cascade::DecompressOptions o =
+      cascade::decode_over_recorded(v.decode, df.overrides(), m, &warnings);
+  for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   return o;
 }
 

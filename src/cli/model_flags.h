@@ -66,28 +66,23 @@ struct DecodeFlags {
     o.num_beams = beams;
     return o;
   }
-  // The settings a verified .c3 file records, with the flags given on the command line over
-  // them; `changed` receives "--flag (recorded R, now N)" for each one that differs.
-  cascade::DecompressOptions options_over(const cascade::VerifiedDecode& rec,
-                                          std::vector<std::string>* changed) const {
-    cascade::DecompressOptions o = cascade::decompress_options(rec);
-    const cascade::DecompressOptions mine = options();
-    auto take = [&](size_t k, auto& field, const auto& value) {
-      if (opts_[k]->count() == 0 || field == value) return;
-      changed->push_back(
-          fmt::format("{} (recorded {}, now {})", opts_[k]->get_name(), field, value));
-      field = value;
+  // The flags given on the command line, to lay over a verified file's recorded settings.
+  cascade::DecodeOverrides overrides() const {
+    cascade::DecodeOverrides o;
+    auto given = [&](size_t k, auto& setting, const auto& value) {
+      setting.name = opts_[k]->get_name();  // "--length-cap"
+      if (opts_[k]->count() > 0) setting.value = value;
     };
-    take(0, o.num_beams, mine.num_beams);
-    take(1, o.length_cap, mine.length_cap);
-    take(2, o.no_repeat_ngram_size, mine.no_repeat_ngram_size);
-    take(3, o.max_new_tokens, mine.max_new_tokens);
-    take(4, o.stop_at_im_end, mine.stop_at_im_end);
+    given(0, o.beams, beams);
+    given(1, o.length_cap, length_cap);
+    given(2, o.no_repeat_ngram, no_repeat_ngram);
+    given(3, o.max_new_tokens, max_new_tokens);
+    given(4, o.stop, !no_stop);
     return o;
   }
 
  private:
-  std::vector<CLI::Option*> opts_;  // in the order options_over reads them
+  std::vector<CLI::Option*> opts_;  // in the order overrides() reads them
 };
 
 // Opens IN ("-" = stdin) as a stream; errors name the file.

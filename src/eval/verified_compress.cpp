@@ -2,6 +2,7 @@
 #include "eval/verified_compress.h"
 
 #include <algorithm>
+#include <deque>
 
 #include "c3/chunker.h"
 #include "eval/text_metrics.h"
@@ -27,17 +28,25 @@ class Verifier {
            int64_t floor)
       : m_(m), opt_(opt), v_(v), floor_(floor) {}
 
-  // Settles every piece: tries all of them as latents, batch by batch, then the halves of those
-  // that fell short, level by level (so halves of different chunks share batches).
-  void settle(std::vector<Piece*> work, VerifiedResult& r) {
-    while (!work.empty()) {
-      std::vector<Piece*> next;
-      for (size_t i = 0; i < work.size(); i += static_cast<size_t>(opt_.batch_size)) {
-        const size_t end = std::min(work.size(), i + static_cast<size_t>(opt_.batch_size));
-        try_as_latents(std::vector<Piece*>(work.begin() + i, work.begin() + end), next);
-        r.encodes += static_cast<int64_t>(end - i);
+  // Tries each piece of `batch` as latents: those below P are cut, their halves added to `next`.
+  void try_as_latents(const std::vector<Piece*>& batch, std::vector<Piece*>& next) {
+    std::vector<std::vector<int32_t>> ids;
+    std::vector<int64_t> tokens;
+    for (const Piece* p : batch) {
+      ids.push_back(p->ids);
+      tokens.push_back(static_cast<int64_t>(p->ids.size()));
+    }
+    // Decoded from the latents as the file will hold them, with decompress's own code path.
+    const at::Tensor lat = cascade::as_stored(m_.model->compress(ids), opt_.dtype);
+    const auto rows = cascade::decode_latents(m_, lat, tokens, v_.decode);
+    for (size_t k = 0; k < batch.size(); ++k) {
+      Piece& p = *batch[k];
+      p.precision = char_precision(text_of(rows[k]), p.text);
+      if (p.precision >= v_.min_precision) {
+        p.latents = lat[static_cast<int64_t>(k)].cpu();
+      } else {
+        cut(p, next);
       }
-      work = std::move(next);
     }
   }
 
@@ -62,27 +71,6 @@ class Verifier {
  private:
   std::string text_of(const std::vector<int64_t>& ids) const {
     return m_.tok->decode(std::vector<int32_t>(ids.begin(), ids.end()), false);
-  }
-
-  void try_as_latents(const std::vector<Piece*>& batch, std::vector<Piece*>& next) {
-    std::vector<std::vector<int32_t>> ids;
-    std::vector<int64_t> tokens;
-    for (const Piece* p : batch) {
-      ids.push_back(p->ids);
-      tokens.push_back(static_cast<int64_t>(p->ids.size()));
-    }
-    // Decoded from the latents as the file will hold them, with decompress's own code path.
-    const at::Tensor lat = cascade::as_stored(m_.model->compress(ids), opt_.dtype);
-    const auto rows = cascade::decode_latents(m_, lat, tokens, v_.decode);
-    for (size_t k = 0; k < batch.size(); ++k) {
-      Piece& p = *batch[k];
-      p.precision = char_precision(text_of(rows[k]), p.text);
-      if (p.precision >= v_.min_precision) {
-        p.latents = lat[static_cast<int64_t>(k)].cpu();
-      } else {
-        cut(p, next);
-      }
-    }
   }
 
   // Halves of at most ceil(n / 2) tokens at text boundaries (chunker.h), or plain at the floor.
@@ -115,53 +103,156 @@ double VerifiedResult::ratio(int64_t L) const {
   return slots > 0 ? double(source.tokens) / double(slots) : 0.0;
 }
 
-VerifiedResult compress_verified_to_file(cascade::LoadedC3& m, std::istream& in,
-                                         const std::string& in_name, const std::string& out_path,
-                                         const cascade::CompressOptions& opt,
-                                         const VerifyOptions& v) {
+nlohmann::ordered_json VerifiedResult::to_json(int64_t L, const VerifyOptions* verify) const {
+  nlohmann::ordered_json j = {{"tokens", source.tokens},
+                              {"chars", source.chars},
+                              {"bytes", source.bytes},
+                              {"chunks", latent_chunks + plain_chunks},
+                              {"latent_chunks", latent_chunks},
+                              {"plain_chunks", plain_chunks},
+                              {"plain_tokens", plain_tokens},
+                              {"slots", latent_chunks * L + plain_tokens},
+                              {"ratio", ratio(L)},
+                              {"verified", verify != nullptr},
+                              {"min_precision", nullptr},
+                              {"lowest_precision", nullptr},
+                              {"encodes", encodes}};
+  if (verify) {
+    j["min_precision"] = verify->min_precision;
+    j["lowest_precision"] = lowest_precision;
+  }
+  return j;
+}
+
+VerifiedResult VerifiedResult::unverified(const cascade::CompressResult& source) {
+  VerifiedResult r;
+  r.source = source;
+  r.latent_chunks = source.chunks;
+  r.encodes = source.chunks;
+  return r;
+}
+
+// The compressor's state between steps. Pieces are settled group by group: `group` holds the
+// first-cut chunks being settled, `level` the pieces of the current level (group members or
+// halves), `at` how many of them are tried, `next` the halves of this level's failures.
+struct VerifiedCompressor::State {
+  State(cascade::LoadedC3& m, const cascade::CompressOptions& o, const VerifyOptions& verify,
+        const std::string& path)
+      : m(m),
+        opt(o),
+        v(verify),
+        floor(v.floor_tokens > 0 ? v.floor_tokens : m.model->latent_len()),
+        verifier(m, opt, v, floor) {
+    const cascade::LatentMeta meta = cascade::latent_meta(m, opt.dtype);
+    in_memory = path.empty();
+    writer = in_memory ? std::make_unique<cascade::LatentWriter>(meta)
+                       : std::make_unique<cascade::LatentWriter>(path, meta);
+  }
+  cascade::LoadedC3& m;
+  const cascade::CompressOptions opt;
+  const VerifyOptions v;
+  const int64_t floor;
+  Verifier verifier;  // holds references to opt and v above
+  std::unique_ptr<cascade::LatentWriter> writer;
+  bool in_memory = false;
+  std::string bytes;
+  VerifiedResult r;
+  std::deque<Piece> waiting;
+  std::vector<Piece> group;
+  std::vector<Piece*> level, next;
+  size_t at = 0;
+};
+
+VerifiedCompressor::VerifiedCompressor(cascade::LoadedC3& m, const cascade::CompressOptions& opt,
+                                       const VerifyOptions& v, const std::string& out_path) {
   C3_CHECK(v.min_precision >= 0.0 && v.min_precision <= 1.0,
            "--min-precision must lie in [0, 1], got {}", v.min_precision);
   C3_CHECK(v.floor_tokens >= 0, "--verify-floor must be >= 0 tokens, got {}", v.floor_tokens);
   C3_CHECK(opt.batch_size > 0, "--batch must be positive, got {}", opt.batch_size);
-  const int64_t L = m.model->latent_len();
-  const int64_t floor = v.floor_tokens > 0 ? v.floor_tokens : L;
-  cascade::LatentMeta meta;
-  meta.model_fingerprint = m.fingerprint;
-  meta.tokenizer_hash = m.tok->file_hash();
-  meta.latent_len = L;
-  meta.hidden = m.model->config.decoder.hidden_size;
-  meta.dtype = opt.dtype;
-  cascade::LatentWriter writer(out_path, meta);
+  s_ = std::make_unique<State>(m, opt, v, out_path);
+}
 
-  VerifiedResult r;
-  Verifier verifier(m, opt, v, floor);
+VerifiedCompressor::~VerifiedCompressor() = default;
+
+void VerifiedCompressor::add(const cascade::Chunk& c, std::string_view text) {
+  Piece p;
+  p.text = std::string(text);
+  p.ids = c.ids;
+  s_->waiting.push_back(std::move(p));
+}
+
+int64_t VerifiedCompressor::waiting() const { return static_cast<int64_t>(s_->waiting.size()); }
+
+bool VerifiedCompressor::step() {
+  State& s = *s_;
+  const size_t batch = static_cast<size_t>(s.opt.batch_size);
+  if (s.level.empty()) {  // the next group
+    if (s.waiting.empty()) return false;
+    s.group.clear();
+    while (!s.waiting.empty() && s.group.size() < batch) {
+      s.group.push_back(std::move(s.waiting.front()));
+      s.waiting.pop_front();
+    }
+    for (Piece& p : s.group) s.level.push_back(&p);
+    s.at = 0;
+  }
   torch::NoGradGuard no_grad;
-  std::vector<Piece> batch;
-  auto flush = [&]() {
-    std::vector<Piece*> work;
-    for (Piece& p : batch) work.push_back(&p);
-    verifier.settle(work, r);
-    for (const Piece& p : batch) verifier.write(p, writer, r);
-    batch.clear();
-  };
+  const size_t end = std::min(s.level.size(), s.at + batch);
+  s.verifier.try_as_latents(std::vector<Piece*>(s.level.begin() + s.at, s.level.begin() + end),
+                            s.next);
+  s.r.encodes += static_cast<int64_t>(end - s.at);
+  s.at = end;
+  if (s.at == s.level.size()) {  // the level is settled; its failures' halves make the next
+    s.level = std::move(s.next);
+    s.next.clear();
+    s.at = 0;
+    if (s.level.empty()) {
+      for (const Piece& p : s.group) s.verifier.write(p, *s.writer, s.r);
+      s.group.clear();
+    }
+  }
+  return !s.level.empty() || !s.waiting.empty();
+}
+
+VerifiedResult VerifiedCompressor::finish(const cascade::CompressResult& source) {
+  State& s = *s_;
+  C3_CHECK(s.level.empty() && s.waiting.empty(), "VerifiedCompressor::finish before the last step");
+  cascade::Verification ver;
+  ver.min_precision = s.v.min_precision;
+  ver.floor_tokens = s.floor;
+  ver.decode = cascade::recorded_decode(s.v.decode, s.m);
+  s.writer->set_verification(ver);
+  s.writer->set_source(source.tokens, source.chars, source.bytes);
+  if (s.in_memory) {
+    s.bytes = s.writer->finish_bytes();
+  } else {
+    s.writer->finish();
+  }
+  s.r.source = source;
+  return s.r;
+}
+
+const std::string& VerifiedCompressor::bytes() const { return s_->bytes; }
+
+VerifiedResult compress_verified_to_file(cascade::LoadedC3& m, std::istream& in,
+                                         const std::string& in_name, const std::string& out_path,
+                                         const cascade::CompressOptions& opt,
+                                         const VerifyOptions& v) {
+  VerifiedCompressor vc(m, opt, v, out_path);
   const int64_t max_tokens =
       opt.max_passage_tokens > 0 ? opt.max_passage_tokens : m.model->config.max_passage_tokens;
+  // A group is settled as soon as it is full, which bounds the text and latents held.
   auto on_chunk = [&](const cascade::Chunk& c, std::string_view text) {
-    batch.push_back({std::string(text), c.ids});
-    if (static_cast<int64_t>(batch.size()) >= opt.batch_size) flush();
+    vc.add(c, text);
+    if (vc.waiting() >= opt.batch_size)
+      while (vc.step()) {
+      }
   };
-  r.source = cascade::read_chunks(*m.tok, in, in_name, max_tokens, opt.block_bytes, opt.progress,
-                                  on_chunk);
-  flush();
-
-  cascade::Verification ver;
-  ver.min_precision = v.min_precision;
-  ver.floor_tokens = floor;
-  ver.decode = cascade::recorded_decode(v.decode, m);
-  writer.set_verification(ver);
-  writer.set_source(r.source.tokens, r.source.chars, r.source.bytes);
-  writer.finish();
-  return r;
+  const cascade::CompressResult source = cascade::read_chunks(
+      *m.tok, in, in_name, max_tokens, opt.block_bytes, opt.progress, on_chunk);
+  while (vc.step()) {
+  }
+  return vc.finish(source);
 }
 
 }  // namespace c3::eval

@@ -1,4 +1,4 @@
-// The engine loop: inbox -> encoder pass -> (a beam chunk) -> decode step -> answers.
+// The engine loop: inbox -> encoder pass -> (a beam chunk) -> (a step) -> decode step -> answers.
 #include "serve/scheduler.h"
 
 #include <torch/torch.h>
@@ -29,14 +29,22 @@ struct Scheduler::Job {
   std::vector<at::Tensor> lat;  // per chunk [1, L, C]: compress keeps them, a round trip until
                                 // the chunk joins the decoder
   std::vector<std::vector<int64_t>> ids;
+  bool stepping = true;        // steps: more remain
+  std::exception_ptr failed;  // steps: what a step threw (this request fails alone)
   std::promise<WorkResult> done;
   std::atomic<bool> abandoned{false};
 
-  bool decodes() const { return work.kind != WorkKind::kCompress; }
+  bool steps() const { return work.kind == WorkKind::kSteps; }
+  bool decodes() const {
+    return work.kind == WorkKind::kDecompress || work.kind == WorkKind::kRoundtrip;
+  }
   bool beams() const { return decodes() && work.decode.num_beams > 1; }
   int64_t ready() const { return work.kind == WorkKind::kDecompress ? n : encoded; }
   bool can_decode() const { return decodes() && to_decode < ready(); }
-  bool complete() const { return decodes() ? decoded == n : encoded == n; }
+  bool complete() const {
+    if (steps()) return !stepping;
+    return decodes() ? decoded == n : encoded == n;
+  }
   bool encodes() const { return work.kind != WorkKind::kDecompress && encoded < n; }
 
   // Chunk i's latents [1, L, C] on the model's device, and its decoding options.
@@ -80,7 +88,8 @@ Scheduler::~Scheduler() {
 }
 
 WorkResult Scheduler::run(Work work, double timeout_s) {
-  if (work.kind != WorkKind::kCompress) {
+  C3_CHECK(work.kind != WorkKind::kSteps || work.step, "scheduler: steps without a step function");
+  if (work.kind != WorkKind::kCompress && work.kind != WorkKind::kSteps) {
     const size_t n = work.kind == WorkKind::kDecompress ? work.latents.size(0) : work.chunks.size();
     C3_CHECK(work.source_tokens.size() == n, "scheduler: {} source lengths for {} chunks",
              work.source_tokens.size(), n);
@@ -149,6 +158,7 @@ void Scheduler::loop() {
       torch::NoGradGuard no_grad;
       encode_some(active);
       beam_one(active);
+      step_one(active);
       decode_step(active);
     } catch (...) {
       // The batch's state is unknown after a failed step: every request in it fails alike.
@@ -212,7 +222,7 @@ void Scheduler::encode_some(std::vector<std::shared_ptr<Job>>& active) {
     for (size_t j = 0; j < active.size(); ++j) {
       Job& job = *active[j];
       if (static_cast<int64_t>(picked.size()) >= opt_.encode_batch) break;
-      if (job.work.kind == WorkKind::kDecompress || next[j] >= job.n) continue;
+      if (job.work.kind == WorkKind::kDecompress || job.steps() || next[j] >= job.n) continue;
       const bool roundtrip = job.work.kind == WorkKind::kRoundtrip;
       if (roundtrip && waiting >= opt_.max_batch) continue;
       picked.emplace_back(&job, next[j]++);
@@ -249,6 +259,22 @@ void Scheduler::beam_one(std::vector<std::shared_ptr<Job>>& active) {
     ++job->decoded;
     if (metrics_) metrics_->tokens_out(static_cast<int64_t>(job->ids[i].size()));
     return;
+  }
+}
+
+// One step of one stepping request, round-robin over them. Its failure is its own: a step touches
+// no state of the batch.
+void Scheduler::step_one(std::vector<std::shared_ptr<Job>>& active) {
+  std::vector<Job*> stepping;
+  for (auto& job : active)
+    if (job->steps() && job->stepping) stepping.push_back(job.get());
+  if (stepping.empty()) return;
+  Job& job = *stepping[static_cast<size_t>(step_turn_++) % stepping.size()];
+  try {
+    job.stepping = job.work.step();
+  } catch (...) {
+    job.failed = std::current_exception();
+    job.stepping = false;
   }
 }
 
@@ -298,6 +324,10 @@ void Scheduler::finish_done(std::vector<std::shared_ptr<Job>>& active) {
   }
   release(static_cast<int64_t>(done.size()));
   for (auto& job : done) {
+    if (job->failed) {
+      job->done.set_exception(job->failed);
+      continue;
+    }
     WorkResult r;
     if (job->work.kind == WorkKind::kCompress) {
       r.latents = job->n > 0 ? at::cat(job->lat, 0) : at::Tensor();

@@ -10,6 +10,8 @@
 // A round trip's chunks are encoded only while fewer than max_batch of them wait for a decode row,
 // which bounds the latents held. Beam search (beams > 1) runs outside the batch: one chunk at a
 // time between two decode steps, through C3ModelImpl::decompress, pausing the batch meanwhile.
+// So does work that comes in steps (verified compression: one batch of chunks encoded, decoded
+// and scored per step): one step per engine turn, taken round-robin over such requests.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -17,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -36,7 +39,7 @@ struct SchedulerOptions {
   bool cuda_graphs = true;
 };
 
-enum class WorkKind { kCompress, kDecompress, kRoundtrip };
+enum class WorkKind { kCompress, kDecompress, kRoundtrip, kSteps };
 
 // One request's work.
 struct Work {
@@ -45,6 +48,9 @@ struct Work {
   at::Tensor latents;                        // decompress: [n, L, C]
   std::vector<int64_t> source_tokens;        // decompress, roundtrip: per chunk (length cap)
   cascade::DecompressOptions decode;         // decompress, roundtrip
+  // steps: runs one step on the engine thread and says whether more remain. It owns what it
+  // works on: a request that times out leaves it to the engine, which drops it after its step.
+  std::function<bool()> step;
 };
 
 struct WorkResult {
@@ -87,6 +93,7 @@ class Scheduler {
   void drop_abandoned(std::vector<std::shared_ptr<Job>>& active);
   void encode_some(std::vector<std::shared_ptr<Job>>& active);
   void beam_one(std::vector<std::shared_ptr<Job>>& active);
+  void step_one(std::vector<std::shared_ptr<Job>>& active);
   void decode_step(std::vector<std::shared_ptr<Job>>& active);
   void finish_done(std::vector<std::shared_ptr<Job>>& active);
   void fail_all(std::vector<std::shared_ptr<Job>>& active, std::exception_ptr e);
@@ -110,6 +117,7 @@ class Scheduler {
   int64_t accepted_ = 0;
   bool draining_ = false, stop_ = false;
   std::atomic<int64_t> running_rows_{0};
+  int64_t step_turn_ = 0;  // engine only: which stepping request steps next
   std::thread engine_;
 };
 

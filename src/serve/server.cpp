@@ -15,6 +15,7 @@
 #include "c3/document_codec.h"
 #include "eval/roundtrip.h"
 #include "eval/text_metrics.h"
+#include "eval/verified_compress.h"
 #include "serve/base64.h"
 #include "util/error.h"
 
@@ -98,6 +99,47 @@ void reply_error(httplib::Response& res, int status, const std::string& message)
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// /v1/compress: the chunks through the encoder passes, into the bytes of `c3 compress`'s file.
+eval::VerifiedResult compress_latents(cascade::LoadedC3& m, Scheduler& s, TextRequest& r,
+                                      const cascade::CompressResult& source, double timeout,
+                                      std::string* file) {
+  cascade::LatentMeta meta = cascade::latent_meta(m, r.latent_dtype);
+  Work w;
+  w.kind = WorkKind::kCompress;
+  for (auto& c : r.chunks) {
+    meta.chunk_bytes.push_back(c.byte_end - c.byte_begin);
+    meta.chunk_tokens.push_back(static_cast<int64_t>(c.ids.size()));
+    w.chunks.push_back(std::move(c.ids));
+  }
+  meta.source_tokens = source.tokens;
+  meta.source_chars = source.chars;
+  meta.source_bytes = source.bytes;
+  *file = cascade::latent_file_bytes(meta, s.run(std::move(w), timeout).latents);
+  return eval::VerifiedResult::unverified(source);
+}
+
+// /v1/compress with min_precision: outside the batch, one verification batch of `batch` pieces
+// per engine turn (scheduler.h), checked through C3ModelImpl::decompress as `c3 compress
+// --min-precision --batch` checks them; the step function owns the compressor, so a request that
+// times out leaves nothing behind it.
+eval::VerifiedResult compress_verified(cascade::LoadedC3& m, Scheduler& s, const TextRequest& r,
+                                       const cascade::CompressResult& source, int64_t batch,
+                                       double timeout, std::string* file) {
+  cascade::CompressOptions co;
+  co.batch_size = batch;
+  co.dtype = r.latent_dtype;
+  co.progress = false;
+  auto vc = std::make_shared<eval::VerifiedCompressor>(m, co, *r.verify, "");
+  for (size_t i = 0; i < r.chunks.size(); ++i) vc->add(r.chunks[i], r.chunk_texts[i]);
+  Work w;
+  w.kind = WorkKind::kSteps;
+  w.step = [vc] { return vc->step(); };
+  s.run(std::move(w), timeout);
+  const eval::VerifiedResult res = vc->finish(source);
+  *file = vc->bytes();
+  return res;
 }
 
 }  // namespace
@@ -201,45 +243,47 @@ void Server::add_routes() {
   route("/v1/compress", [this, timeout](const std::string& body) {
     const auto t0 = Clock::now();
     TextRequest r = parse_compress(body, m_, opt_.limits);
-    cascade::LatentMeta meta = cascade::latent_meta(m_, r.latent_dtype);
-    Work w;
-    w.kind = WorkKind::kCompress;
-    for (auto& c : r.chunks) {
-      meta.chunk_bytes.push_back(c.byte_end - c.byte_begin);
-      meta.chunk_tokens.push_back(static_cast<int64_t>(c.ids.size()));
-      w.chunks.push_back(std::move(c.ids));
-    }
-    meta.source_tokens = r.tokens;
-    meta.source_chars = r.chars;
-    meta.source_bytes = static_cast<int64_t>(r.text.size());
-    const WorkResult out = scheduler_->run(std::move(w), timeout);
-    const int64_t n = static_cast<int64_t>(meta.chunk_tokens.size());
-    return json{{"latents", base64_encode(cascade::latent_file_bytes(meta, out.latents))},
-                {"chunks", n},
-                {"tokens", r.tokens},
-                {"ratio", double(r.tokens) / double(n * m_.model->latent_len())},
-                {"latent_dtype", r.latent_dtype == "F32" ? "f32" : "bf16"},
-                {"seconds", seconds_since(t0)}};
+    const cascade::CompressResult source = {r.tokens, r.chars, static_cast<int64_t>(r.text.size()),
+                                            static_cast<int64_t>(r.chunks.size())};
+    std::string file;
+    const eval::VerifiedResult res =
+        r.verify ? compress_verified(m_, *scheduler_, r, source, opt_.scheduler.encode_batch,
+                                     timeout, &file)
+                 : compress_latents(m_, *scheduler_, r, source, timeout, &file);
+    // The counts of `c3 compress` (Python's compress_file), then the file and its dtype.
+    json j = res.to_json(m_.model->latent_len(), r.verify ? &*r.verify : nullptr);
+    j["latents"] = base64_encode(file);
+    j["latent_dtype"] = r.latent_dtype == "F32" ? "f32" : "bf16";
+    j["seconds"] = seconds_since(t0);
+    return j;
   });
 
   route("/v1/decompress", [this, timeout](const std::string& body) {
     const auto t0 = Clock::now();
     LatentRequest r = parse_decompress(body, m_, opt_.limits);
-    Work w;
+    Work w;  // the latent chunks; plain ones are their stored ids
     w.kind = WorkKind::kDecompress;
     w.latents = r.file.latents;
-    w.source_tokens = r.file.meta.chunk_tokens;
+    w.source_tokens = r.latent_tokens;
     w.decode = r.decode;
     const WorkResult out = scheduler_->run(std::move(w), timeout);
     std::string text;
     int64_t tokens = 0;
-    for (const auto& ids : out.ids) {
+    for (const cascade::StoredChunk& c : r.chunks) {
+      const std::vector<int64_t>& ids = c.plain ? c.ids : out.ids.at(c.latent_row);
       text += m_.tok->decode(std::vector<int32_t>(ids.begin(), ids.end()));
       tokens += static_cast<int64_t>(ids.size());
     }
+    const cascade::ChunkRecords& rec = r.file.meta.records;
+    const bool verified = rec.verification.has_value();
     return json{{"text", text},
                 {"tokens", tokens},
-                {"chunks", static_cast<int64_t>(out.ids.size())},
+                {"chunks", static_cast<int64_t>(r.chunks.size())},
+                {"plain_chunks", rec.n_plain()},
+                {"verified", verified},
+                {"min_precision", verified ? json(rec.verification->min_precision) : json()},
+                {"lowest_precision", verified ? json(rec.lowest_precision()) : json()},
+                {"warnings", r.warnings},
                 {"seconds", seconds_since(t0)}};
   });
 

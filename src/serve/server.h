@@ -1,6 +1,8 @@
 // `c3 serve`: the HTTP/JSON face of the scheduler (cpp-httplib). Routes:
-//   POST /v1/compress    {"text"}      -> {"latents" (base64 .c3 bytes), "chunks", "tokens", "ratio"}
-//   POST /v1/decompress  {"latents"}   -> {"text", "tokens", "chunks", "seconds"}
+//   POST /v1/compress    {"text"}      -> {"latents" (base64 .c3 bytes), "chunks", "tokens", ...};
+//                                         with "min_precision", verified (verified_compress.h)
+//   POST /v1/decompress  {"latents"}   -> {"text", "tokens", "chunks", "plain_chunks", ...}; any
+//                                         .c3 file, plain-token chunks included
 //   POST /v1/roundtrip   {"text"}      -> the fields of `c3 roundtrip --json`
 //   GET  /health                       -> {"status": "ok", ...} (503 "draining" while stopping)
 //   GET  /metrics                      -> Prometheus text format
