@@ -5,10 +5,10 @@ import json
 from conftest import LONG, SMALL, run_cli
 
 
-def test_roundtrip_equals_the_clis_on_a_three_chunk_document(small, long_text):
+def test_roundtrip_equals_the_clis_on_a_document_of_several_chunks(small, long_text):
     cli = json.loads(run_cli("roundtrip", "--json", "--model", SMALL, LONG))
     [py] = small.roundtrip([long_text])
-    assert py["chunks"] == 3 and py["latents"] == 3 * small.latent_len
+    assert py["chunks"] >= 2 and py["latents"] == py["chunks"] * small.latent_len
     assert py.keys() == cli.keys()
     for k in cli.keys() - {"seconds"}:
         assert py[k] == cli[k], k
@@ -36,7 +36,7 @@ def test_compress_then_decompress_gives_the_texts_back(small, sample):
 
 
 def test_properties(small):
-    assert (small.latent_len, small.hidden_size, small.max_passage_tokens) == (32, 256, 416)
+    assert (small.latent_len, small.hidden_size, small.max_passage_tokens) == (32, 256, 512)
     assert (small.device, small.dtype) == ("cpu", "float32")
     assert small.path == str(SMALL) and len(small.fingerprint) == 32
     assert "c3-small" in repr(small)
