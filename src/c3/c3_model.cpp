@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <random>
 
 #include "c3/batch_inputs.h"
 #include "c3/query_layout.h"

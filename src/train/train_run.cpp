@@ -344,7 +344,6 @@ StepStats TrainRun::train_step(const StepBatch& b) {
 // count, so results would change with grad_accum and world size whenever lengths differ.
 // Loss and accuracy stay on the device until the step's end: no host sync per micro-batch.
 void TrainRun::forward_backward(const StepBatch& b, at::Tensor& loss_sum, at::Tensor& correct_sum) {
-  const double W = env_.world_size;
   // Gradients sync once per step, after the last micro-batch (syncing each would multiply the
   // communication by grad_accum for the same result) ... or, with ZeRO-2, after every one: each
   // backward's gradients go straight into their shards, so no full gradient outlives it. Every
@@ -359,42 +358,47 @@ void TrainRun::forward_backward(const StepBatch& b, at::Tensor& loss_sum, at::Te
       if (sync_each) sync_gradients(/*armed=*/false);
       continue;
     }
-    cascade::InputNoise noise;
-    noise.rate = opt_.input_noise * b.noise_scale;
-    noise.self_feed = opt_.self_feed * b.noise_scale;
-    noise.key = Rng::keyed({opt_.seed, static_cast<uint64_t>(step_), static_cast<uint64_t>(env_.rank),
-                            static_cast<uint64_t>(k), 0x6e6f697365ull}).next();
-    const cascade::TrainInputs in =
-        cascade::train_inputs(*model_, ids, noise, graphs_ ? graphs_->shape() : cascade::TrainShape{});
-    const double scale = W / b.world_targets;  // per token: see above
-    at::Tensor tokens_loss, correct;
-    if (graphs_) {  // forward and backward in one replay
-      const at::Tensor sums = graphs_->run(in, scale);
-      tokens_loss = sums[0].to(at::kFloat) / static_cast<double>(b.world_targets);
-      correct = sums[1].to(at::kLong);
-      phases_->mark("graph");
-    } else {
-      at::Tensor loss;
-      {
-        compat::AutocastGuard ac(bf16_, device_);
-        const cascade::LossSums out = model_->train_loss(in.to(device_));
-        tokens_loss = out.loss_sum.detach() / static_cast<double>(b.world_targets);
-        correct = out.n_correct;
-        loss = out.loss_sum * scale;
-        if (opt_.aux_lm_weight > 0 && b.world_lm_targets > 0)
-          loss = loss + decoder_lm_loss_sum(model_, ids) * (opt_.aux_lm_weight * W / b.world_lm_targets);
-      }
-      phases_->mark("forward");
-      const bool sync_here = sync_each || static_cast<int64_t>(k) == last_nonempty;
-      if (overlap_ && sync_here) dp_->arm_overlap();
-      loss.backward();
-      phases_->mark("backward");
-    }
+    const bool sync_here = sync_each || static_cast<int64_t>(k) == last_nonempty;
+    const auto [tokens_loss, correct] = micro_batch(b, k, /*arm_overlap=*/overlap_ && sync_here);
     loss_sum = loss_sum.defined() ? loss_sum + tokens_loss : tokens_loss;
     correct_sum = correct_sum.defined() ? correct_sum + correct : correct;
     if (sync_each) sync_gradients(/*armed=*/true);
   }
   if (!sync_each) sync_gradients(/*armed=*/last_nonempty >= 0);
+}
+
+// Micro-batch k's forward and backward (one graph replay where graphs are on): returns its share
+// of the step's mean loss and its hits, both on the device.
+std::pair<at::Tensor, at::Tensor> TrainRun::micro_batch(const StepBatch& b, size_t k, bool arm_overlap) {
+  const auto& ids = b.micro_ids[k];
+  cascade::InputNoise noise;
+  noise.rate = opt_.input_noise * b.noise_scale;
+  noise.self_feed = opt_.self_feed * b.noise_scale;
+  noise.key = Rng::keyed({opt_.seed, static_cast<uint64_t>(step_), static_cast<uint64_t>(env_.rank),
+                          static_cast<uint64_t>(k), 0x6e6f697365ull}).next();
+  const cascade::TrainInputs in =
+      cascade::train_inputs(*model_, ids, noise, graphs_ ? graphs_->shape() : cascade::TrainShape{});
+  const double W = env_.world_size, scale = W / b.world_targets;  // per token: see forward_backward
+  if (graphs_) {
+    const at::Tensor sums = graphs_->run(in, scale);
+    phases_->mark("graph");
+    return {sums[0].to(at::kFloat) / static_cast<double>(b.world_targets), sums[1].to(at::kLong)};
+  }
+  at::Tensor loss, tokens_loss, correct;
+  {
+    compat::AutocastGuard ac(bf16_, device_);
+    const cascade::LossSums out = model_->train_loss(in.to(device_));
+    tokens_loss = out.loss_sum.detach() / static_cast<double>(b.world_targets);
+    correct = out.n_correct;
+    loss = out.loss_sum * scale;
+    if (opt_.aux_lm_weight > 0 && b.world_lm_targets > 0)
+      loss = loss + decoder_lm_loss_sum(model_, ids) * (opt_.aux_lm_weight * W / b.world_lm_targets);
+  }
+  phases_->mark("forward");
+  if (arm_overlap) dp_->arm_overlap();
+  loss.backward();
+  phases_->mark("backward");
+  return {tokens_loss, correct};
 }
 
 // Overlapped: the armed backward has sent most buckets already; finish_gradients() sends the

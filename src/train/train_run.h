@@ -87,6 +87,7 @@ class TrainRun {
   void gather_micro_batches(StepBatch& b);
   bool agree_across_ranks(StepBatch& b, bool late, std::optional<double> fitted);
   void forward_backward(const StepBatch& b, at::Tensor& loss_sum, at::Tensor& correct_sum);
+  std::pair<at::Tensor, at::Tensor> micro_batch(const StepBatch& b, size_t k, bool arm_overlap);
   void sync_gradients(bool armed);
   void advance(const StepBatch& b, StepStats& s);  // counters, timing, curriculum
   void set_up_graphs();
