@@ -46,6 +46,7 @@ if [ -d /dev/shm ] && (( $(df --output=avail -B1G /dev/shm 2>/dev/null | tail -1
   RUN=/dev/shm/c3_train_speed
 fi
 export C3_NO_PROGRESS=1 PYTHONUNBUFFERED=1
+export C3_TRAIN_GRAPHS="${C3_TRAIN_GRAPHS:-1}"  # the c3 rows with step graphs; "nograph" rows without
 
 left() { echo $(( BUDGET - (SECONDS - T0) )); }
 want() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -148,7 +149,7 @@ fi
 if want old; then
   stamp "c3 train, old paths"
   for cb in $OLD_ROWS; do
-    c3_row c3-old "${cb%%:*}" "${cb##*:}" C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0 --
+    c3_row c3-old "${cb%%:*}" "${cb##*:}" C3_TRAIN_GRAPHS=0 C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0 --
   done
 fi
 if want ckpt; then

@@ -12,8 +12,8 @@ namespace c3::train {
 
 GraphMode graph_mode_from_env(at::Device device) {
   const char* v = std::getenv("C3_TRAIN_GRAPHS");
-  if (v && std::strcmp(v, "0") == 0) return GraphMode::kOff;
-  if (v && std::strcmp(v, "emulate") == 0) return GraphMode::kEmulate;
+  if (!v || !*v || std::strcmp(v, "0") == 0) return GraphMode::kOff;
+  if (std::strcmp(v, "emulate") == 0) return GraphMode::kEmulate;
   return model::StepGraph::available(device) ? GraphMode::kCuda : GraphMode::kOff;
 }
 

@@ -137,7 +137,7 @@ void TrainRun::set_up_graphs() {
   const cascade::C3Config& c = model_->config;
   std::string why_not;
   if (mode == GraphMode::kOff) {
-    why_not = model::StepGraph::available(device_) ? "C3_TRAIN_GRAPHS=0" : "no CUDA device";
+    why_not = model::StepGraph::available(device_) ? "C3_TRAIN_GRAPHS=1 turns them on" : "no CUDA device";
   } else if (overlap_) {
     why_not = "the overlapped all-reduce hooks the backward (--no-overlap allows graphs)";
   } else if (zero_ == 2) {
