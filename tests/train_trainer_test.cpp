@@ -482,25 +482,6 @@ TEST_F(Trainer, EmulatedGraphsTrainLikeTheEagerStep) {
   EXPECT_LT(d, 1e-5);
 }
 
-// Fixed-length passages are cut shorter at the ends of documents. Padded to the fixed length,
-// they all make one shape, so a run captures one graph (not one per 64-token step of length).
-TEST_F(Trainer, FixedLengthsMakeOneGraphShape) {
-  const fs::path dir = trainer_dir("graphs_fixed");
-  std::vector<std::string> docs = synthetic_docs(8);
-  for (std::string& d : docs) d = d.substr(0, d.size() / 4);  // documents a few words long
-  const std::vector<std::string> long_docs = synthetic_docs(8);
-  docs.insert(docs.end(), long_docs.begin(), long_docs.end());
-  write_tiny_setup(dir, docs);
-  TrainOptions o = tiny_options(dir, "fixed100");
-  o.lengths = "fixed:100";
-  o.max_steps = 8;
-  setenv("C3_TRAIN_GRAPHS", "emulate", 1);
-  c3::train::train(o);
-  unsetenv("C3_TRAIN_GRAPHS");
-  const fs::path log = fs::path(o.out_dir) / "train_log.jsonl";
-  EXPECT_EQ(read_log(log, "end").at(0)["graphs_captured"], 1);
-}
-
 // Graphs stay off where a part of the step cannot be replayed, and the start record says why.
 TEST_F(Trainer, GraphsStayOffWhereTheStepCannotBeReplayed) {
   const fs::path dir = trainer_dir("graphs_off");

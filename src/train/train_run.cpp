@@ -156,11 +156,6 @@ void TrainRun::set_up_graphs() {
   g.mode = mode;
   g.bf16 = bf16_;
   g.rows = opt_.batch_size;
-  // Fixed-length passages are as long as their documents allow: pad them all to that length, so
-  // the run captures one graph instead of one per 64-token step (2026-12-05: 4-6 captures inside
-  // a 15-step benchmark).
-  if (const LengthDist d = LengthDist::parse(opt_.lengths); d.kind == LengthDist::Fixed)
-    g.passage_multiple = d.hi;
   graphs_ = std::make_unique<GraphedLoss>(model_, params_.all, g);
   graphs_state_ = name_of(mode);
 }
