@@ -16,7 +16,14 @@ cmake -S . -B build-gpu -G Ninja -DC3_BUILD_BENCH=OFF -DC3_BUILD_TESTS=ON -DC3_P
 ninja -C build-gpu c3 _c3 > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
 echo "built c3 and _c3 at ${SECONDS}s"
 echo "== pytest (CPU tests, torch $("$PY" -c 'import torch; print(torch.__version__)'))"
-PYTHONPATH=build-gpu/python C3_BIN=build-gpu/c3 "$PY" -m pytest -q -p no:cacheprovider python/tests 2>&1 | tail -15
+# -v and faulthandler: a crash names its test and Python stack (2026-12-05: a segfault on 2.11
+# whose test the tail did not show).
+PYTHONPATH=build-gpu/python C3_BIN=build-gpu/c3 "$PY" -X faulthandler -m pytest -v -p no:cacheprovider \
+  python/tests > "$OUT/pytest.txt" 2>&1
+echo "pytest exit $?"
+grep -E "PASSED|FAILED|ERROR|SKIPPED" "$OUT/pytest.txt" | grep -vc PASSED | xargs echo "not passed:"
+grep -E "FAILED|ERROR|Fatal Python|Segmentation|^  File|^Thread|^Current thread" "$OUT/pytest.txt" | head -30
+tail -3 "$OUT/pytest.txt"
 echo "== pip install reusing build-gpu"
 C3_BUILD_DIR=build-gpu "$PY" -m pip install -q --no-build-isolation --no-deps --no-index \
   --target /tmp/c3pkg . > "$OUT/pip.log" 2>&1 || tail -20 "$OUT/pip.log"
