@@ -4,7 +4,7 @@ decodes them: the whole c3 cycle from Python.
     python3 examples/compress_document.py [TEXT_FILE] [--model DIR] [--out FILE.c3] [--device cpu]
 
 TEXT_FILE defaults to a 970-token passage of the held-out valid set (bench/data); c3 cuts any
-length into chunks of the model's size (512 tokens for models/c3-small) at paragraph, sentence or
+length into chunks of the model's size (640 tokens for models/c3-small) at paragraph, sentence or
 word boundaries. The .c3 file is the one `c3 decompress` reads.
 """
 import argparse

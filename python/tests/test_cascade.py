@@ -36,7 +36,7 @@ def test_compress_then_decompress_gives_the_texts_back(small, sample):
 
 
 def test_properties(small):
-    assert (small.latent_len, small.hidden_size, small.max_passage_tokens) == (32, 256, 512)
+    assert (small.latent_len, small.hidden_size, small.max_passage_tokens) == (32, 256, 640)
     assert (small.device, small.dtype) == ("cpu", "float32")
     assert small.path == str(SMALL) and len(small.fingerprint) == 32
     assert "c3-small" in repr(small)
