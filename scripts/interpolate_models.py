@@ -84,15 +84,24 @@ def main():
     args = ap.parse_args()
     if not 0 <= args.t <= 1:
         sys.exit("--t must be in [0, 1]")
-    files = [os.path.relpath(os.path.join(d, f), args.b)
-             for d, _, fs in os.walk(args.b) for f in fs if f.endswith(".safetensors")]
+    def weight_files(root):
+        return sorted(os.path.relpath(os.path.join(d, f), root)
+                      for d, _, fs in os.walk(root) for f in fs if f.endswith(".safetensors"))
+    files = weight_files(args.b)
     if not files:
         sys.exit(f"{args.b}: no .safetensors files")
+    if weight_files(args.a) != files:
+        sys.exit(f"{args.a} and {args.b} hold different weight files ({weight_files(args.a)} and "
+                 f"{files}): interpolate two models of the same architecture")
     work = tempfile.mkdtemp(prefix=".interp-", dir=os.path.dirname(os.path.abspath(args.out)) or ".")
     shutil.rmtree(work)
     shutil.copytree(args.b, work)  # B's configs and tokenizer
-    for rel in files:
-        interpolate(os.path.join(args.a, rel), os.path.join(args.b, rel), args.t, os.path.join(work, rel))
+    try:
+        for rel in files:
+            interpolate(os.path.join(args.a, rel), os.path.join(args.b, rel), args.t, os.path.join(work, rel))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # nothing half-written is left behind
+        raise
     if os.path.exists(args.out):
         shutil.rmtree(args.out)
     os.replace(work, args.out)
