@@ -13,6 +13,7 @@
 
 #include "model/cuda/element_types.cuh"
 #include "model/cuda/launch.h"
+#include "model/cuda/row_grid.cuh"
 
 namespace c3::model::fused::cuda {
 namespace {
@@ -27,22 +28,23 @@ __global__ void rotary_backward_kernel(const T* __restrict__ g, const float* __r
                                        int64_t H, int64_t S, int64_t D, int64_t g0, int64_t g1,
                                        int64_t g2, int64_t g3, int64_t x0, int64_t x1, int64_t x2,
                                        int64_t x3, int64_t cb, int64_t ct) {
-  const int64_t total = B * H * S * D, half = D / 2;
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < total;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t d = k % D, t = (k / D) % S, h = (k / (D * S)) % H, b = k / (D * S * H);
-    const T* gv = g + b * g0 + h * g1 + t * g2;
-    const int64_t partner = d < half ? d + half : d - half;
-    const int64_t ci = b * cb + t * ct;
-    const float a = round_to<T>(__fmul_rn(to_f(gv[d * g3]), round_to<T>(cos[ci + d])));
-    const float r = round_to<T>(__fmul_rn(to_f(gv[partner * g3]), round_to<T>(sin[ci + partner])));
-    gx[b * x0 + h * x1 + t * x2 + d * x3] = to_t<T>(d < half ? __fadd_rn(a, r) : __fadd_rn(a, -r));
+  // (batch, head) on the grid's z, positions on y, the head dimension on x (row_grid.cuh).
+  const int64_t half = D / 2;
+  for (int64_t bh = blockIdx.z; bh < B * H; bh += gridDim.z) {
+    const int64_t b = bh / H, h = bh % H;
+    for (int64_t t = blockIdx.y * static_cast<int64_t>(blockDim.y) + threadIdx.y; t < S;
+         t += static_cast<int64_t>(gridDim.y) * blockDim.y) {
+      const T* gv = g + b * g0 + h * g1 + t * g2;
+      T* out = gx + b * x0 + h * x1 + t * x2;
+      const int64_t ci = b * cb + t * ct;
+      for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        const int64_t partner = d < half ? d + half : d - half;
+        const float a = round_to<T>(__fmul_rn(to_f(gv[d * g3]), round_to<T>(cos[ci + d])));
+        const float r = round_to<T>(__fmul_rn(to_f(gv[partner * g3]), round_to<T>(sin[ci + partner])));
+        out[d * x3] = to_t<T>(d < half ? __fadd_rn(a, r) : __fadd_rn(a, -r));
+      }
+    }
   }
-}
-
-int grid_for(int64_t total, int threads) {
-  const int64_t blocks = (total + threads - 1) / threads;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 65535 * 8)));
 }
 
 }  // namespace
@@ -51,11 +53,10 @@ cudaError_t launch_rotary_backward(DType t, const void* g, const float* cos, con
                                    void* gx, int64_t B, int64_t H, int64_t S, int64_t D,
                                    const int64_t sg[4], const int64_t sx[4], int64_t cb, int64_t ct,
                                    cudaStream_t stream) {
-  constexpr int kThreads = 256;
-  C3_ELEM_DISPATCH(t, rotary_backward_kernel<scalar_t>
-                   <<<grid_for(B * H * S * D, kThreads), kThreads, 0, stream>>>(
-                       static_cast<const scalar_t*>(g), cos, sin, static_cast<scalar_t*>(gx), B, H,
-                       S, D, sg[0], sg[1], sg[2], sg[3], sx[0], sx[1], sx[2], sx[3], cb, ct));
+  const RotaryGrid grid = rotary_grid(B * H, S, D);
+  C3_ELEM_DISPATCH(t, rotary_backward_kernel<scalar_t><<<grid.grid, grid.block, 0, stream>>>(
+                          static_cast<const scalar_t*>(g), cos, sin, static_cast<scalar_t*>(gx), B,
+                          H, S, D, sg[0], sg[1], sg[2], sg[3], sx[0], sx[1], sx[2], sx[3], cb, ct));
   return cudaGetLastError();
 }
 

@@ -12,6 +12,7 @@
 
 #include "model/cuda/element_types.cuh"
 #include "model/cuda/launch.h"
+#include "model/cuda/row_grid.cuh"
 
 namespace c3::model::fused::cuda {
 namespace {
@@ -23,23 +24,21 @@ using elem::to_t;
 template <typename T>
 __global__ void silu_mul_backward_kernel(const T* __restrict__ gu, const T* __restrict__ g,
                                          T* __restrict__ ggu, int64_t N, int64_t I) {
-  const int64_t total = N * I;
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < total;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = k / I, c = k % I;
-    const float gate = to_f(gu[r * 2 * I + c]), up = to_f(gu[r * 2 * I + I + c]);
-    const float gv = to_f(g[k]);
-    const float s = round_to<T>(gate / (1.0f + expf(-gate)));  // the forward's silu
-    const float grad_s = round_to<T>(__fmul_rn(gv, up));
-    const float sig = 1.0f / (1.0f + expf(-gate));
-    ggu[r * 2 * I + c] = to_t<T>(grad_s * sig * (1.0f + gate * (1.0f - sig)));
-    ggu[r * 2 * I + I + c] = to_t<T>(__fmul_rn(gv, s));
+  for (int64_t r = blockIdx.y; r < N; r += gridDim.y) {  // rows on y, columns on x (row_grid.cuh)
+    const T* gate_row = gu + r * 2 * I;
+    const T* g_row = g + r * I;
+    T* out_row = ggu + r * 2 * I;
+    for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; c < I;
+         c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+      const float gate = to_f(gate_row[c]), up = to_f(gate_row[I + c]);
+      const float gv = to_f(g_row[c]);
+      const float s = round_to<T>(gate / (1.0f + expf(-gate)));  // the forward's silu
+      const float grad_s = round_to<T>(__fmul_rn(gv, up));
+      const float sig = 1.0f / (1.0f + expf(-gate));
+      out_row[c] = to_t<T>(grad_s * sig * (1.0f + gate * (1.0f - sig)));
+      out_row[I + c] = to_t<T>(__fmul_rn(gv, s));
+    }
   }
-}
-
-int grid_for(int64_t total, int threads) {
-  const int64_t blocks = (total + threads - 1) / threads;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 65535 * 8)));
 }
 
 }  // namespace
@@ -49,7 +48,7 @@ cudaError_t launch_silu_mul_backward(DType t, const void* gate_up, const void* g
                                      cudaStream_t stream) {
   constexpr int kThreads = 256;
   C3_ELEM_DISPATCH(
-      t, silu_mul_backward_kernel<scalar_t><<<grid_for(N * I, kThreads), kThreads, 0, stream>>>(
+      t, silu_mul_backward_kernel<scalar_t><<<rows_by_cols(N, I, kThreads), kThreads, 0, stream>>>(
              static_cast<const scalar_t*>(gate_up), static_cast<const scalar_t*>(grad),
              static_cast<scalar_t*>(grad_gate_up), N, I));
   return cudaGetLastError();
