@@ -21,7 +21,9 @@
 # Env: CONFIGS ("small recipe medium"), BATCHES ("16 64"), STEPS (timed steps, 20),
 # PARTS ("build tests c3 nograph compile eager old ckpt profile"), OLD_ROWS ("medium:16 medium:64
 # recipe:16"): the c3 rows repeated with C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0;
-# NOGRAPH_ROWS (every config and batch): repeated with C3_TRAIN_GRAPHS=0 (the eager step).
+# NOGRAPH_ROWS (every config and batch): repeated with C3_TRAIN_GRAPHS=0 (the eager step);
+# REAL_ROWS ("medium:64 recipe:64"): a real run's wall-clock throughput, graphs on and off, over
+# REAL_STEPS (100) steps, so that one capture per length bucket is amortised as in a long run.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
@@ -33,8 +35,9 @@ BUDGET="${BUDGET:-560}"
 CONFIGS="${CONFIGS:-small recipe medium}"
 BATCHES="${BATCHES:-16 64}"
 STEPS="${STEPS:-20}"
-PARTS="${PARTS:-build tests c3 nograph compile eager old ckpt profile}"
+PARTS="${PARTS:-build tests c3 nograph compile eager real old ckpt profile}"
 OLD_ROWS="${OLD_ROWS:-medium:16 medium:64 recipe:16}"
+REAL_ROWS="${REAL_ROWS:-medium:64 recipe:64}"
 NOGRAPH_ROWS="${NOGRAPH_ROWS:-$(for c in $CONFIGS; do for b in $BATCHES; do printf '%s:%s ' "$c" "$b"; done; done)}"
 ROWS="$OUT/train_speed.jsonl"; : > "$ROWS"
 LOGS=/tmp/train_speed_logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
@@ -65,10 +68,10 @@ c3_row() {
   local log="$LOGS/$impl-$cfg-b$b.log"
   rm -rf "$RUN"
   env ${envs[@]+"${envs[@]}"} flock "$LOCK" timeout "$lim" build-gpu/c3 train --out "$RUN" \
-    --device cuda --train "$SPEED_DATA" \
+    --device cuda --train "${ROW_DATA:-$SPEED_DATA}" \
     --tokenizer models/c3-small/tokenizer.json --encoder-config "configs/$cfg-encoder.json" \
-    --decoder-config "configs/$cfg-decoder.json" --latents 32 --lengths fixed:512 \
-    --batch-size "$b" --steps $((STEPS + 3)) --warmup 5 --eval-passages 0 --no-plot \
+    --decoder-config "configs/$cfg-decoder.json" --latents 32 --lengths "${ROW_LENGTHS:-fixed:512}" \
+    --batch-size "$b" --steps $((STEPS + 3)) --warmup 5 --eval-passages "${ROW_EVAL_PASSAGES:-0}" --no-plot \
     --log-every 5 --data-threads 8 "$@" > "$log" 2>&1
   local rc=$?
   python3 - "$RUN/train_log.jsonl" "$impl" "$cfg" "$b" >> "$ROWS" <<'PY' || echo "no figure: $impl $cfg b$b (exit $rc; see $log)"
@@ -164,6 +167,38 @@ if want old; then
   stamp "c3 train, old paths"
   for cb in $OLD_ROWS; do
     c3_row c3-old "${cb%%:*}" "${cb##*:}" C3_TRAIN_GRAPHS=0 C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0 --
+  done
+fi
+# Issue 16's fourth goal: the throughput of a real run (varying passage lengths in buckets from
+# the whole shard, validation and checkpoints) against the fixed-length figure. Its figure is
+# wall-clock: text tokens after the third step over the wall time since then, evaluations and
+# checkpoint writes included (c3_real_row).
+if want real; then
+  stamp "c3 train, a real run (lengths 64-1024, validation every 10 steps, checkpoints every 15)"
+  for cb in $REAL_ROWS; do
+    for impl in c3-real c3-real-nograph; do
+      genv=(); [ "$impl" = c3-real-nograph ] && genv=(C3_TRAIN_GRAPHS=0)
+      STEPS="${REAL_STEPS:-100}" ROW_DATA="${DATA:-shared/data/corpus/train-00.jsonl.xz}" ROW_LENGTHS=uniform:64-1024 ROW_EVAL_PASSAGES=8 \
+        c3_row "$impl" "${cb%%:*}" "${cb##*:}" ${genv[@]+"${genv[@]}"} -- --eval-every 10 --save-every 15 --keep-last 1
+      python3 - "$LOGS/$impl-${cb%%:*}-b${cb##*:}.train_log.jsonl" "$ROWS" "$impl" <<'PY' || echo "no wall figure: $impl $cb"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+steps = [r for r in recs if r.get("event") == "step"]
+a, z = next(r for r in steps if r["step"] >= 5), steps[-1]
+rows = [json.loads(l) for l in open(sys.argv[2])]
+row = rows[-1]  # the row c3_row just wrote (its tokens/s: step time only)
+assert row["impl"] == sys.argv[3], f"c3_row wrote no {sys.argv[3]} row"
+row["step_tokens_per_sec"] = row["tokens_per_sec"]
+row["tokens_per_sec"] = round((z["tokens_seen"] - a["tokens_seen"]) / (z["elapsed_s"] - a["elapsed_s"]))
+row["mfu"] = round(row["mfu"] * row["tokens_per_sec"] / row["step_tokens_per_sec"], 4)
+row["evals"] = sum(r.get("event") == "valid" for r in recs)
+row["checkpoints"] = sum(r.get("event") == "checkpoint" for r in recs)
+with open(sys.argv[2], "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+print(f"{row['impl']} wall {row['tokens_per_sec']} tok/s (steps alone {row['step_tokens_per_sec']}), "
+      f"{row['evals']} evals, {row['checkpoints']} checkpoints")
+PY
+    done
   done
 fi
 if want ckpt; then

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Prints issue 16's side-by-side training-speed table from the JSON lines of train_speed.sh:
 text tokens/s (MFU at the peak the rows were measured against) for c3 train, c3 train without
-step graphs (C3_TRAIN_GRAPHS=0), c3 train with the old paths, PyTorch eager and PyTorch compile,
-and c3 / compile.
+step graphs (C3_TRAIN_GRAPHS=0), c3 train with the old paths, a real run (lengths 64-1024 from
+the whole shard, validation and checkpoints; wall-clock tokens/s), PyTorch eager and PyTorch
+compile, and c3 / compile.
 Usage: train_speed_table.py ROWS.jsonl [--card NAME]"""
 import json, sys
 
@@ -10,7 +11,8 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 card = sys.argv[sys.argv.index("--card") + 1] if "--card" in sys.argv else "?"
 by = {(r["impl"], r["config"], r["batch"]): r for r in rows}
 impls = [("c3", "c3 train"), ("c3-nograph", "c3, no step graphs"), ("c3-old", "c3, old paths"),
-         ("c3-ckpt", "c3, act. ckpt"),
+         ("c3-ckpt", "c3, act. ckpt"), ("c3-real", "c3, real run (wall)"),
+         ("c3-real-nograph", "c3, real run, no graphs (wall)"),
          ("pytorch-eager", "PyTorch eager"), ("pytorch-compile", "PyTorch compile")]
 impls = [(k, t) for k, t in impls if any(r["impl"] == k for r in rows)]
 order = {"small": 0, "recipe": 1, "medium": 2}
