@@ -93,9 +93,8 @@ def main():
     if weight_files(args.a) != files:
         sys.exit(f"{args.a} and {args.b} hold different weight files ({weight_files(args.a)} and "
                  f"{files}): interpolate two models of the same architecture")
-    work = tempfile.mkdtemp(prefix=".interp-", dir=os.path.dirname(os.path.abspath(args.out)) or ".")
-    shutil.rmtree(work)
-    shutil.copytree(args.b, work)  # B's configs and tokenizer
+    work = tempfile.mkdtemp(prefix=".interp-", dir=os.path.dirname(os.path.abspath(args.out)))
+    shutil.copytree(args.b, work, dirs_exist_ok=True)  # B's configs and tokenizer
     try:
         for rel in files:
             interpolate(os.path.join(args.a, rel), os.path.join(args.b, rel), args.t, os.path.join(work, rel))

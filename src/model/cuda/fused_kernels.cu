@@ -64,16 +64,12 @@ __global__ void rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ w
 template <typename T>
 __global__ void silu_mul_kernel(const T* __restrict__ gu, T* __restrict__ out, int64_t N,
                                 int64_t I) {
-  for (int64_t r = blockIdx.y; r < N; r += gridDim.y) {
+  for_each_row_col(N, I, [&](int64_t r, int64_t c) {
     const T* gate = gu + r * 2 * I;
-    T* o = out + r * I;
-    for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; c < I;
-         c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-      const float g = to_f(gate[c]);
-      const T s = to_t<T>(g / (1.0f + expf(-g)));  // ATen's silu: x / (1 + exp(-x)), rounded
-      o[c] = to_t<T>(__fmul_rn(to_f(s), to_f(gate[I + c])));
-    }
-  }
+    const float g = to_f(gate[c]);
+    const T s = to_t<T>(g / (1.0f + expf(-g)));  // ATen's silu: x / (1 + exp(-x)), rounded
+    out[r * I + c] = to_t<T>(__fmul_rn(to_f(s), to_f(gate[I + c])));
+  });
 }
 
 // ---- RoPE: x [B, H, T, D] (any strides) -> contiguous [B, H, T, D] ------------------------
@@ -83,25 +79,20 @@ __global__ void rotary_kernel(const T* __restrict__ x, const float* __restrict__
                               const float* __restrict__ sin, T* __restrict__ out, int64_t B,
                               int64_t H, int64_t S, int64_t D, int64_t sb, int64_t sh, int64_t st,
                               int64_t sd, int64_t cb, int64_t ct) {
-  // (batch, head) on the grid's z, positions on y, the head dimension on x (rotary_grid).
   const int64_t half = D / 2;
-  for (int64_t bh = blockIdx.z; bh < B * H; bh += gridDim.z) {
-    const int64_t b = bh / H, h = bh % H;
-    for (int64_t t = blockIdx.y * static_cast<int64_t>(blockDim.y) + threadIdx.y; t < S;
-         t += static_cast<int64_t>(gridDim.y) * blockDim.y) {
-      const T* xv = x + b * sb + h * sh + t * st;
-      T* ov = out + (bh * S + t) * D;
-      const int64_t c0 = b * cb + t * ct;
-      for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
-        const float xi = to_f(xv[d * sd]);
-        const float rot = d < half ? -to_f(xv[(d + half) * sd]) : to_f(xv[(d - half) * sd]);
-        const float c = to_f(to_t<T>(cos[c0 + d])), s = to_f(to_t<T>(sin[c0 + d]));
-        const T a = to_t<T>(__fmul_rn(xi, c));
-        const T r = to_t<T>(__fmul_rn(rot, s));
-        ov[d] = to_t<T>(__fadd_rn(to_f(a), to_f(r)));
-      }
+  for_each_rotary_row(B, H, S, [&](int64_t b, int64_t h, int64_t t, int64_t bh) {
+    const T* xv = x + b * sb + h * sh + t * st;
+    T* ov = out + (bh * S + t) * D;
+    const int64_t c0 = b * cb + t * ct;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+      const float xi = to_f(xv[d * sd]);
+      const float rot = d < half ? -to_f(xv[(d + half) * sd]) : to_f(xv[(d - half) * sd]);
+      const float c = to_f(to_t<T>(cos[c0 + d])), s = to_f(to_t<T>(sin[c0 + d]));
+      const T a = to_t<T>(__fmul_rn(xi, c));
+      const T r = to_t<T>(__fmul_rn(rot, s));
+      ov[d] = to_t<T>(__fadd_rn(to_f(a), to_f(r)));
     }
-  }
+  });
 }
 
 #define C3_DISPATCH(T, ...)                                                      \

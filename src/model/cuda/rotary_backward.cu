@@ -28,23 +28,18 @@ __global__ void rotary_backward_kernel(const T* __restrict__ g, const float* __r
                                        int64_t H, int64_t S, int64_t D, int64_t g0, int64_t g1,
                                        int64_t g2, int64_t g3, int64_t x0, int64_t x1, int64_t x2,
                                        int64_t x3, int64_t cb, int64_t ct) {
-  // (batch, head) on the grid's z, positions on y, the head dimension on x (row_grid.cuh).
   const int64_t half = D / 2;
-  for (int64_t bh = blockIdx.z; bh < B * H; bh += gridDim.z) {
-    const int64_t b = bh / H, h = bh % H;
-    for (int64_t t = blockIdx.y * static_cast<int64_t>(blockDim.y) + threadIdx.y; t < S;
-         t += static_cast<int64_t>(gridDim.y) * blockDim.y) {
-      const T* gv = g + b * g0 + h * g1 + t * g2;
-      T* out = gx + b * x0 + h * x1 + t * x2;
-      const int64_t ci = b * cb + t * ct;
-      for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
-        const int64_t partner = d < half ? d + half : d - half;
-        const float a = round_to<T>(__fmul_rn(to_f(gv[d * g3]), round_to<T>(cos[ci + d])));
-        const float r = round_to<T>(__fmul_rn(to_f(gv[partner * g3]), round_to<T>(sin[ci + partner])));
-        out[d * x3] = to_t<T>(d < half ? __fadd_rn(a, r) : __fadd_rn(a, -r));
-      }
+  for_each_rotary_row(B, H, S, [&](int64_t b, int64_t h, int64_t t, int64_t) {
+    const T* gv = g + b * g0 + h * g1 + t * g2;
+    T* out = gx + b * x0 + h * x1 + t * x2;
+    const int64_t ci = b * cb + t * ct;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+      const int64_t partner = d < half ? d + half : d - half;
+      const float a = round_to<T>(__fmul_rn(to_f(gv[d * g3]), round_to<T>(cos[ci + d])));
+      const float r = round_to<T>(__fmul_rn(to_f(gv[partner * g3]), round_to<T>(sin[ci + partner])));
+      out[d * x3] = to_t<T>(d < half ? __fadd_rn(a, r) : __fadd_rn(a, -r));
     }
-  }
+  });
 }
 
 }  // namespace

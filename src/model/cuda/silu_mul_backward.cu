@@ -24,21 +24,17 @@ using elem::to_t;
 template <typename T>
 __global__ void silu_mul_backward_kernel(const T* __restrict__ gu, const T* __restrict__ g,
                                          T* __restrict__ ggu, int64_t N, int64_t I) {
-  for (int64_t r = blockIdx.y; r < N; r += gridDim.y) {  // rows on y, columns on x (row_grid.cuh)
+  for_each_row_col(N, I, [&](int64_t r, int64_t c) {
     const T* gate_row = gu + r * 2 * I;
-    const T* g_row = g + r * I;
     T* out_row = ggu + r * 2 * I;
-    for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; c < I;
-         c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-      const float gate = to_f(gate_row[c]), up = to_f(gate_row[I + c]);
-      const float gv = to_f(g_row[c]);
-      const float s = round_to<T>(gate / (1.0f + expf(-gate)));  // the forward's silu
-      const float grad_s = round_to<T>(__fmul_rn(gv, up));
-      const float sig = 1.0f / (1.0f + expf(-gate));
-      out_row[c] = to_t<T>(grad_s * sig * (1.0f + gate * (1.0f - sig)));
-      out_row[I + c] = to_t<T>(__fmul_rn(gv, s));
-    }
-  }
+    const float gate = to_f(gate_row[c]), up = to_f(gate_row[I + c]);
+    const float gv = to_f(g[r * I + c]);
+    const float s = round_to<T>(gate / (1.0f + expf(-gate)));  // the forward's silu
+    const float grad_s = round_to<T>(__fmul_rn(gv, up));
+    const float sig = 1.0f / (1.0f + expf(-gate));
+    out_row[c] = to_t<T>(grad_s * sig * (1.0f + gate * (1.0f - sig)));
+    out_row[I + c] = to_t<T>(__fmul_rn(gv, s));
+  });
 }
 
 }  // namespace
