@@ -91,10 +91,21 @@ class HFCascade(torch.nn.Module):
         self.mm_projector = torch.nn.Linear(enc_cfg.hidden_size, dec_cfg.hidden_size)
         self.L = latents
         self.tok = tok
+        self.query_positions = "after_text"
         self.prompt_ids = tok.encode(decoder_prompt_text(latents))
         patch = tok.ids["<imgpad>"]
         self.prompt_slots = [i for i, t in enumerate(self.prompt_ids) if t == patch]
         assert len(self.prompt_slots) == latents, "the prompt must hold L <imgpad> tokens"
+
+    def encoder_positions(self, n, device):
+        """RoPE positions of text n + <img> + L slots + </img> (src/c3/query_layout.h): every
+        token at its index, or with c3_query_positions "segments" slot j at the end of its
+        text segment, floor((j + 1) n / L), and </img> at n + 1."""
+        pos = list(range(n + self.L + 2))
+        if self.query_positions == "segments":
+            pos[n + 1:n + 1 + self.L] = [(j + 1) * n // self.L for j in range(self.L)]
+            pos[n + 1 + self.L] = n + 1
+        return torch.tensor(pos, device=device).unsqueeze(0)
 
     def encoder_input_ids(self, context):
         t = self.tok.ids
@@ -106,7 +117,8 @@ class HFCascade(torch.nn.Module):
         emb = self.encoder.model.embed_tokens(ids)  # [B, T, C]
         s = ids.shape[1] - 1 - self.L
         emb[:, s:s + self.L] = self.Q.weight.to(emb.dtype)
-        h = self.encoder.model(inputs_embeds=emb, use_cache=False).last_hidden_state
+        pos = self.encoder_positions(ids.shape[1] - self.L - 2, ids.device).expand(ids.shape[0], -1)
+        h = self.encoder.model(inputs_embeds=emb, position_ids=pos, use_cache=False).last_hidden_state
         return self.mm_projector(h[:, s:s + self.L])  # [B, L, C_dec]
 
     @torch.no_grad()
@@ -160,6 +172,14 @@ def build(args, device, dtype):
                 sys.exit(f"error: {name} weights: missing {missing}, unexpected {unexpected}")
             if net.config.tie_word_embeddings:
                 net.tie_weights()
+    if args.model:
+        layout = {k: root.get(k, d) for k, d in (("c3_query_positions", "after_text"),
+                                                 ("c3_query_mask", "causal"),
+                                                 ("c3_query_pooling", "none"))}
+        if layout["c3_query_mask"] != "causal" or layout["c3_query_pooling"] != "none":
+            sys.exit(f"error: {args.model}/config.json: this reference has the causal query mask "
+                     f"and no pooling only, not {layout}")
+        m.query_positions = layout["c3_query_positions"]
     m = m.to(device=device, dtype=dtype).eval()
     return m, time.perf_counter() - t0
 

@@ -52,21 +52,23 @@ log "greedy-id parity on models/c3-small, fp32: c3 (CUDA and CPU) vs HF (CUDA)"
 TEXT="The river rose quickly after the storm, and by morning the old bridge near the mill was \
 under water. Farmers moved their animals to higher ground while the council opened the school \
 hall as a shelter for families from the lower streets."
+EXTRA=/tmp/bench_paper_extra; rm -rf "$EXTRA"; mkdir -p "$EXTRA"  # one tar: $OUT takes 8 files
 for NG in 20 0; do
   for DEV in cuda cpu; do
     $C3 bench --model models/c3-small --device $DEV --dtype f32 --new-tokens 200 --dump-ngram $NG \
-      --dump-ids "$TEXT" > "$OUT/c3_ids_${DEV}_ng$NG.json" || continue
+      --dump-ids "$TEXT" > "$EXTRA/c3_ids_${DEV}_ng$NG.json" || continue
     python3 bench/hf_reference.py --model models/c3-small --device cuda \
-      --parity "$OUT/c3_ids_${DEV}_ng$NG.json" 2>&1 | tail -1
+      --parity "$EXTRA/c3_ids_${DEV}_ng$NG.json" 2>&1 | tail -1
   done
 done
 
-[ -n "${SKIP_SMALL:-}" ] && { log done; exit 0; }
+[ -n "${SKIP_SMALL:-}" ] && { tar -C "$EXTRA" -czf "$OUT/small_and_parity.tar.gz" .; log done; exit 0; }
 log "c3-small (trained weights): c3 vs HF, bf16, batch 1 and 16, 256-token passages"
 $C3 bench --model models/c3-small --device cuda --dtype bf16 --batch 16 --passage-tokens 256 \
-  --new-tokens 64 --repeats 3 --json "$OUT/c3_small.json" > /dev/null 2>&1
+  --new-tokens 64 --repeats 3 --json "$EXTRA/c3_small.json" > /dev/null 2>&1
 timeout 90 python3 bench/hf_reference.py --model models/c3-small --device cuda --dtype bf16 \
-  --batch 16 --passage-tokens 256 --new-tokens 64 --repeats 3 --json "$OUT/hf_small.json" > /dev/null 2>&1
-[ -f "$OUT/c3_small.json" ] && [ -f "$OUT/hf_small.json" ] && \
-  python3 bench/hf_reference.py --compare "$OUT/c3_small.json" "$OUT/hf_small.json"
+  --batch 16 --passage-tokens 256 --new-tokens 64 --repeats 3 --json "$EXTRA/hf_small.json" > /dev/null 2>&1
+[ -f "$EXTRA/c3_small.json" ] && [ -f "$EXTRA/hf_small.json" ] && \
+  python3 bench/hf_reference.py --compare "$EXTRA/c3_small.json" "$EXTRA/hf_small.json" | tee "$EXTRA/small_table.md"
+tar -C "$EXTRA" -czf "$OUT/small_and_parity.tar.gz" .
 log done

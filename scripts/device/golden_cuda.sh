@@ -11,15 +11,17 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
 source scripts/device/build.sh
-[ -d "$C3_TESTDATA" ] || export C3_TESTDATA="$(pwd)/shared/testdata"
 export C3_TEST_DEVICE=cuda C3_NO_PROGRESS=1
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
 TESTS="${TESTS:-util_tests io_tests model_tests c3_tests eval_tests}"
 log() { echo; echo "== $*"; }
 log machine; nvidia-smi -L; python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 c3_build_gpu c3 $TESTS || exit 1
+# The plots need gnuplot, which the GPU machine lacks (CI has it): there they are left out, said so.
+FILTER="*"
+command -v gnuplot >/dev/null || { FILTER="-Plot.*Png*:Plot.QuotesInTitlesAreEscaped"; echo "no gnuplot here: $FILTER"; }
 for t in $TESTS; do
-  timeout 150 build-gpu/tests/$t > "$OUT/$t.txt" 2>&1
+  timeout 150 build-gpu/tests/$t --gtest_filter="$FILTER" > "$OUT/$t.txt" 2>&1
   echo "$t exit $? at ${SECONDS}s"
   grep -E "^\[ +(FAILED|PASSED|SKIPPED) |\*\*\*|max abs|cuda bf16" "$OUT/$t.txt" | head -20
 done

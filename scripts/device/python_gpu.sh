@@ -24,6 +24,22 @@ echo "pytest exit $?"
 grep -E "PASSED|FAILED|ERROR|SKIPPED" "$OUT/pytest.txt" | grep -vc PASSED | xargs echo "not passed:"
 grep -E "FAILED|ERROR|Fatal Python|Segmentation|^  File|^Thread|^Current thread" "$OUT/pytest.txt" | head -30
 tail -3 "$OUT/pytest.txt"
+# A crash stops pytest: its native stack (gdb, where the machine has it), then the tests after it.
+crashed="$(grep -oE "^python/tests/[^ ]+::[^ ]+ Fatal Python error" "$OUT/pytest.txt" | head -1 | cut -d' ' -f1)"
+if [ -n "$crashed" ]; then
+  echo "== $crashed crashed: its native stack"
+  if command -v gdb >/dev/null; then
+    PYTHONPATH=build-gpu/python C3_BIN=build-gpu/c3 timeout 120 gdb -q -batch -ex run -ex bt \
+      --args "$PY" -m pytest -q -p no:cacheprovider "$crashed" > "$OUT/crash_stack.txt" 2>&1
+    grep -E "^#[0-9]+ " "$OUT/crash_stack.txt" | head -25
+  else
+    echo "no gdb on this machine"
+  fi
+  PYTHONPATH=build-gpu/python C3_BIN=build-gpu/c3 "$PY" -X faulthandler -m pytest -q -p no:cacheprovider \
+    --deselect "$crashed" python/tests > "$OUT/pytest_rest.txt" 2>&1
+  echo "the others: exit $?"; grep -E "FAILED|ERROR|Fatal Python" "$OUT/pytest_rest.txt" | head -20
+  tail -2 "$OUT/pytest_rest.txt"
+fi
 echo "== pip install reusing build-gpu"
 C3_BUILD_DIR=build-gpu "$PY" -m pip install -q --no-build-isolation --no-deps --no-index \
   --target /tmp/c3pkg . > "$OUT/pip.log" 2>&1 || tail -20 "$OUT/pip.log"

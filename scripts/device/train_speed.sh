@@ -28,7 +28,6 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
 source scripts/device/build.sh
-[ -d "$C3_TESTDATA" ] || export C3_TESTDATA="$(pwd)/shared/testdata"  # c3-tiny, for cuda_tests
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
 T0=$SECONDS
 BUDGET="${BUDGET:-560}"
@@ -174,12 +173,16 @@ fi
 # wall-clock: text tokens after the third step over the wall time since then, evaluations and
 # checkpoint writes included (c3_real_row).
 if want real; then
+  # Validation needs held-out text (2026-12-05: without --valid the real rows ran no evaluation).
+  VALID="${VALID:-$(ls shared/data/corpus/valid.jsonl.xz ../shared/data/corpus/valid.jsonl.xz 2>/dev/null | head -1)}"
+  [ -n "$VALID" ] || echo "no valid.jsonl.xz in shared/data/corpus: the real rows run without validation"
   stamp "c3 train, a real run (lengths 64-1024, validation every 10 steps, checkpoints every 15)"
   for cb in $REAL_ROWS; do
     for impl in c3-real c3-real-nograph; do
       genv=(); [ "$impl" = c3-real-nograph ] && genv=(C3_TRAIN_GRAPHS=0)
       STEPS="${REAL_STEPS:-100}" ROW_DATA="${DATA:-shared/data/corpus/train-00.jsonl.xz}" ROW_LENGTHS=uniform:64-1024 ROW_EVAL_PASSAGES=8 \
-        c3_row "$impl" "${cb%%:*}" "${cb##*:}" ${genv[@]+"${genv[@]}"} -- --eval-every 10 --save-every 15 --keep-last 1
+        c3_row "$impl" "${cb%%:*}" "${cb##*:}" ${genv[@]+"${genv[@]}"} -- --eval-every 10 --save-every 15 --keep-last 1 \
+        ${VALID:+--valid "$VALID"}
       python3 - "$LOGS/$impl-${cb%%:*}-b${cb##*:}.train_log.jsonl" "$ROWS" "$impl" <<'PY' || echo "no wall figure: $impl $cb"
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
