@@ -11,15 +11,12 @@
 #include <functional>
 #include <random>
 
+#include "model/device_memory.h"
 #include "model/kernel_trace.h"
 #include "tokenizer/tokenizer_files.h"
 #include "model/linear.h"
 #include "model/qwen2_model.h"
 #include "util/error.h"
-
-#ifdef C3_HAVE_CUDA
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
 
 namespace c3::eval {
 namespace {
@@ -30,23 +27,12 @@ void sync(at::Device d) {
 
 // CUDA allocator peaks (allocated, reserved); {-1, -1} on the CPU.
 std::pair<int64_t, int64_t> cuda_peaks(at::Device d) {
-#ifdef C3_HAVE_CUDA
-  if (d.is_cuda()) {
-    const auto idx = static_cast<c10::DeviceIndex>(d.has_index() ? d.index() : 0);
-    const auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(idx);
-    return {s.allocated_bytes[0].peak, s.reserved_bytes[0].peak};  // [0] = aggregate pool
-  }
-#endif
-  return {-1, -1};
+  if (!d.is_cuda()) return {-1, -1};
+  const model::DeviceMemory m = model::device_memory(d);
+  return {m.peak_allocated_bytes, m.peak_reserved_bytes};
 }
 
-void reset_cuda_peak(at::Device d) {
-#ifdef C3_HAVE_CUDA
-  if (d.is_cuda())
-    c10::cuda::CUDACachingAllocator::resetPeakStats(
-        static_cast<c10::DeviceIndex>(d.has_index() ? d.index() : 0));
-#endif
-}
+void reset_cuda_peak(at::Device d) { model::reset_device_peak(d); }
 
 int64_t max_rss_bytes() {
   struct rusage ru {};

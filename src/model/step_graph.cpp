@@ -73,7 +73,9 @@ at::Tensor StepGraph::capture(const std::function<at::Tensor()>& step, const Cap
       stream.synchronize();
       if (o.release_cache) c10::cuda::CUDACachingAllocator::emptyCache();
     }
-    if (o.share_pool_with) {
+    if (o.pool) {
+      impl_->graph.capture_begin(*o.pool);
+    } else if (o.share_pool_with) {
       impl_->graph.capture_begin(o.share_pool_with->impl_->graph.pool());
     } else {
       impl_->graph.capture_begin();
@@ -91,6 +93,16 @@ at::Tensor StepGraph::capture(const std::function<at::Tensor()>& step, const Cap
   c3::fail("StepGraph: this build has no CUDA (configure against CUDA LibTorch with -DC3_CUDA=ON)");
 #endif
 }
+
+StepGraph::PoolId StepGraph::new_pool() {
+#ifdef C3_HAVE_CUDA
+  return at::cuda::graph_pool_handle();
+#else
+  c3::fail("StepGraph: this build has no CUDA (configure against CUDA LibTorch with -DC3_CUDA=ON)");
+#endif
+}
+
+void StepGraph::release() { impl_ = std::make_unique<Impl>(); }
 
 const at::Tensor& StepGraph::replay() {
 #ifdef C3_HAVE_CUDA

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <utility>
 
 namespace c3::model {
 
@@ -19,9 +20,16 @@ class StepGraph {
 
   // Whether this build can capture graphs on `device`.
   static bool available(at::Device device);
+  // A memory pool that graphs replayed one at a time can share (new_pool()); it lives while a
+  // graph captured into it does.
+  using PoolId = std::pair<unsigned long long, unsigned long long>;
+  static PoolId new_pool();
+
   struct CaptureOptions {
     // Allocate from that graph's memory pool: graphs replayed one at a time share it.
     const StepGraph* share_pool_with = nullptr;
+    // Or from this pool (new_pool()), when no graph is to own it.
+    const PoolId* pool = nullptr;
     // Run `step` once eagerly first, which sets up cuBLAS, the autograd threads and the
     // allocator; its result is returned. Without it the new graph is replayed once instead and
     // its output returned: a later graph of the same process needs no warm-up, and skipping it
@@ -42,6 +50,8 @@ class StepGraph {
   // Replays the captured step on the current stream and returns its output (the same storage
   // every time: read it before the next replay).
   const at::Tensor& replay();
+  // Frees the captured graph and its share of the pool; captured() is false again.
+  void release();
 
  private:
   struct Impl;

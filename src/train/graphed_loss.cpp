@@ -1,11 +1,17 @@
 // GraphedLoss: capture a shape's micro-batch once, replay it for every later one (graphed_loss.h).
 #include "train/graphed_loss.h"
 
+#include <fmt/format.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
 #include "io/torch_compat.h"
+#include "model/device_memory.h"
 #include "util/error.h"
 
 namespace c3::train {
@@ -15,6 +21,14 @@ GraphMode graph_mode_from_env(at::Device device) {
   if (!v || !*v || std::strcmp(v, "0") == 0) return GraphMode::kOff;
   if (std::strcmp(v, "emulate") == 0) return GraphMode::kEmulate;
   return model::StepGraph::available(device) ? GraphMode::kCuda : GraphMode::kOff;
+}
+
+bool graph_fits(int64_t graph_bytes, int64_t eager_peak_bytes, int64_t free_bytes) {
+  return graph_bytes + eager_peak_bytes <= free_bytes * 9 / 10;  // a tenth for fragmentation
+}
+
+bool graph_pays(double eager_s, double replay_s, double min_gain) {
+  return replay_s <= (1.0 - min_gain) * eager_s;
 }
 
 const char* name_of(GraphMode m) {
@@ -36,6 +50,8 @@ GraphedLoss::GraphedLoss(cascade::C3Model model, std::vector<at::Tensor> params,
   C3_CHECK(model_->config.query_mask == cascade::QueryMask::kCausal &&
                model_->config.query_pooling == cascade::QueryPooling::kNone,
            "training graphs need the causal query mask and no pooling; set C3_TRAIN_GRAPHS=0");
+  const char* v = std::getenv("C3_TRAIN_GRAPHS");
+  always_ = v && std::strcmp(v, "always") == 0;
 }
 
 GraphedLoss::~GraphedLoss() = default;
@@ -69,41 +85,102 @@ at::Tensor GraphedLoss::run(const cascade::TrainInputs& host, double scale) {
   const Key key{host.target.size(0), host.target.size(1), host.self_feed.defined()};
   auto it = entries_.find(key);
   if (it == entries_.end()) {  // a new shape: its buffers hold this micro-batch
-    std::fprintf(stderr, "c3 train: step graph %zu: %lld rows x %lld targets%s\n", entries_.size() + 1,
-                 static_cast<long long>(std::get<0>(key)), static_cast<long long>(std::get<1>(key)),
-                 std::get<2>(key) ? ", self-feed" : "");
     auto e = std::make_unique<Entry>();
     e->in = host.to(device_);
     e->scale = at::full({}, scale, at::TensorOptions().dtype(at::kFloat).device(device_));
-    Entry& ref = *e;
-    entries_.emplace(key, std::move(e));
-    if (opt_.mode == GraphMode::kEmulate) return step(ref);
-    // The first graph warms up (and gives the warm-up's cached memory back for its pool); the
-    // later ones are captured straight away and replayed once.
-    model::StepGraph::CaptureOptions c;
-    c.share_pool_with = pool_;
-    c.warm_up = pool_ == nullptr;
-    c.release_cache = pool_ == nullptr;
-    const at::Tensor first = ref.graph.capture([&] { return step(ref); }, c);
-    if (!pool_) {
-      pool_ = &ref.graph;
-      for (const auto& p : params_) grad_ptrs_.push_back(p.grad().defined() ? p.grad().data_ptr() : nullptr);
-    }
-    check_grads_kept();
-    return first;
+    it = entries_.emplace(key, std::move(e)).first;
+  } else {
+    Entry& e = *it->second;
+    fill(e.in.encoder.ids, host.encoder.ids);
+    fill(e.in.encoder.slot_index, host.encoder.slot_index);
+    fill(e.in.encoder.positions, host.encoder.positions);
+    fill(e.in.target, host.target);
+    fill(e.in.reads, host.reads);
+    fill(e.in.self_feed, host.self_feed);
+    e.in.n_targets = host.n_targets;
+    e.scale.fill_(scale);
   }
   Entry& e = *it->second;
-  fill(e.in.encoder.ids, host.encoder.ids);
-  fill(e.in.encoder.slot_index, host.encoder.slot_index);
-  fill(e.in.encoder.positions, host.encoder.positions);
-  fill(e.in.target, host.target);
-  fill(e.in.reads, host.reads);
-  fill(e.in.self_feed, host.self_feed);
-  e.in.n_targets = host.n_targets;
-  e.scale.fill_(scale);
-  if (opt_.mode == GraphMode::kEmulate) return step(e);
+  const int64_t n = ++e.runs;
+  if (opt_.mode == GraphMode::kEmulate || e.eager) return step(e);
+  if (e.graph.captured()) {
+    check_grads_kept();
+    return n == 4 && !always_ ? measure_replay(e, key) : e.graph.replay();
+  }
+  if (always_ || n == 3) return capture(e);
+  return n == 2 ? measure_eager(e, key) : step(e);
+}
+
+at::Tensor GraphedLoss::timed(Entry& e, double* seconds, int64_t* peak_bytes) {
+  torch::cuda::synchronize();
+  const int64_t before = model::device_memory(device_).allocated_bytes;
+  model::reset_device_peak(device_);
+  const auto t0 = std::chrono::steady_clock::now();
+  at::Tensor out = e.graph.captured() ? e.graph.replay() : step(e);
+  torch::cuda::synchronize();
+  *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  *peak_bytes = model::device_memory(device_).peak_allocated_bytes - before;
+  return out;
+}
+
+at::Tensor GraphedLoss::measure_eager(Entry& e, const Key& key) {
+  at::Tensor out = timed(e, &e.eager_s, &e.peak_bytes);
+  const int64_t free = model::device_memory(device_).free_bytes;
+  if (!graph_fits(e.peak_bytes, eager_peak_bytes_, free))
+    keep_eager(e, key, fmt::format("its graph would not fit: {:.2f} GB beside {:.2f} GB for the "
+                                   "largest eager step, {:.2f} GB free", e.peak_bytes / 1e9,
+                                   eager_peak_bytes_ / 1e9, free / 1e9));
+  return out;
+}
+
+at::Tensor GraphedLoss::measure_replay(Entry& e, const Key& key) {
+  double replay_s = 0;
+  int64_t unused = 0;
+  at::Tensor out = timed(e, &replay_s, &unused);
+  const std::string times = fmt::format("replay {:.1f} ms, eager {:.1f} ms", replay_s * 1e3, e.eager_s * 1e3);
+  if (!graph_pays(e.eager_s, replay_s)) {
+    out = out.clone();  // the graph's output storage goes with it
+    e.graph.release();
+    keep_eager(e, key, "its graph is not faster: " + times);
+  } else {
+    std::fprintf(stderr, "c3 train: step graph kept for %lld rows x %lld targets: %s\n",
+                 static_cast<long long>(std::get<0>(key)), static_cast<long long>(std::get<1>(key)),
+                 times.c_str());
+  }
+  return out;
+}
+
+void GraphedLoss::keep_eager(Entry& e, const Key& key, const std::string& why) {
+  e.eager = true;
+  eager_peak_bytes_ = std::max(eager_peak_bytes_, e.peak_bytes);
+  std::fprintf(stderr, "c3 train: no step graph for %lld rows x %lld targets%s: %s\n",
+               static_cast<long long>(std::get<0>(key)), static_cast<long long>(std::get<1>(key)),
+               std::get<2>(key) ? ", self-feed" : "", why.c_str());
+}
+
+// The first capture of the run warms up on the side stream (and gives the warm-up's cached memory
+// back for the pool); later ones are captured straight away and replayed once.
+at::Tensor GraphedLoss::capture(Entry& e) {
+  const bool first = pool_ == nullptr;
+  if (first) pool_ = std::make_unique<model::StepGraph::PoolId>(model::StepGraph::new_pool());
+  model::StepGraph::CaptureOptions c;
+  c.pool = pool_.get();
+  c.warm_up = first;
+  c.release_cache = first;
+  std::fprintf(stderr, "c3 train: step graph %lld: %lld rows x %lld targets%s\n",
+               static_cast<long long>(captured() + 1), static_cast<long long>(e.in.target.size(0)),
+               static_cast<long long>(e.in.target.size(1)), e.in.self_feed.defined() ? ", self-feed" : "");
+  const at::Tensor out = e.graph.capture([&] { return step(e); }, c);
+  if (grad_ptrs_.empty())
+    for (const auto& p : params_) grad_ptrs_.push_back(p.grad().defined() ? p.grad().data_ptr() : nullptr);
   check_grads_kept();
-  return e.graph.replay();
+  return out;
+}
+
+int64_t GraphedLoss::captured() const {
+  int64_t n = 0;
+  for (const auto& [key, e] : entries_) n += e->graph.captured() ? 1 : 0;
+  return n;
 }
 
 void GraphedLoss::zero_grads() {

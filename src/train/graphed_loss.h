@@ -2,10 +2,17 @@
 // Launched kernel by kernel from the host, a medium-size step left the GPU idle a third of the
 // time (2026-12-05 profile: 5,068 kernels a step); a replayed graph launches them all at once.
 //
-// A shape is rows x passage length (rounded up, TrainShape) and whether self-feed is on. Its first
-// micro-batch runs eagerly on a side stream (its result counts), then the same work is captured,
-// which runs nothing. Later micro-batches of the shape copy their inputs into the graph's input
-// buffers and replay it. All graphs share one memory pool: they never run at the same time.
+// A shape is rows x passage length (rounded up, TrainShape) and whether self-feed is on. A graph
+// is kept only where it pays and fits: at medium size, batch 64, one gained 0.5%, and graphs of
+// 16 length buckets ran out of memory on an 80 GB card (2026-12-05). So a shape's micro-batches go:
+//   1st  eager (warms up allocator and kernels);
+//   2nd  eager, timed, its memory peak taken: no graph where it would not fit (graph_fits);
+//   3rd  captured (the first capture of a run warms up on the side stream first: its result
+//        counts; later ones replay once after capturing, since a capture runs nothing);
+//   4th  replayed, timed: the graph is released where it is not faster (graph_pays);
+//   then replayed, or eager where the shape has no graph.
+// Replays copy the micro-batch into the graph's input buffers. All graphs share one memory pool:
+// they never run at the same time. C3_TRAIN_GRAPHS=always captures each shape at once, unmeasured.
 //
 // What a replay relies on: the parameters and their gradients keep their storage (so gradients
 // are zeroed in place by zero_grads(), never set to none; run() checks), the backward adds into
@@ -32,9 +39,16 @@ enum class GraphMode { kOff, kCuda, kEmulate };
 
 // C3_TRAIN_GRAPHS: unset or "0" = off (the default until a long GPU run has shown graphs faster
 // at batch 64 and within the eager step's memory), "emulate" = the buffers without graphs
-// (tests), anything else ("1") = graphs where the device is CUDA and the build can capture them.
+// (tests), anything else ("1") = graphs where the device is CUDA and the build can capture them
+// and where they pay; "always" = a graph for every shape, unmeasured.
 GraphMode graph_mode_from_env(at::Device device);
 const char* name_of(GraphMode m);
+
+// Whether a shape's graph fits: its pool keeps about the eager step's peak (`graph_bytes`), and
+// the largest step that stays eager must still fit beside it in what is free.
+bool graph_fits(int64_t graph_bytes, int64_t eager_peak_bytes, int64_t free_bytes);
+// Whether a shape's graph pays: its replay took at most (1 - min_gain) of the eager step's time.
+bool graph_pays(double eager_s, double replay_s, double min_gain = 0.03);
 
 struct GraphedLossOptions {
   GraphMode mode = GraphMode::kOff;
@@ -56,17 +70,26 @@ class GraphedLoss {
   at::Tensor run(const cascade::TrainInputs& host, double scale);
   // Zeroes the parameters' gradients in place.
   void zero_grads();
-  int64_t captured() const { return static_cast<int64_t>(entries_.size()); }
+  int64_t captured() const;
 
  private:
   struct Entry {
     cascade::TrainInputs in;  // the input buffers on the device
     at::Tensor scale;         // fp32 0-dim on the device
     model::StepGraph graph;
+    int64_t runs = 0;         // micro-batches of this shape so far
+    double eager_s = 0;       // the timed eager micro-batch
+    int64_t peak_bytes = 0;   // its memory peak
+    bool eager = false;       // no graph: it would not fit or did not pay
   };
   using Key = std::tuple<int64_t, int64_t, bool>;  // rows, targets a row, self-feed
 
   at::Tensor step(Entry& e);  // what the graph holds
+  at::Tensor timed(Entry& e, double* seconds, int64_t* peak_bytes);  // synchronised around
+  at::Tensor measure_eager(Entry& e, const Key& key);
+  at::Tensor capture(Entry& e);
+  at::Tensor measure_replay(Entry& e, const Key& key);
+  void keep_eager(Entry& e, const Key& key, const std::string& why);
   void check_grads_kept() const;
 
   cascade::C3Model model_;
@@ -74,8 +97,10 @@ class GraphedLoss {
   GraphedLossOptions opt_;
   at::Device device_;
   std::map<Key, std::unique_ptr<Entry>> entries_;
-  const model::StepGraph* pool_ = nullptr;  // the first graph: the others share its memory pool
-  std::vector<const void*> grad_ptrs_;      // each gradient's storage when the first graph captured it
+  std::unique_ptr<model::StepGraph::PoolId> pool_;  // shared by every graph; made at the first
+  bool always_ = false;                             // C3_TRAIN_GRAPHS=always
+  int64_t eager_peak_bytes_ = 0;                    // the largest peak of the shapes kept eager
+  std::vector<const void*> grad_ptrs_;  // each gradient's storage when the first graph captured it
 };
 
 }  // namespace c3::train
