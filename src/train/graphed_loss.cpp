@@ -158,21 +158,24 @@ void GraphedLoss::keep_eager(Entry& e, const Key& key, const std::string& why) {
                std::get<2>(key) ? ", self-feed" : "", why.c_str());
 }
 
-// The first capture of the run warms up on the side stream (and gives the warm-up's cached memory
-// back for the pool); later ones are captured straight away and replayed once.
+// A capture while no other graph is alive warms up on the side stream first (its result counts,
+// and it makes the gradients the graphs will write into) and gives the cached memory back for the
+// pool; the others are captured straight away and replayed once.
 at::Tensor GraphedLoss::capture(Entry& e) {
-  const bool first = pool_ == nullptr;
-  if (first) pool_ = std::make_unique<model::StepGraph::PoolId>(model::StepGraph::new_pool());
+  const bool alone = captured() == 0;
+  if (!pool_) pool_ = std::make_unique<model::StepGraph::PoolId>(model::StepGraph::new_pool());
   model::StepGraph::CaptureOptions c;
   c.pool = pool_.get();
-  c.warm_up = first;
-  c.release_cache = first;
+  c.warm_up = alone;
+  c.release_cache = alone;
   std::fprintf(stderr, "c3 train: step graph %lld: %lld rows x %lld targets%s\n",
                static_cast<long long>(captured() + 1), static_cast<long long>(e.in.target.size(0)),
                static_cast<long long>(e.in.target.size(1)), e.in.self_feed.defined() ? ", self-feed" : "");
   const at::Tensor out = e.graph.capture([&] { return step(e); }, c);
-  if (grad_ptrs_.empty())
+  if (alone) {
+    grad_ptrs_.clear();
     for (const auto& p : params_) grad_ptrs_.push_back(p.grad().defined() ? p.grad().data_ptr() : nullptr);
+  }
   check_grads_kept();
   return out;
 }
@@ -184,6 +187,13 @@ int64_t GraphedLoss::captured() const {
 }
 
 void GraphedLoss::zero_grads() {
+  // While no graph holds the gradients' addresses, drop them as the eager step does: the next
+  // backward then takes its gradient as it comes instead of adding it to zeros (a kernel a
+  // parameter; 4% of a medium step).
+  if (opt_.mode == GraphMode::kCuda && captured() == 0) {
+    for (const auto& p : params_) p.mutable_grad() = at::Tensor();
+    return;
+  }
   std::vector<at::Tensor> grads;
   for (const auto& p : params_)
     if (p.grad().defined()) grads.push_back(p.grad());

@@ -14,8 +14,8 @@
 // Replays copy the micro-batch into the graph's input buffers. All graphs share one memory pool:
 // they never run at the same time. C3_TRAIN_GRAPHS=always captures each shape at once, unmeasured.
 //
-// What a replay relies on: the parameters and their gradients keep their storage (so gradients
-// are zeroed in place by zero_grads(), never set to none; run() checks), the backward adds into
+// What a replay relies on: the parameters and their gradients keep their storage (so while a graph
+// is alive, gradients are zeroed in place by zero_grads(), never set to none; replays check), the backward adds into
 // them, and the step reads no host data (C3ModelImpl::train_loss). So no gradient hooks (the
 // overlapped all-reduce) and no sharded gradients (ZeRO-2) while graphs are on.
 //
@@ -68,7 +68,8 @@ class GraphedLoss {
   // objective; gradients add into .grad. Returns [sum of the token losses, hits] as a double
   // tensor on the device, valid until the next call.
   at::Tensor run(const cascade::TrainInputs& host, double scale);
-  // Zeroes the parameters' gradients in place.
+  // Zeroes the parameters' gradients: in place while a graph writes into them, else (no graph
+  // captured, or every one released) set to none as the eager step does; in place when emulating.
   void zero_grads();
   int64_t captured() const;
 
