@@ -1,6 +1,6 @@
 // The training paths on the GPU against the reference ops (ctest label `cuda`; skipped without a
 // CUDA device or the kernels): the autograd nodes of RMSNorm, RoPE and SiLU-and-multiply (their
-// CUDA kernels both ways), the chunked cross-entropy under bf16 autocast (and its memory), the
+// CUDA kernels both ways, on their 16-byte and their scalar paths), the chunked cross-entropy under bf16 autocast (and its memory), the
 // stacked projections, activation checkpointing under autocast, and a whole cascade step with
 // every new path on against every one off.
 #include <gtest/gtest.h>
@@ -26,6 +26,10 @@
 
 #ifdef C3_HAVE_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#endif
+#ifdef C3_HAVE_CUDA_KERNELS
+#include "model/cuda/backward_kernels.h"
+#include "model/cuda/fused_kernels.h"
 #endif
 
 namespace c3::test {
@@ -148,6 +152,118 @@ TEST(CudaTrainOps, SiluMulKernelsMatchAutogradOfTheReference) {
     EXPECT_LE(rel, t == at::kFloat ? 1e-6 : 7.9e-3) << c10::toString(t);
   }
 }
+
+#ifdef C3_HAVE_CUDA_KERNELS
+// A contiguous copy of x that starts one element past a 16-byte boundary: the kernels' 16-byte
+// accesses don't fit it, so they take their scalar path.
+at::Tensor shifted_copy(const at::Tensor& x) {
+  const at::Tensor buf = at::empty({x.numel() + 1}, x.options());
+  at::Tensor y = buf.narrow(0, 1, x.numel()).view(x.sizes());
+  y.copy_(x);
+  return y;
+}
+
+// Both paths of the SiLU·mul kernels: 16 bytes a thread where rows allow it (I = 2816, also for
+// decode's 1 to 4 rows; I = 100 in fp32), the scalar path where not (I = 100 in bf16, I = 99, a
+// shifted copy). Values bit for bit against the reference; gradients as the test above, and bit
+// for bit between the two paths on the same input.
+TEST(CudaTrainOps, SiluMulKernelsTakeTheVectorAndTheScalarPathAlike) {
+  REQUIRE_KERNELS();
+  torch::manual_seed(5);
+  const Op ref = [](const auto& v) { return fused::reference::silu_mul(v[0]); };
+  const std::pair<int64_t, int64_t> shapes[] = {{1, 2816}, {4, 2816}, {37, 2816}, {37, 100},
+                                                {5, 99}};
+  for (at::ScalarType t : kTypes) {
+    for (const auto& [N, I] : shapes) {
+      const at::Tensor gu = randn({N, 2 * I}, t, 4.0), g = randn({N, I}, t);
+      const auto want = value_and_grads(ref, {gu}, g);
+      const at::Tensor shifted = shifted_copy(gu);
+      for (const at::Tensor& x : {gu, shifted}) {
+        EXPECT_TRUE(torch::equal(fused::cuda::silu_mul(x), want[0]))
+            << c10::toString(t) << " N=" << N << " I=" << I;
+        const at::Tensor grad = fused::cuda::silu_mul_backward(g, x);
+        const double rel = max_abs(grad, want[1]) / want[1].abs().max().item<double>();
+        EXPECT_LE(rel, t == at::kFloat ? 1e-6 : 7.9e-3) << c10::toString(t) << " I=" << I;
+      }
+      EXPECT_TRUE(torch::equal(fused::cuda::silu_mul_backward(g, gu),
+                               fused::cuda::silu_mul_backward(g, shifted)))
+          << c10::toString(t) << " N=" << N << " I=" << I;
+    }
+  }
+}
+
+// Both paths of the RoPE kernels against autograd through the reference, bit for bit. 16 bytes a
+// thread: contiguous x, q and k of a stacked projection, one position (decode), D = 32. Scalar:
+// a head dim strided in memory (sd != 1), a shifted copy, D = 8 in bf16 (half a row is less than
+// a pack); backward also on a gradient with a strided head dim or shifted, through the kernel.
+TEST(CudaTrainOps, RotaryKernelsTakeTheVectorAndTheScalarPathAlike) {
+  REQUIRE_KERNELS();
+  torch::manual_seed(6);
+  struct Case {
+    const char* what;
+    int64_t B, T, D;
+    std::function<at::Tensor(int64_t B, int64_t T, int64_t D, at::ScalarType t)> leaf;
+    std::function<at::Tensor(const at::Tensor& leaf, int64_t B, int64_t T, int64_t D)> view;
+  };
+  const int64_t H = 4, Hkv = 2;
+  const auto contiguous = [&](int64_t B, int64_t T, int64_t D, at::ScalarType t) {
+    return randn({B, H, T, D}, t);
+  };
+  const auto as_is = [](const at::Tensor& x, int64_t, int64_t, int64_t) { return x; };
+  const auto qkv = [&](int64_t B, int64_t T, int64_t D, at::ScalarType t) {
+    return randn({B, T, (H + 2 * Hkv) * D}, t);
+  };
+  const auto k_of_qkv = [&](const at::Tensor& x, int64_t B, int64_t T, int64_t D) {
+    const auto parts = x.split_with_sizes({H * D, Hkv * D, Hkv * D}, -1);
+    return parts[1].view({B, T, Hkv, D}).transpose(1, 2);
+  };
+  const Case cases[] = {
+      {"contiguous", 3, 37, 64, contiguous, as_is},
+      {"k of qkv", 3, 37, 64, qkv, k_of_qkv},
+      {"one position", 2, 1, 64, contiguous, as_is},
+      {"D=32", 2, 9, 32, contiguous, as_is},
+      {"D=8", 2, 9, 8, contiguous, as_is},
+      {"strided head dim", 3, 37, 64,
+       [&](int64_t B, int64_t T, int64_t D, at::ScalarType t) { return randn({B, H, D, T}, t); },
+       [](const at::Tensor& x, int64_t, int64_t, int64_t) { return x.transpose(2, 3); }},
+      {"shifted", 3, 37, 64,
+       [&](int64_t B, int64_t T, int64_t D, at::ScalarType t) {
+         return randn({B * H * T * D + 1}, t);
+       },
+       [&](const at::Tensor& x, int64_t B, int64_t T, int64_t D) {
+         return x.narrow(0, 1, B * H * T * D).view({B, H, T, D});
+       }},
+  };
+  for (at::ScalarType t : kTypes) {
+    for (const Case& c : cases) {
+      const at::Tensor pos = torch::randint(0, 4000, {c.B, c.T}, torch::kLong).to(torch::kCUDA);
+      const at::Tensor inv = torch::rand({c.D / 2}).to(torch::kCUDA);
+      const at::Tensor freqs = pos.to(at::kFloat).unsqueeze(-1) * inv;
+      const at::Tensor emb = torch::cat({freqs, freqs}, -1);
+      const at::Tensor cos = emb.cos(), sin = emb.sin();
+      const Op node = [&](const auto& v) {
+        return fused::rotary_autograd(c.view(v[0], c.B, c.T, c.D), cos, sin);
+      };
+      const Op ref = [&](const auto& v) {
+        return fused::reference::rotary(c.view(v[0], c.B, c.T, c.D), cos, sin);
+      };
+      const at::Tensor x = c.leaf(c.B, c.T, c.D, t);
+      const auto rel = compare(node, ref, {x});
+      EXPECT_EQ(rel[0], 0) << c10::toString(t) << " " << c.what;
+      EXPECT_EQ(rel[1], 0) << c10::toString(t) << " " << c.what;
+      // The backward kernel on gradients it can't read 16 bytes at a time.
+      const at::Tensor xv = c.view(x, c.B, c.T, c.D);
+      const at::Tensor g = randn({xv.size(0), xv.size(3), xv.size(1), xv.size(2)}, t);
+      for (const at::Tensor& gs : {g.permute({0, 2, 3, 1}), shifted_copy(g.permute({0, 2, 3, 1}))}) {
+        const at::Tensor want = value_and_grads(
+            [&](const auto& v) { return fused::reference::rotary(v[0], cos, sin); }, {xv}, gs)[1];
+        EXPECT_TRUE(torch::equal(fused::cuda::rotary_backward(gs, cos, sin), want))
+            << c10::toString(t) << " " << c.what;
+      }
+    }
+  }
+}
+#endif
 
 // Under autograd the dispatch takes the nodes (one node per op), and C3_TRAIN_KERNELS=0 (the
 // switch) gives back the reference ops.

@@ -7,6 +7,7 @@
 // add into one FMA, which would round once where ATen rounds twice.
 #include "model/cuda/launch.h"
 #include "model/cuda/row_grid.cuh"
+#include "model/cuda/vector_access.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -59,21 +60,64 @@ __global__ void rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ w
 }
 
 // ---- silu(gate) * up over [N, 2I] -------------------------------------------------------
-// Rows on the grid's y, columns on x: no 64-bit division per element (a flat index split by
-// `/ I` and `% I` cost more than the memory traffic; 2026-12-05 H100 profile).
+// One element: ATen's silu x / (1 + exp(-x)) rounded to T, times up, rounded.
+template <typename T>
+__device__ __forceinline__ T silu_mul_one(float g, float up) {
+  const T s = to_t<T>(g / (1.0f + expf(-g)));
+  return to_t<T>(__fmul_rn(to_f(s), up));
+}
+
+// Scalar path, for rows that 16-byte accesses don't fit. Rows on the grid's y, columns on x: no
+// 64-bit division per element (a flat index split by `/ I` and `% I` cost more than the memory
+// traffic; 2026-12-05 H100 profile).
 template <typename T>
 __global__ void silu_mul_kernel(const T* __restrict__ gu, T* __restrict__ out, int64_t N,
                                 int64_t I) {
   for_each_row_col(N, I, [&](int64_t r, int64_t c) {
     const T* gate = gu + r * 2 * I;
-    const float g = to_f(gate[c]);
-    const T s = to_t<T>(g / (1.0f + expf(-g)));  // ATen's silu: x / (1 + exp(-x)), rounded
-    out[r * I + c] = to_t<T>(__fmul_rn(to_f(s), to_f(gate[I + c])));
+    out[r * I + c] = silu_mul_one<T>(to_f(gate[c]), to_f(gate[I + c]));
   });
+}
+
+// 16-byte path: a thread takes one pack of gate, the matching pack of up, and writes one pack.
+template <typename T>
+__global__ void silu_mul_vec_kernel(const T* __restrict__ gu, T* __restrict__ out, int64_t N,
+                                    int64_t I) {
+  constexpr int W = kVecWidth<T>;
+  for_each_row_pack(N, I / W, [&](int64_t r, int64_t p) {
+    const T* gate = gu + r * 2 * I + p * W;
+    const Vec<T> g = load_vec(gate), u = load_vec(gate + I);
+    Vec<T> y;
+#pragma unroll
+    for (int k = 0; k < W; ++k) y.v[k] = silu_mul_one<T>(to_f(g.v[k]), to_f(u.v[k]));
+    store_vec(out + r * I + p * W, y);
+  });
+}
+
+template <typename T>
+void silu_mul_typed(const T* gu, T* out, int64_t N, int64_t I, cudaStream_t stream) {
+  if (vec_aligned<T>({gu, out}, {I})) {
+    const LaunchShape l = rows_of_packs(N, I / kVecWidth<T>);
+    silu_mul_vec_kernel<T><<<l.grid, l.block, 0, stream>>>(gu, out, N, I);
+  } else {
+    constexpr int kThreads = 256;
+    silu_mul_kernel<T><<<rows_by_cols(N, I, kThreads), kThreads, 0, stream>>>(gu, out, N, I);
+  }
 }
 
 // ---- RoPE: x [B, H, T, D] (any strides) -> contiguous [B, H, T, D] ------------------------
 // out = x * cos + rotate_half(x) * sin, with cos/sin [B, T, D] fp32 rounded to the dtype first.
+// One element: xi its x, rot its rotate_half(x) (-x[d + D/2] or x[d - D/2]), c/s its fp32 table
+// entries.
+template <typename T>
+__device__ __forceinline__ T rotary_one(float xi, float rot, float c32, float s32) {
+  const float c = to_f(to_t<T>(c32)), s = to_f(to_t<T>(s32));
+  const T a = to_t<T>(__fmul_rn(xi, c));
+  const T r = to_t<T>(__fmul_rn(rot, s));
+  return to_t<T>(__fadd_rn(to_f(a), to_f(r)));
+}
+
+// Scalar path, for strided or unaligned rows: the head dim from threadIdx.x (rotary_grid).
 template <typename T>
 __global__ void rotary_kernel(const T* __restrict__ x, const float* __restrict__ cos,
                               const float* __restrict__ sin, T* __restrict__ out, int64_t B,
@@ -87,12 +131,57 @@ __global__ void rotary_kernel(const T* __restrict__ x, const float* __restrict__
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
       const float xi = to_f(xv[d * sd]);
       const float rot = d < half ? -to_f(xv[(d + half) * sd]) : to_f(xv[(d - half) * sd]);
-      const float c = to_f(to_t<T>(cos[c0 + d])), s = to_f(to_t<T>(sin[c0 + d]));
-      const T a = to_t<T>(__fmul_rn(xi, c));
-      const T r = to_t<T>(__fmul_rn(rot, s));
-      ov[d] = to_t<T>(__fadd_rn(to_f(a), to_f(r)));
+      ov[d] = rotary_one<T>(xi, rot, cos[c0 + d], sin[c0 + d]);
     }
   });
+}
+
+// 16-byte path (unit last stride): a thread takes a pack at d < D/2 and its partner at d + D/2
+// and writes both, so a row of D = 64 bf16 is 4 threads (rotary_pack_grid).
+template <typename T>
+__global__ void rotary_vec_kernel(const T* __restrict__ x, const float* __restrict__ cos,
+                                  const float* __restrict__ sin, T* __restrict__ out, int64_t B,
+                                  int64_t H, int64_t S, int64_t D, int64_t sb, int64_t sh,
+                                  int64_t st, int64_t cb, int64_t ct) {
+  constexpr int W = kVecWidth<T>;
+  const int64_t half = D / 2;
+  for_each_rotary_row(B, H, S, [&](int64_t b, int64_t h, int64_t t, int64_t bh) {
+    for (int64_t d = threadIdx.x * static_cast<int64_t>(W); d < half; d += blockDim.x * W) {
+      const T* xv = x + b * sb + h * sh + t * st + d;
+      const float* cv = cos + b * cb + t * ct + d;
+      const float* sv = sin + b * cb + t * ct + d;
+      const Vec<T> lo = load_vec(xv), hi = load_vec(xv + half);
+      const Vec<float, W> c_lo = load_vec<float, W>(cv), c_hi = load_vec<float, W>(cv + half);
+      const Vec<float, W> s_lo = load_vec<float, W>(sv), s_hi = load_vec<float, W>(sv + half);
+      Vec<T> y_lo, y_hi;
+#pragma unroll
+      for (int k = 0; k < W; ++k) {
+        const float xl = to_f(lo.v[k]), xh = to_f(hi.v[k]);
+        y_lo.v[k] = rotary_one<T>(xl, -xh, c_lo.v[k], s_lo.v[k]);
+        y_hi.v[k] = rotary_one<T>(xh, xl, c_hi.v[k], s_hi.v[k]);
+      }
+      T* ov = out + (bh * S + t) * D + d;
+      store_vec(ov, y_lo);
+      store_vec(ov + half, y_hi);
+    }
+  });
+}
+
+template <typename T>
+void rotary_typed(const T* x, const float* cos, const float* sin, T* out, int64_t B, int64_t H,
+                  int64_t S, int64_t D, const int64_t sx[4], int64_t cb, int64_t ct,
+                  cudaStream_t stream) {
+  const int64_t half = D / 2;
+  if (sx[3] == 1 && vec_aligned<T>({x, out}, {half, sx[0], sx[1], sx[2]}) &&
+      vec_aligned<float>({cos, sin}, {cb, ct})) {
+    const LaunchShape g = rotary_pack_grid(B * H, S, half / kVecWidth<T>);
+    rotary_vec_kernel<T><<<g.grid, g.block, 0, stream>>>(x, cos, sin, out, B, H, S, D, sx[0],
+                                                         sx[1], sx[2], cb, ct);
+  } else {
+    const RotaryGrid g = rotary_grid(B * H, S, D);
+    rotary_kernel<T><<<g.grid, g.block, 0, stream>>>(x, cos, sin, out, B, H, S, D, sx[0], sx[1],
+                                                     sx[2], sx[3], cb, ct);
+  }
 }
 
 #define C3_DISPATCH(T, ...)                                                      \
@@ -114,19 +203,16 @@ cudaError_t launch_rms_norm(DType t, const void* x, const void* w, void* out, in
 
 cudaError_t launch_silu_mul(DType t, const void* gate_up, void* out, int64_t N, int64_t I,
                             cudaStream_t stream) {
-  constexpr int kThreads = 256;
-  C3_DISPATCH(t, silu_mul_kernel<scalar_t><<<rows_by_cols(N, I, kThreads), kThreads, 0, stream>>>(
-                     static_cast<const scalar_t*>(gate_up), static_cast<scalar_t*>(out), N, I));
+  C3_DISPATCH(t, silu_mul_typed(static_cast<const scalar_t*>(gate_up), static_cast<scalar_t*>(out),
+                                N, I, stream));
   return cudaGetLastError();
 }
 
 cudaError_t launch_rotary(DType t, const void* x, const float* cos, const float* sin, void* out,
                           int64_t B, int64_t H, int64_t S, int64_t D, const int64_t sx[4],
                           int64_t cb, int64_t ct, cudaStream_t stream) {
-  const RotaryGrid g = rotary_grid(B * H, S, D);
-  C3_DISPATCH(t, rotary_kernel<scalar_t><<<g.grid, g.block, 0, stream>>>(
-                     static_cast<const scalar_t*>(x), cos, sin, static_cast<scalar_t*>(out), B, H,
-                     S, D, sx[0], sx[1], sx[2], sx[3], cb, ct));
+  C3_DISPATCH(t, rotary_typed(static_cast<const scalar_t*>(x), cos, sin,
+                              static_cast<scalar_t*>(out), B, H, S, D, sx, cb, ct, stream));
   return cudaGetLastError();
 }
 

@@ -14,6 +14,7 @@
 #include "model/cuda/element_types.cuh"
 #include "model/cuda/launch.h"
 #include "model/cuda/row_grid.cuh"
+#include "model/cuda/vector_access.cuh"
 
 namespace c3::model::fused::cuda {
 namespace {
@@ -22,6 +23,17 @@ using elem::round_to;
 using elem::to_f;
 using elem::to_t;
 
+// One element of grad_x: g and c at d, its partner's gp and sp (at d + D/2 in the first half,
+// where the partner's term is added, else at d - D/2, where it is subtracted).
+template <typename T>
+__device__ __forceinline__ T rotary_grad_one(float g, float c, float gp, float sp,
+                                             bool first_half) {
+  const float a = round_to<T>(__fmul_rn(g, round_to<T>(c)));
+  const float r = round_to<T>(__fmul_rn(gp, round_to<T>(sp)));
+  return to_t<T>(first_half ? __fadd_rn(a, r) : __fadd_rn(a, -r));
+}
+
+// Scalar path, for strided or unaligned rows: the head dim from threadIdx.x (rotary_grid).
 template <typename T>
 __global__ void rotary_backward_kernel(const T* __restrict__ g, const float* __restrict__ cos,
                                        const float* __restrict__ sin, T* __restrict__ gx, int64_t B,
@@ -35,11 +47,61 @@ __global__ void rotary_backward_kernel(const T* __restrict__ g, const float* __r
     const int64_t ci = b * cb + t * ct;
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
       const int64_t partner = d < half ? d + half : d - half;
-      const float a = round_to<T>(__fmul_rn(to_f(gv[d * g3]), round_to<T>(cos[ci + d])));
-      const float r = round_to<T>(__fmul_rn(to_f(gv[partner * g3]), round_to<T>(sin[ci + partner])));
-      out[d * x3] = to_t<T>(d < half ? __fadd_rn(a, r) : __fadd_rn(a, -r));
+      out[d * x3] = rotary_grad_one<T>(to_f(gv[d * g3]), cos[ci + d], to_f(gv[partner * g3]),
+                                       sin[ci + partner], d < half);
     }
   });
+}
+
+// 16-byte path (unit last strides, rotary_pack_grid): a thread takes a pack at d < D/2 and its
+// partner at d + D/2 of g and both tables, and writes both packs of grad_x.
+template <typename T>
+__global__ void rotary_backward_vec_kernel(const T* __restrict__ g, const float* __restrict__ cos,
+                                           const float* __restrict__ sin, T* __restrict__ gx,
+                                           int64_t B, int64_t H, int64_t S, int64_t D, int64_t g0,
+                                           int64_t g1, int64_t g2, int64_t x0, int64_t x1,
+                                           int64_t x2, int64_t cb, int64_t ct) {
+  constexpr int W = kVecWidth<T>;
+  const int64_t half = D / 2;
+  for_each_rotary_row(B, H, S, [&](int64_t b, int64_t h, int64_t t, int64_t) {
+    for (int64_t d = threadIdx.x * static_cast<int64_t>(W); d < half; d += blockDim.x * W) {
+      const T* gv = g + b * g0 + h * g1 + t * g2 + d;
+      const float* cv = cos + b * cb + t * ct + d;
+      const float* sv = sin + b * cb + t * ct + d;
+      const Vec<T> g_lo = load_vec(gv), g_hi = load_vec(gv + half);
+      const Vec<float, W> c_lo = load_vec<float, W>(cv), c_hi = load_vec<float, W>(cv + half);
+      const Vec<float, W> s_lo = load_vec<float, W>(sv), s_hi = load_vec<float, W>(sv + half);
+      Vec<T> y_lo, y_hi;
+#pragma unroll
+      for (int k = 0; k < W; ++k) {
+        const float gl = to_f(g_lo.v[k]), gh = to_f(g_hi.v[k]);
+        y_lo.v[k] = rotary_grad_one<T>(gl, c_lo.v[k], gh, s_hi.v[k], true);
+        y_hi.v[k] = rotary_grad_one<T>(gh, c_hi.v[k], gl, s_lo.v[k], false);
+      }
+      T* out = gx + b * x0 + h * x1 + t * x2 + d;
+      store_vec(out, y_lo);
+      store_vec(out + half, y_hi);
+    }
+  });
+}
+
+template <typename T>
+void rotary_backward_typed(const T* g, const float* cos, const float* sin, T* gx, int64_t B,
+                           int64_t H, int64_t S, int64_t D, const int64_t sg[4],
+                           const int64_t sx[4], int64_t cb, int64_t ct, cudaStream_t stream) {
+  const int64_t half = D / 2;
+  if (sg[3] == 1 && sx[3] == 1 &&
+      vec_aligned<T>({g, gx}, {half, sg[0], sg[1], sg[2], sx[0], sx[1], sx[2]}) &&
+      vec_aligned<float>({cos, sin}, {cb, ct})) {
+    const LaunchShape l = rotary_pack_grid(B * H, S, half / kVecWidth<T>);
+    rotary_backward_vec_kernel<T><<<l.grid, l.block, 0, stream>>>(
+        g, cos, sin, gx, B, H, S, D, sg[0], sg[1], sg[2], sx[0], sx[1], sx[2], cb, ct);
+  } else {
+    const RotaryGrid l = rotary_grid(B * H, S, D);
+    rotary_backward_kernel<T><<<l.grid, l.block, 0, stream>>>(g, cos, sin, gx, B, H, S, D, sg[0],
+                                                             sg[1], sg[2], sg[3], sx[0], sx[1],
+                                                             sx[2], sx[3], cb, ct);
+  }
 }
 
 }  // namespace
@@ -48,10 +110,9 @@ cudaError_t launch_rotary_backward(DType t, const void* g, const float* cos, con
                                    void* gx, int64_t B, int64_t H, int64_t S, int64_t D,
                                    const int64_t sg[4], const int64_t sx[4], int64_t cb, int64_t ct,
                                    cudaStream_t stream) {
-  const RotaryGrid grid = rotary_grid(B * H, S, D);
-  C3_ELEM_DISPATCH(t, rotary_backward_kernel<scalar_t><<<grid.grid, grid.block, 0, stream>>>(
-                          static_cast<const scalar_t*>(g), cos, sin, static_cast<scalar_t*>(gx), B,
-                          H, S, D, sg[0], sg[1], sg[2], sg[3], sx[0], sx[1], sx[2], sx[3], cb, ct));
+  C3_ELEM_DISPATCH(t, rotary_backward_typed(static_cast<const scalar_t*>(g), cos, sin,
+                                            static_cast<scalar_t*>(gx), B, H, S, D, sg, sx, cb, ct,
+                                            stream));
   return cudaGetLastError();
 }
 

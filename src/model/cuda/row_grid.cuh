@@ -32,6 +32,33 @@ inline RotaryGrid rotary_grid(int64_t batch_heads, int64_t positions, int64_t he
           dim3(tx, ty, 1)};
 }
 
+// Launch shape of the 16-byte kernels (vector_access.cuh).
+struct LaunchShape {
+  dim3 grid, block;
+};
+
+// rows x packs (16-byte words of a row): a row's packs on x (up to 512), as many rows as make
+// about 256 threads on y, row groups on the grid's x (kernels loop past 65535). Decode's few rows
+// get as few blocks. Kernels launched with it walk their packs with for_each_row_pack.
+inline LaunchShape rows_of_packs(int64_t rows, int64_t packs) {
+  const int tx = static_cast<int>(std::clamp<int64_t>(packs, 1, 512));
+  const int ty = std::max(1, 256 / tx);
+  const int64_t blocks = (rows + ty - 1) / ty;
+  return {dim3(static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 65535))), dim3(tx, ty, 1)};
+}
+
+// RoPE with 16-byte accesses: `packs` threads a (batch, head, position) row on x (each takes a
+// pack of the first half and its partner pack of the second), positions on y up to 256 threads,
+// batch x heads on z. Walked with for_each_rotary_row and threadIdx.x in steps of blockDim.x.
+inline LaunchShape rotary_pack_grid(int64_t batch_heads, int64_t positions, int64_t packs) {
+  const int tx = static_cast<int>(std::clamp<int64_t>(packs, 1, 256));
+  const int ty = static_cast<int>(std::clamp<int64_t>(positions, 1, 256 / tx));
+  const int64_t by = (positions + ty - 1) / ty;
+  return {dim3(1, static_cast<unsigned>(std::clamp<int64_t>(by, 1, 65535)),
+               static_cast<unsigned>(std::clamp<int64_t>(batch_heads, 1, 65535))),
+          dim3(tx, ty, 1)};
+}
+
 #ifdef __CUDACC__
 // f(r, c) for each element of a rows_by_cols launch's rows x cols that this thread owns.
 template <typename F>
@@ -42,8 +69,8 @@ __device__ __forceinline__ void for_each_row_col(int64_t rows, int64_t cols, F&&
       f(r, c);
 }
 
-// f(b, h, t, b * H + h) for each (batch, head, position) row of a rotary_grid launch that this
-// thread's y index owns.
+// f(b, h, t, b * H + h) for each (batch, head, position) row of a rotary_grid or rotary_pack_grid
+// launch that this thread's y index owns.
 template <typename F>
 __device__ __forceinline__ void for_each_rotary_row(int64_t B, int64_t H, int64_t S, F&& f) {
   for (int64_t bh = blockIdx.z; bh < B * H; bh += gridDim.z) {
@@ -52,6 +79,14 @@ __device__ __forceinline__ void for_each_rotary_row(int64_t B, int64_t H, int64_
          t += static_cast<int64_t>(gridDim.y) * blockDim.y)
       f(b, h, t, bh);
   }
+}
+
+// f(r, p) for each (row, pack) of a rows_of_packs launch that this thread owns.
+template <typename F>
+__device__ __forceinline__ void for_each_row_pack(int64_t rows, int64_t packs, F&& f) {
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.y) + threadIdx.y; r < rows;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.y)
+    for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) f(r, p);
 }
 #endif
 
