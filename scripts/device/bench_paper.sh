@@ -3,6 +3,7 @@
 # Qwen2.5-1.5B shape, decoder of Qwen2.5-3B shape, L = 32, bf16, random weights), side by side with
 # the H100 limits, plus greedy-id parity of c3 and HF on models/c3-small (fp32).
 # Usage: bash scripts/device/bench_paper.sh        (about 5-8 minutes on one H100/H200)
+# Batch 64 runs for c3 alone (issue 21: where decoding stops being weight-bound).
 # Knobs (environment): BATCH=16 PASSAGE_TOKENS=1024 NEW_TOKENS=64 REPEATS=3 SKIP_HF=1 SKIP_BUILD=1
 # SKIP_SMALL=1 (no c3-small table); TRACE=1 also traces one call of each step with Kineto
 # (c3 bench --trace) and sums kernel time by name into $OUT/trace_summary.txt.
@@ -10,6 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
+EXTRA=/tmp/bench_paper_extra; rm -rf "$EXTRA"; mkdir -p "$EXTRA"  # one tar: $OUT takes 8 files
 BATCH="${BATCH:-16}"; PT="${PASSAGE_TOKENS:-1024}"; NT="${NEW_TOKENS:-64}"; REP="${REPEATS:-3}"
 ENC=configs/qwen2.5-1.5b.json; DEC=configs/qwen2.5-3b.json; L=32
 SHAPE=(--batch "$BATCH" --passage-tokens "$PT" --new-tokens "$NT" --repeats "$REP")
@@ -35,6 +37,12 @@ if [ -n "${TRACE:-}" ]; then
   grep -v "^ *[0-9.]* ms  x" "$OUT/trace_summary.txt" | head -150
 fi
 
+log "c3 bench at batch 64: where decoding stops being bound by reading the weights (c3 only)"
+timeout 150 $C3 bench --random-init $ENC $DEC $L --device cuda --dtype bf16 --batch 64 \
+  --passage-tokens "$PT" --new-tokens "$NT" --repeats "$REP" --json "$EXTRA/c3_paper_b64.json" \
+  > "$EXTRA/c3_paper_b64.txt" 2>&1
+grep -E "^(step|compress|prefill|decompress) " "$EXTRA/c3_paper_b64.txt"
+
 if [ -z "${SKIP_HF:-}" ]; then
   log "HF transformers: the same cascade and shapes"
   timeout 200 python3 bench/hf_reference.py --random-init $ENC $DEC $L --device cuda --dtype bf16 \
@@ -52,7 +60,6 @@ log "greedy-id parity on models/c3-small, fp32: c3 (CUDA and CPU) vs HF (CUDA)"
 TEXT="The river rose quickly after the storm, and by morning the old bridge near the mill was \
 under water. Farmers moved their animals to higher ground while the council opened the school \
 hall as a shelter for families from the lower streets."
-EXTRA=/tmp/bench_paper_extra; rm -rf "$EXTRA"; mkdir -p "$EXTRA"  # one tar: $OUT takes 8 files
 for NG in 20 0; do
   for DEV in cuda cpu; do
     $C3 bench --model models/c3-small --device $DEV --dtype f32 --new-tokens 200 --dump-ngram $NG \
