@@ -178,9 +178,13 @@ if want real; then
   [ -n "$VALID" ] || echo "no valid.jsonl.xz in shared/data/corpus: the real rows run without validation"
   stamp "c3 train, a real run (lengths 64-1024, validation every 10 steps, checkpoints every 15)"
   for cb in $REAL_ROWS; do
-    for impl in c3-real c3-real-nograph; do
+    # c3-real-fixed: the same run on full 512-token passages, so that the trainer's own losses
+    # (evaluations, checkpoints, buckets) show apart from the length mix's.
+    for impl in c3-real c3-real-nograph c3-real-fixed; do
       genv=(); [ "$impl" = c3-real-nograph ] && genv=(C3_TRAIN_GRAPHS=0)
-      STEPS="${REAL_STEPS:-100}" ROW_DATA="${DATA:-shared/data/corpus/train-00.jsonl.xz}" ROW_LENGTHS=uniform:64-1024 ROW_EVAL_PASSAGES=8 \
+      rdata="${DATA:-shared/data/corpus/train-00.jsonl.xz}"; rlen=uniform:64-1024
+      [ "$impl" = c3-real-fixed ] && { rdata="$SPEED_DATA"; rlen=fixed:512; }
+      STEPS="${REAL_STEPS:-100}" ROW_DATA="$rdata" ROW_LENGTHS="$rlen" ROW_EVAL_PASSAGES=8 \
         c3_row "$impl" "${cb%%:*}" "${cb##*:}" ${genv[@]+"${genv[@]}"} -- --eval-every 10 --save-every 15 --keep-last 1 \
         ${VALID:+--valid "$VALID"}
       python3 - "$LOGS/$impl-${cb%%:*}-b${cb##*:}.train_log.jsonl" "$ROWS" "$impl" <<'PY' || echo "no wall figure: $impl $cb"

@@ -13,6 +13,7 @@ by = {(r["impl"], r["config"], r["batch"]): r for r in rows}
 impls = [("c3", "c3 train"), ("c3-nograph", "c3, no step graphs"), ("c3-old", "c3, old paths"),
          ("c3-ckpt", "c3, act. ckpt"), ("c3-real", "c3, real run (wall)"),
          ("c3-real-nograph", "c3, real run, no graphs (wall)"),
+         ("c3-real-fixed", "c3, real run, fixed 512 (wall)"),
          ("pytorch-eager", "PyTorch eager"), ("pytorch-compile", "PyTorch compile")]
 impls = [(k, t) for k, t in impls if any(r["impl"] == k for r in rows)]
 order = {"small": 0, "recipe": 1, "medium": 2}
