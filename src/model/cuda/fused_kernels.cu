@@ -145,25 +145,21 @@ __global__ void rotary_vec_kernel(const T* __restrict__ x, const float* __restri
                                   int64_t st, int64_t cb, int64_t ct) {
   constexpr int W = kVecWidth<T>;
   const int64_t half = D / 2;
-  for_each_rotary_row(B, H, S, [&](int64_t b, int64_t h, int64_t t, int64_t bh) {
-    for (int64_t d = threadIdx.x * static_cast<int64_t>(W); d < half; d += blockDim.x * W) {
-      const T* xv = x + b * sb + h * sh + t * st + d;
-      const float* cv = cos + b * cb + t * ct + d;
-      const float* sv = sin + b * cb + t * ct + d;
-      const Vec<T> lo = load_vec(xv), hi = load_vec(xv + half);
-      const Vec<float, W> c_lo = load_vec<float, W>(cv), c_hi = load_vec<float, W>(cv + half);
-      const Vec<float, W> s_lo = load_vec<float, W>(sv), s_hi = load_vec<float, W>(sv + half);
-      Vec<T> y_lo, y_hi;
+  for_each_rotary_pack<W>(B, H, S, half, [&](int64_t b, int64_t h, int64_t t, int64_t bh, int64_t d) {
+    const T* xv = x + b * sb + h * sh + t * st + d;
+    const Vec<T> lo = load_vec(xv), hi = load_vec(xv + half);
+    const int64_t c0 = b * cb + t * ct + d;
+    const RotaryTablePacks<W> tab = load_rotary_tables<W>(cos + c0, sin + c0, half);
+    Vec<T> y_lo, y_hi;
 #pragma unroll
-      for (int k = 0; k < W; ++k) {
-        const float xl = to_f(lo.v[k]), xh = to_f(hi.v[k]);
-        y_lo.v[k] = rotary_one<T>(xl, -xh, c_lo.v[k], s_lo.v[k]);
-        y_hi.v[k] = rotary_one<T>(xh, xl, c_hi.v[k], s_hi.v[k]);
-      }
-      T* ov = out + (bh * S + t) * D + d;
-      store_vec(ov, y_lo);
-      store_vec(ov + half, y_hi);
+    for (int k = 0; k < W; ++k) {
+      const float xl = to_f(lo.v[k]), xh = to_f(hi.v[k]);
+      y_lo.v[k] = rotary_one<T>(xl, -xh, tab.c_lo.v[k], tab.s_lo.v[k]);
+      y_hi.v[k] = rotary_one<T>(xh, xl, tab.c_hi.v[k], tab.s_hi.v[k]);
     }
+    T* ov = out + (bh * S + t) * D + d;
+    store_vec(ov, y_lo);
+    store_vec(ov + half, y_hi);
   });
 }
 

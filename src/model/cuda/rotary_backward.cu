@@ -63,25 +63,21 @@ __global__ void rotary_backward_vec_kernel(const T* __restrict__ g, const float*
                                            int64_t x2, int64_t cb, int64_t ct) {
   constexpr int W = kVecWidth<T>;
   const int64_t half = D / 2;
-  for_each_rotary_row(B, H, S, [&](int64_t b, int64_t h, int64_t t, int64_t) {
-    for (int64_t d = threadIdx.x * static_cast<int64_t>(W); d < half; d += blockDim.x * W) {
-      const T* gv = g + b * g0 + h * g1 + t * g2 + d;
-      const float* cv = cos + b * cb + t * ct + d;
-      const float* sv = sin + b * cb + t * ct + d;
-      const Vec<T> g_lo = load_vec(gv), g_hi = load_vec(gv + half);
-      const Vec<float, W> c_lo = load_vec<float, W>(cv), c_hi = load_vec<float, W>(cv + half);
-      const Vec<float, W> s_lo = load_vec<float, W>(sv), s_hi = load_vec<float, W>(sv + half);
-      Vec<T> y_lo, y_hi;
+  for_each_rotary_pack<W>(B, H, S, half, [&](int64_t b, int64_t h, int64_t t, int64_t, int64_t d) {
+    const T* gv = g + b * g0 + h * g1 + t * g2 + d;
+    const Vec<T> g_lo = load_vec(gv), g_hi = load_vec(gv + half);
+    const int64_t c0 = b * cb + t * ct + d;
+    const RotaryTablePacks<W> tab = load_rotary_tables<W>(cos + c0, sin + c0, half);
+    Vec<T> y_lo, y_hi;
 #pragma unroll
-      for (int k = 0; k < W; ++k) {
-        const float gl = to_f(g_lo.v[k]), gh = to_f(g_hi.v[k]);
-        y_lo.v[k] = rotary_grad_one<T>(gl, c_lo.v[k], gh, s_hi.v[k], true);
-        y_hi.v[k] = rotary_grad_one<T>(gh, c_hi.v[k], gl, s_lo.v[k], false);
-      }
-      T* out = gx + b * x0 + h * x1 + t * x2 + d;
-      store_vec(out, y_lo);
-      store_vec(out + half, y_hi);
+    for (int k = 0; k < W; ++k) {
+      const float gl = to_f(g_lo.v[k]), gh = to_f(g_hi.v[k]);
+      y_lo.v[k] = rotary_grad_one<T>(gl, tab.c_lo.v[k], gh, tab.s_hi.v[k], true);
+      y_hi.v[k] = rotary_grad_one<T>(gh, tab.c_hi.v[k], gl, tab.s_lo.v[k], false);
     }
+    T* out = gx + b * x0 + h * x1 + t * x2 + d;
+    store_vec(out, y_lo);
+    store_vec(out + half, y_hi);
   });
 }
 

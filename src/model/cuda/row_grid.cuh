@@ -81,6 +81,17 @@ __device__ __forceinline__ void for_each_rotary_row(int64_t B, int64_t H, int64_
   }
 }
 
+// f(b, h, t, b * H + h, d) for each pack start d (< D / 2, in steps of W) of each row of a
+// rotary_pack_grid launch that this thread owns.
+template <int W, typename F>
+__device__ __forceinline__ void for_each_rotary_pack(int64_t B, int64_t H, int64_t S, int64_t half,
+                                                     F&& f) {
+  for_each_rotary_row(B, H, S, [&](int64_t b, int64_t h, int64_t t, int64_t bh) {
+    for (int64_t d = threadIdx.x * static_cast<int64_t>(W); d < half; d += blockDim.x * W)
+      f(b, h, t, bh, d);
+  });
+}
+
 // f(r, p) for each (row, pack) of a rows_of_packs launch that this thread owns.
 template <typename F>
 __device__ __forceinline__ void for_each_row_pack(int64_t rows, int64_t packs, F&& f) {

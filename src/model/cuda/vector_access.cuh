@@ -60,6 +60,18 @@ __device__ __forceinline__ void store_vec(T* p, const Vec<T, N>& in) {
     __stwb(dst + i, w);
   }
 }
+
+// RoPE's fp32 cos and sin packs at a pack start and at its partner half a row on.
+template <int W>
+struct RotaryTablePacks {
+  Vec<float, W> c_lo, c_hi, s_lo, s_hi;
+};
+template <int W>
+__device__ __forceinline__ RotaryTablePacks<W> load_rotary_tables(const float* cos,
+                                                                  const float* sin, int64_t half) {
+  return {load_vec<float, W>(cos), load_vec<float, W>(cos + half), load_vec<float, W>(sin),
+          load_vec<float, W>(sin + half)};
+}
 #endif
 
 }  // namespace c3::model::fused::cuda
