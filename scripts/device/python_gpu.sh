@@ -47,6 +47,6 @@ C3_BUILD_DIR=build-gpu "$PY" -m pip install -q --no-build-isolation --no-deps --
 echo "== Python round trip vs the CLI on CUDA"
 for beams in 1 4; do
   PYTHONPATH=build-gpu/python "$PY" bench/python_roundtrip.py --c3 build-gpu/c3 --device cuda \
-    --repeats 7 --beams "$beams"
+    --repeats 15 --beams "$beams"
 done 2>&1 | tee "$OUT/python_roundtrip_cuda.txt"
 echo "total ${SECONDS}s"
