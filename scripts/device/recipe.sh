@@ -12,7 +12,8 @@
 # QUERY_POSITIONS=after_text|segments QUERY_MASK=causal|segment QUERY_POOLING=none|segment_mean
 # (c3 train --query-positions, --query-mask, --query-pooling; unset = the INIT model's layout,
 # else the official one), AUX_LM_WEIGHT=0
-# (--aux-lm-weight), LATENTS=32, STEPS=20000.
+# (--aux-lm-weight), LATENTS=32, STEPS=20000. GROW_FROM=model-folder: start from that trained
+# model grown to CONFIG's shape, computing the same function (scripts/grow_model.py; INIT is it).
 # Expects c3 built in build-gpu/ and the corpus under shared/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +25,11 @@ DATA=shared/data/corpus
 TRAIN_EVAL="$(ls "$DATA"/train-0*.jsonl.xz | head -1)"  # the train-split eval: the first shard present
 C3=build-gpu/c3
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+if [ -n "${GROW_FROM:-}" ]; then
+  INIT="/tmp/$NAME-grown"; rm -rf "$INIT"
+  python3 scripts/grow_model.py "$GROW_FROM" --encoder-config "configs/$CONFIG-encoder.json" \
+    --decoder-config "configs/$CONFIG-decoder.json" --out "$INIT" || exit 1
+fi
 if [ -n "${INIT:-}" ]; then
   MODEL_ARGS=(--init "$INIT")
 else
