@@ -12,14 +12,16 @@
 #
 # Needs shared/data/corpus/train-0*.jsonl.xz (any one shard). Env: STEPS (timed steps, 10),
 # BUDGET (seconds, 560; what no longer fits is skipped and said), PARTS ("build c3 c3ckpt eager
-# eagerckpt"). Writes $OUT/paper_train.md (the table), paper_train.jsonl, logs.tar.gz.
+# eagerckpt profile"; on a card under 100 GB without PARTS set, c3 and eager are left out).
+# Writes $OUT/paper_train.md (the table), paper_train.jsonl, paper_profile.txt, logs.tar.gz.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
 source scripts/device/build.sh
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
 T0=$SECONDS; BUDGET="${BUDGET:-560}"; STEPS="${STEPS:-10}"
-PARTS="${PARTS:-build c3 c3ckpt eager eagerckpt}"
+PARTS_SET="${PARTS:-}"
+PARTS="${PARTS:-build c3 c3ckpt eager eagerckpt profile}"
 ROWS="$OUT/paper_train.jsonl"; : > "$ROWS"
 LOGS=/tmp/paper_train_logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
 RUN=/tmp/c3_paper_train  # on disk: the checkpoint is what item 4 times
@@ -85,10 +87,28 @@ print(json.dumps(r))" >> "$ROWS" || echo "no figure: $name (see $log)"
 if want build; then stamp build; c3_build_gpu c3 || exit 1; fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 df -h /tmp | tail -1
+# Without checkpointing neither c3 nor PyTorch fits batch 4 x 1,024 in 80 GB (2026-12-05, H100:
+# both ran out of memory, c3 after a minute): on such a card those rows are left out unless asked.
+GPU_MB=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
+if [ -z "$PARTS_SET" ] && (( ${GPU_MB:-0} < 100000 )); then
+  PARTS="${PARTS/ c3 / }"; PARTS="${PARTS/ eager / }"
+  echo "a ${GPU_MB} MiB card: the rows without checkpointing are left out (PARTS=\"$PARTS\")"
+fi
 if want c3; then stamp c3; c3_run c3; fi
 if want c3ckpt; then stamp c3ckpt; c3_run c3-act-ckpt --activation-checkpointing; fi
 if want eager; then stamp eager; eager_run pytorch-eager; fi
 if want eagerckpt; then stamp eagerckpt; eager_run pytorch-eager-ckpt --grad-ckpt; fi
+# Where c3's checkpointed step spends its time (0.76x PyTorch's on an H100, 2026-12-05): phases
+# and a Kineto trace of 3 steps, summed by kernel into $OUT/paper_profile.txt.
+if want profile; then
+  stamp profile
+  rm -f /tmp/paper_trace.json
+  STEPS=5 C3_TRAIN_PROFILE=1 C3_TRAIN_TRACE=/tmp/paper_trace.json c3_run c3-ckpt-profile --activation-checkpointing
+  { grep '"event":"profile"' "$LOGS/c3-ckpt-profile.log" | tail -1
+    [ -f /tmp/paper_trace.json ] && python3 scripts/device/trace_summary.py /tmp/paper_trace.json; } \
+    > "$OUT/paper_profile.txt" 2>&1
+  head -30 "$OUT/paper_profile.txt"
+fi
 stamp table
 python3 - "$ROWS" > "$OUT/paper_train.md" <<'PY'
 import json, sys
