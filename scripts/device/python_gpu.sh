@@ -35,6 +35,24 @@ if [ -n "$crashed" ]; then
   else
     echo "no gdb on this machine"
   fi
+  # Which variant of Latents.save crashes, each in its own process (2026-12-05: save of a float32
+  # tensor from compress, dtype=None).
+  for variant in "None" "'f32'" "'bf16'" "None, touched" ; do
+    PYTHONPATH=build-gpu/python timeout 60 "$PY" -X faulthandler - "$variant" > /tmp/probe.txt 2>&1 <<'PYPROBE'
+import sys, tempfile, os, c3
+variant = sys.argv[1]
+m = c3.Cascade.load("models/c3-small")
+[lat] = m.compress([open("docs/sample.txt").read()], chunk_tokens=24)
+if variant.endswith("touched"):
+    _ = lat.tensor.sum()
+dtype = eval(variant.split(",")[0])
+path = os.path.join(tempfile.mkdtemp(), "p.c3")
+lat.save(path, dtype=dtype)
+back = c3.Latents.load(path)
+print("saved and loaded", back)
+PYPROBE
+    echo "Latents.save(dtype=$variant): exit $? $(tail -1 /tmp/probe.txt | cut -c1-160)"
+  done
   PYTHONPATH=build-gpu/python C3_BIN=build-gpu/c3 "$PY" -X faulthandler -m pytest -q -p no:cacheprovider \
     --deselect "$crashed" python/tests > "$OUT/pytest_rest.txt" 2>&1
   echo "the others: exit $?"; grep -E "FAILED|ERROR|Fatal Python" "$OUT/pytest_rest.txt" | head -20
