@@ -226,6 +226,6 @@ fi
 grep -v '"impl": "c3-profile"' "$ROWS" > "$ROWS.tmp" && mv "$ROWS.tmp" "$ROWS"
 
 stamp "table"
-python3 scripts/device/train_speed_table.py "$ROWS" | tee "$OUT/train_speed.md"
+python3 scripts/device/train_speed_table.py "$ROWS" --card "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" | tee "$OUT/train_speed.md"
 tar -czf "$OUT/logs.tar.gz" -C "$LOGS" . 2>/dev/null
 stamp done
