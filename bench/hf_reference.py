@@ -30,16 +30,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
+from torch_reference import decoder_prompt_text, encoder_positions  # the prompt and slot layout, once
+
 H100_FLOPS = 800e12  # dense bf16
 H100_BANDWIDTH = 3.0e12  # bytes/s
-
-
-def decoder_prompt_text(latents):
-    """The official decoder prompt (same text as c3's decoder_prompt_text)."""
-    slots = "<img>" + "<imgpad>" * latents + "</img>"
-    return ("<|im_start|>system\nYou should follow the instructions carefully and explain your "
-            "answers in detail.<|im_end|><|im_start|>user\n" + slots +
-            "\nRepeat the text: <|im_end|><|im_start|>assistant\n")
 
 
 def qwen2_config(path_or_dict, min_vocab):
@@ -97,16 +91,6 @@ class HFCascade(torch.nn.Module):
         self.prompt_slots = [i for i, t in enumerate(self.prompt_ids) if t == patch]
         assert len(self.prompt_slots) == latents, "the prompt must hold L <imgpad> tokens"
 
-    def encoder_positions(self, n, device):
-        """RoPE positions of text n + <img> + L slots + </img> (src/c3/query_layout.h): every
-        token at its index, or with c3_query_positions "segments" slot j at the end of its
-        text segment, floor((j + 1) n / L), and </img> at n + 1."""
-        pos = list(range(n + self.L + 2))
-        if self.query_positions == "segments":
-            pos[n + 1:n + 1 + self.L] = [(j + 1) * n // self.L for j in range(self.L)]
-            pos[n + 1 + self.L] = n + 1
-        return torch.tensor(pos, device=device).unsqueeze(0)
-
     def encoder_input_ids(self, context):
         t = self.tok.ids
         return list(context) + [t["<img>"]] + [t["<imgpad>"]] * self.L + [t["</img>"]]
@@ -117,7 +101,9 @@ class HFCascade(torch.nn.Module):
         emb = self.encoder.model.embed_tokens(ids)  # [B, T, C]
         s = ids.shape[1] - 1 - self.L
         emb[:, s:s + self.L] = self.Q.weight.to(emb.dtype)
-        pos = self.encoder_positions(ids.shape[1] - self.L - 2, ids.device).expand(ids.shape[0], -1)
+        n = ids.shape[1] - self.L - 2
+        pos = encoder_positions(n, self.L, self.query_positions).to(ids.device)
+        pos = pos[None].expand(ids.shape[0], -1)
         h = self.encoder.model(inputs_embeds=emb, position_ids=pos, use_cache=False).last_hidden_state
         return self.mm_projector(h[:, s:s + self.L])  # [B, L, C_dec]
 

@@ -37,6 +37,17 @@ def decoder_prompt_text(latents):
             "\nRepeat the text: <|im_end|><|im_start|>assistant\n")
 
 
+def encoder_positions(n, latents, layout):
+    """RoPE positions of text n + <img> + L slots + </img> (src/c3/query_layout.h): every token at
+    its index, or with c3_query_positions "segments" slot j at the end of its text segment,
+    floor((j + 1) n / L), and </img> at n + 1."""
+    pos = list(range(n + latents + 2))
+    if layout == "segments":
+        pos[n + 1:n + 1 + latents] = [(j + 1) * n // latents for j in range(latents)]
+        pos[n + 1 + latents] = n + 1
+    return torch.tensor(pos)
+
+
 def rms_norm(x, w, eps):
     return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
@@ -141,19 +152,12 @@ class Cascade:
         self.prompt = tokenizer.encode(decoder_prompt_text(self.L))
         self.slots = [i for i, t in enumerate(self.prompt) if t == self.pad]
 
-    def encoder_positions(self, n):
-        pos = list(range(n + self.L + 2))
-        if self.layout == "segments":  # slot j at the end of its text segment, </img> at n + 1
-            pos[n + 1:n + 1 + self.L] = [(j + 1) * n // self.L for j in range(self.L)]
-            pos[n + 1 + self.L] = n + 1
-        return torch.tensor(pos)
-
     @torch.no_grad()
     def compress(self, ids):
         n = len(ids)
         x = self.enc.emb[torch.tensor(ids + [self.img] + [self.pad] * self.L + [self.img_end])][None]
         x[0, n + 1:n + 1 + self.L] = self.Q
-        h = self.enc.forward(x, self.encoder_positions(n))
+        h = self.enc.forward(x, encoder_positions(n, self.L, self.layout))
         return h[0, n + 1:n + 1 + self.L] @ self.proj_w.T + self.proj_b
 
     @torch.no_grad()

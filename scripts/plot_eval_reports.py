@@ -14,6 +14,17 @@ import sys
 PAPER_32 = [(21.0, 0.997), (26.4, 0.988), (33.0, 0.988), (39.4, 0.933)]
 
 
+def pyplot():
+    """matplotlib.pyplot drawing to files (Agg), or an exit that says what to install."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        sys.exit("matplotlib is not installed (Debian: apt install python3-matplotlib)")
+    return plt
+
+
 def points(paths):
     by_ratio = {}
     for path in paths:
@@ -32,12 +43,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--title", default="char precision against compression ratio (valid, greedy)")
     args = ap.parse_args()
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        sys.exit("matplotlib is not installed (Debian: apt install python3-matplotlib)")
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for spec in args.series:
         label, _, files = spec.partition("=")

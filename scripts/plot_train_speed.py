@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from plot_eval_reports import pyplot
+
 BARS = [("c3", "c3 train"), ("c3-nograph", "c3, no step graphs"), ("pytorch-eager", "PyTorch eager"),
         ("pytorch-compile", "PyTorch torch.compile")]
 CONFIGS = {"small": 0, "recipe": 1, "medium": 2}
@@ -20,12 +22,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--title", default="training speed: text tokens/s (higher is better)")
     args = ap.parse_args()
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        sys.exit("matplotlib is not installed (Debian: apt install python3-matplotlib)")
+    plt = pyplot()
     try:
         rows = [json.loads(l) for l in open(args.rows) if l.strip().startswith("{")]
         by = {(r["impl"], r["config"], r["batch"]): r["tokens_per_sec"] for r in rows}

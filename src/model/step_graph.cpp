@@ -60,8 +60,6 @@ c10::cuda::CUDAStream capture_stream() {
 at::Tensor StepGraph::capture(const std::function<at::Tensor()>& step, const CaptureOptions& o) {
 #ifdef C3_HAVE_CUDA
   C3_CHECK(!impl_->captured, "StepGraph::capture: already captured");
-  C3_CHECK(!o.share_pool_with || o.share_pool_with->captured(),
-           "StepGraph::capture: the graph to share a pool with is not captured");
   // Capture must run on a side stream.
   torch::cuda::synchronize();
   c10::cuda::CUDAStream stream = capture_stream();
@@ -75,8 +73,6 @@ at::Tensor StepGraph::capture(const std::function<at::Tensor()>& step, const Cap
     }
     if (o.pool) {
       impl_->graph.capture_begin(*o.pool);
-    } else if (o.share_pool_with) {
-      impl_->graph.capture_begin(o.share_pool_with->impl_->graph.pool());
     } else {
       impl_->graph.capture_begin();
     }

@@ -26,9 +26,8 @@ class StepGraph {
   static PoolId new_pool();
 
   struct CaptureOptions {
-    // Allocate from that graph's memory pool: graphs replayed one at a time share it.
-    const StepGraph* share_pool_with = nullptr;
-    // Or from this pool (new_pool()), when no graph is to own it.
+    // Allocate from this pool (new_pool()): graphs replayed one at a time share it. Unset, the
+    // graph gets a pool of its own.
     const PoolId* pool = nullptr;
     // Run `step` once eagerly first, which sets up cuBLAS, the autograd threads and the
     // allocator; its result is returned. Without it the new graph is replayed once instead and
