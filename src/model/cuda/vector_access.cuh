@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 
@@ -14,11 +15,21 @@ namespace c3::model::fused::cuda {
 template <typename T>
 constexpr int kVecWidth = static_cast<int>(16 / sizeof(T));
 
+// C3_VECTOR_KERNELS=0 sends every kernel down its scalar path: a switch back, read once.
+inline bool vector_kernels_on() {
+  static const bool on = [] {
+    const char* v = std::getenv("C3_VECTOR_KERNELS");
+    return !(v && v[0] == '0' && v[1] == '\0');
+  }();
+  return on;
+}
+
 // Whether 16-byte accesses of T stay aligned at every pointer plus any sum of multiples of these
 // element offsets (row strides, half rows, widths).
 template <typename T>
 inline bool vec_aligned(std::initializer_list<const void*> ptrs,
                         std::initializer_list<int64_t> offsets) {
+  if (!vector_kernels_on()) return false;
   for (const void* p : ptrs)
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
   for (int64_t o : offsets)
