@@ -11,6 +11,10 @@ namespace c3::compat {
 
 constexpr bool kTorch2 = TORCH_VERSION_MAJOR >= 2;
 
+// The index of the allocator's all-pools figure in DeviceStats' arrays: StatType::AGGREGATE,
+// whose namespace differs between 1.13 (CUDACachingAllocator) and 2.x (CachingDeviceAllocator).
+constexpr size_t kAllPoolsStat = 0;
+
 // Scaled dot-product attention. q [B,H,T,D], k/v [B,H,S,D]; mask: bool [B,1,T,S] (true = attend)
 // or undefined with is_causal. LibTorch 2.x dispatches to flash / memory-efficient kernels; 1.13
 // computes softmax(q k^T / sqrt(D) + bias) v in the input dtype with an fp32 softmax.

@@ -1,6 +1,8 @@
 // Device memory facts from the CUDA caching allocator (device_memory.h).
 #include "model/device_memory.h"
 
+#include "io/torch_compat.h"
+
 #ifdef C3_HAVE_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAException.h>
@@ -27,7 +29,7 @@ DeviceMemory device_memory(at::Device device) {
   namespace alloc = c10::cuda::CUDACachingAllocator;
   const c10::DeviceIndex idx = index_of(device);
   const auto s = alloc::getDeviceStats(idx);
-  const auto all = static_cast<size_t>(alloc::StatType::AGGREGATE);
+  const size_t all = compat::kAllPoolsStat;
   m.allocated_bytes = s.allocated_bytes[all].current;
   m.peak_allocated_bytes = s.allocated_bytes[all].peak;
   m.peak_reserved_bytes = s.reserved_bytes[all].peak;
