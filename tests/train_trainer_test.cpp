@@ -274,6 +274,40 @@ TEST(InputNoiseScale, FallsLinearlyToZeroAtTheDecayFraction) {
   EXPECT_DOUBLE_EQ(input_noise_scale(75, 100, 1.0), 0.25);
 }
 
+TEST(CurriculumGate, CountsOnlyStepsWhoseRowsReachTheCap) {
+  using c3::train::at_cap;
+  EXPECT_TRUE(at_cap(64 * 400, 64, 1000));   // mean 400 = 0.4 of the cap
+  EXPECT_FALSE(at_cap(64 * 399, 64, 1000));  // just under
+  EXPECT_TRUE(at_cap(64 * 625, 64, 1000));   // the mean of rows cut to [cap/4, cap]
+  EXPECT_FALSE(at_cap(64 * 90, 64, 1344));   // a bucket of short documents
+  EXPECT_FALSE(at_cap(100, 0, 64));
+}
+
+// With a gate every loss passes, the cap still grows only on steps whose rows reach it: on
+// documents of a few tokens it stays at the start; on longer ones it grows to the maximum.
+TEST_F(Trainer, CurriculumGrowsOnlyOnStepsAtTheCap) {
+  auto caps = [](const fs::path& dir, const std::vector<std::string>& docs) {
+    write_tiny_setup(dir, docs);
+    TrainOptions o = tiny_options(dir, "run");
+    o.lengths = "uniform:8-64";
+    o.curriculum_start = 24;
+    o.curriculum_gate = 100;
+    o.curriculum_grow = 2;
+    c3::train::train(o);
+    std::vector<int64_t> out;
+    for (const auto& s : read_log(fs::path(o.out_dir) / "train_log.jsonl", "step"))
+      out.push_back(s["curriculum_len"].get<int64_t>());
+    return out;
+  };
+  const std::vector<int64_t> short_docs = caps(trainer_dir("curriculum_short"),
+      {"the river.", "a stone.", "cold light.", "north road.", "seven houses.", "small paper."});
+  ASSERT_EQ(short_docs.size(), 8u);
+  for (int64_t c : short_docs) EXPECT_EQ(c, 24) << "the cap grew on rows far below it";
+  const std::vector<int64_t> long_docs = caps(trainer_dir("curriculum_long"), synthetic_docs(6));
+  ASSERT_EQ(long_docs.size(), 8u);
+  EXPECT_EQ(long_docs.back(), 64);
+}
+
 // The step log carries the shares in force; with decay 0.5 over 8 steps they are 0 from step 4.
 TEST_F(Trainer, LogsTheDecayingNoiseShares) {
   const fs::path dir = trainer_dir("noise_decay");

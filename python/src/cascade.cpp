@@ -68,7 +68,7 @@ std::vector<std::string> Cascade::decompress(const std::vector<Latents>& latents
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> out;
   for (size_t i = 0; i < latents.size(); ++i) {
-    const cascade::LatentFile f{latents[i].meta, latents[i].tensor};
+    const cascade::LatentFile f{latents[i].meta, latents[i].tensor, at::Tensor()};  // no plain chunks
     cascade::check_latents_match(f, fmt::format("latents[{}]", i), m_.fingerprint,
                                  m_.model->latent_len(), m_.model->config.decoder.hidden_size);
     std::ostringstream text;

@@ -426,9 +426,13 @@ void TrainRun::advance(const StepBatch& b, StepStats& s) {
     timed_flops_ += b.flops * env_.world_size;
     phases_->keep();
   }
-  smooth_loss_ = smooth_loss_ < 0 ? s.loss : 0.9 * smooth_loss_ + 0.1 * s.loss;
-  // Curriculum: grow the length cap once the (smoothed) loss says the current one is learnt.
-  if (opt_.curriculum_start > 0 && cur_len_ < dist_.hi && smooth_loss_ < opt_.curriculum_gate) {
+  // Curriculum: grow the length cap once the smoothed loss of the steps at the cap says it is
+  // learnt. The rows counted are every rank's nominal rows, so all ranks agree.
+  const int64_t rows = opt_.batch_size * opt_.grad_accum * env_.world_size;
+  if (opt_.curriculum_start <= 0 || at_cap(b.world_text, rows, cur_len_))
+    smooth_loss_ = smooth_loss_ < 0 ? s.loss : 0.9 * smooth_loss_ + 0.1 * s.loss;
+  if (opt_.curriculum_start > 0 && cur_len_ < dist_.hi && smooth_loss_ >= 0 &&
+      smooth_loss_ < opt_.curriculum_gate) {
     cur_len_ = std::min<int64_t>(dist_.hi, static_cast<int64_t>(std::ceil(cur_len_ * opt_.curriculum_grow)));
     smooth_loss_ = -1;
     if (rank0_) log_->write({{"event", "curriculum"}, {"step", step_}, {"curriculum_len", cur_len_}});

@@ -28,4 +28,8 @@ double input_noise_scale(int64_t step, int64_t total_steps, double decay_fractio
   return std::max(0.0, 1.0 - static_cast<double>(step) / end);
 }
 
+bool at_cap(int64_t text_tokens, int64_t rows, int64_t cap) {
+  return rows > 0 && cap > 0 && text_tokens * 5 >= 2 * rows * cap;  // mean row >= 0.4 cap
+}
+
 }  // namespace c3::train
