@@ -525,10 +525,19 @@ TEST(TrainGraphs, KeptWhereTheyFitAndPay) {
   using c3::train::graph_fits;
   using c3::train::graph_pays;
   constexpr int64_t GB = 1000 * 1000 * 1000;
-  EXPECT_TRUE(graph_fits(20 * GB, 30 * GB, 60 * GB));
-  EXPECT_FALSE(graph_fits(30 * GB, 30 * GB, 60 * GB));  // 60 of 60: no room to fragment
-  EXPECT_FALSE(graph_fits(52 * GB, 0, 40 * GB));        // the OOM of that medium run
-  EXPECT_TRUE(graph_fits(1 * GB, 0, 2 * GB));
+  using c3::train::largest_eager_bytes;
+  EXPECT_TRUE(graph_fits(20 * GB, 0, 30 * GB, 60 * GB));
+  EXPECT_FALSE(graph_fits(30 * GB, 0, 30 * GB, 60 * GB));  // 60 of 60: no room to fragment
+  EXPECT_FALSE(graph_fits(10 * GB, 20 * GB, 30 * GB, 60 * GB));  // the graphs alive count too
+  EXPECT_TRUE(graph_fits(1 * GB, 0, 0, 2 * GB));
+  // Medium, batch 64, on 80 GB: graphs at 321-449 targets left no room for the step at 1,025.
+  const int64_t largest = largest_eager_bytes(13 * GB, 321, 1025);
+  EXPECT_GT(largest, 41 * GB);
+  EXPECT_LT(largest, 42 * GB);
+  EXPECT_TRUE(graph_fits(13 * GB, 0, largest, 74 * GB));
+  EXPECT_FALSE(graph_fits(18 * GB, 13 * GB, largest, 74 * GB));
+  EXPECT_EQ(largest_eager_bytes(13 * GB, 321, 0), 13 * GB);    // the longest row unknown
+  EXPECT_EQ(largest_eager_bytes(13 * GB, 321, 200), 13 * GB);  // never below the peak seen
   EXPECT_TRUE(graph_pays(0.036, 0.023));
   EXPECT_FALSE(graph_pays(0.2366, 0.2354));  // medium 64: 0.5% faster
   EXPECT_FALSE(graph_pays(0.050, 0.060));    // slower

@@ -23,7 +23,8 @@
 # recipe:16"): the c3 rows repeated with C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0;
 # NOGRAPH_ROWS (every config and batch): repeated with C3_TRAIN_GRAPHS=0 (the eager step);
 # REAL_ROWS ("medium:64 recipe:64"): a real run's wall-clock throughput, graphs on and off, over
-# REAL_STEPS (100) steps, so that one capture per length bucket is amortised as in a long run.
+# REAL_STEPS (300) steps, so that one capture per length bucket is amortised as in a long run;
+# REAL_EVAL_EVERY (100) and REAL_SAVE_EVERY (150) set its validation and checkpoint cadence.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
@@ -176,7 +177,11 @@ if want real; then
   # Validation needs held-out text (2026-12-05: without --valid the real rows ran no evaluation).
   VALID="${VALID:-$(ls shared/data/corpus/valid.jsonl.xz ../shared/data/corpus/valid.jsonl.xz 2>/dev/null | head -1)}"
   [ -n "$VALID" ] || echo "no valid.jsonl.xz in shared/data/corpus: the real rows run without validation"
-  stamp "c3 train, a real run (lengths 64-1024, validation every 10 steps, checkpoints every 15)"
+  # 2026-12-05: validation every 10 steps and a checkpoint every 15 (of 100) took half of the
+  # wall time, fixed-length or not; a real run validates every 500. One every 100 still shows
+  # what evaluations and checkpoints cost without drowning the steps.
+  REAL_EVAL_EVERY="${REAL_EVAL_EVERY:-100}"; REAL_SAVE_EVERY="${REAL_SAVE_EVERY:-150}"
+  stamp "c3 train, a real run (lengths 64-1024, validation every ${REAL_EVAL_EVERY} steps, checkpoints every ${REAL_SAVE_EVERY})"
   for cb in $REAL_ROWS; do
     # c3-real-fixed: the same run on full 512-token passages, so that the trainer's own losses
     # (evaluations, checkpoints, buckets) show apart from the length mix's.
@@ -184,8 +189,8 @@ if want real; then
       genv=(); [ "$impl" = c3-real-nograph ] && genv=(C3_TRAIN_GRAPHS=0)
       rdata="${DATA:-shared/data/corpus/train-00.jsonl.xz}"; rlen=uniform:64-1024
       [ "$impl" = c3-real-fixed ] && { rdata="$SPEED_DATA"; rlen=fixed:512; }
-      STEPS="${REAL_STEPS:-100}" ROW_DATA="$rdata" ROW_LENGTHS="$rlen" ROW_EVAL_PASSAGES=8 \
-        c3_row "$impl" "${cb%%:*}" "${cb##*:}" ${genv[@]+"${genv[@]}"} -- --eval-every 10 --save-every 15 --keep-last 1 \
+      STEPS="${REAL_STEPS:-300}" ROW_DATA="$rdata" ROW_LENGTHS="$rlen" ROW_EVAL_PASSAGES=8 \
+        c3_row "$impl" "${cb%%:*}" "${cb##*:}" ${genv[@]+"${genv[@]}"} -- --eval-every "$REAL_EVAL_EVERY" --save-every "$REAL_SAVE_EVERY" --keep-last 1 \
         ${VALID:+--valid "$VALID"}
       python3 - "$LOGS/$impl-${cb%%:*}-b${cb##*:}.train_log.jsonl" "$ROWS" "$impl" <<'PY' || echo "no wall figure: $impl $cb"
 import json, sys

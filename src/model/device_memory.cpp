@@ -38,6 +38,7 @@ DeviceMemory device_memory(at::Device device) {
     c10::cuda::CUDAGuard guard(idx);
     C10_CUDA_CHECK(cudaMemGetInfo(&free, &total));
   }
+  m.total_bytes = static_cast<int64_t>(total);
   m.free_bytes = static_cast<int64_t>(free) + s.reserved_bytes[all].current - m.allocated_bytes;
 #else
   (void)device;

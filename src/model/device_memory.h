@@ -9,6 +9,7 @@
 namespace c3::model {
 
 struct DeviceMemory {
+  int64_t total_bytes = 0;           // the device's memory
   int64_t free_bytes = 0;            // free in the driver + held unused by the allocator
   int64_t allocated_bytes = 0;       // in tensors now
   int64_t peak_allocated_bytes = 0;  // the most in tensors since reset_device_peak

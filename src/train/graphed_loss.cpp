@@ -23,8 +23,15 @@ GraphMode graph_mode_from_env(at::Device device) {
   return model::StepGraph::available(device) ? GraphMode::kCuda : GraphMode::kOff;
 }
 
-bool graph_fits(int64_t graph_bytes, int64_t eager_peak_bytes, int64_t free_bytes) {
-  return graph_bytes + eager_peak_bytes <= free_bytes * 9 / 10;  // a tenth for fragmentation
+bool graph_fits(int64_t graph_bytes, int64_t graphs_alive_bytes, int64_t eager_bytes,
+                int64_t room_bytes) {
+  // A tenth for fragmentation.
+  return graph_bytes + graphs_alive_bytes + eager_bytes <= room_bytes / 10 * 9;
+}
+
+int64_t largest_eager_bytes(int64_t peak_bytes, int64_t targets, int64_t max_targets) {
+  if (max_targets <= targets || targets <= 0) return peak_bytes;
+  return static_cast<int64_t>(static_cast<double>(peak_bytes) * max_targets / targets);
 }
 
 bool graph_pays(double eager_s, double replay_s, double min_gain) {
@@ -111,9 +118,11 @@ at::Tensor GraphedLoss::run(const cascade::TrainInputs& host, double scale) {
   return n == 2 ? measure_eager(e, key) : step(e);
 }
 
-at::Tensor GraphedLoss::timed(Entry& e, double* seconds, int64_t* peak_bytes) {
+at::Tensor GraphedLoss::timed(Entry& e, double* seconds, int64_t* peak_bytes,
+                              int64_t* static_bytes) {
   torch::cuda::synchronize();
   const int64_t before = model::device_memory(device_).allocated_bytes;
+  *static_bytes = before;
   model::reset_device_peak(device_);
   const auto t0 = std::chrono::steady_clock::now();
   at::Tensor out = e.graph.captured() ? e.graph.replay() : step(e);
@@ -124,23 +133,27 @@ at::Tensor GraphedLoss::timed(Entry& e, double* seconds, int64_t* peak_bytes) {
 }
 
 at::Tensor GraphedLoss::measure_eager(Entry& e, const Key& key) {
-  at::Tensor out = timed(e, &e.eager_s, &e.peak_bytes);
-  const int64_t free = model::device_memory(device_).free_bytes;
-  if (!graph_fits(e.peak_bytes, eager_peak_bytes_, free))
-    keep_eager(e, key, fmt::format("its graph would not fit: {:.2f} GB beside {:.2f} GB for the "
-                                   "largest eager step, {:.2f} GB free", e.peak_bytes / 1e9,
-                                   eager_peak_bytes_ / 1e9, free / 1e9));
+  at::Tensor out = timed(e, &e.eager_s, &e.peak_bytes, &e.static_bytes);
+  largest_eager_bytes_ = std::max(largest_eager_bytes_,
+      largest_eager_bytes(e.peak_bytes, std::get<1>(key), opt_.max_targets));
+  const int64_t room = model::device_memory(device_).total_bytes - e.static_bytes;
+  if (!graph_fits(e.peak_bytes, graphs_alive_bytes_, largest_eager_bytes_, room))
+    keep_eager(e, key, fmt::format("its graph would not fit: {:.2f} GB beside {:.2f} GB of graphs "
+                                   "and {:.2f} GB for the largest eager step, in {:.2f} GB",
+                                   e.peak_bytes / 1e9, graphs_alive_bytes_ / 1e9,
+                                   largest_eager_bytes_ / 1e9, room / 1e9));
   return out;
 }
 
 at::Tensor GraphedLoss::measure_replay(Entry& e, const Key& key) {
   double replay_s = 0;
-  int64_t unused = 0;
-  at::Tensor out = timed(e, &replay_s, &unused);
+  int64_t unused_peak = 0, unused_static = 0;
+  at::Tensor out = timed(e, &replay_s, &unused_peak, &unused_static);
   const std::string times = fmt::format("replay {:.1f} ms, eager {:.1f} ms", replay_s * 1e3, e.eager_s * 1e3);
   if (!graph_pays(e.eager_s, replay_s)) {
     out = out.clone();  // the graph's output storage goes with it
     e.graph.release();
+    graphs_alive_bytes_ -= e.peak_bytes;
     keep_eager(e, key, "its graph is not faster: " + times);
   } else {
     std::fprintf(stderr, "c3 train: step graph kept for %lld rows x %lld targets: %s\n",
@@ -152,7 +165,6 @@ at::Tensor GraphedLoss::measure_replay(Entry& e, const Key& key) {
 
 void GraphedLoss::keep_eager(Entry& e, const Key& key, const std::string& why) {
   e.eager = true;
-  eager_peak_bytes_ = std::max(eager_peak_bytes_, e.peak_bytes);
   std::fprintf(stderr, "c3 train: no step graph for %lld rows x %lld targets%s: %s\n",
                static_cast<long long>(std::get<0>(key)), static_cast<long long>(std::get<1>(key)),
                std::get<2>(key) ? ", self-feed" : "", why.c_str());
@@ -172,6 +184,7 @@ at::Tensor GraphedLoss::capture(Entry& e) {
                static_cast<long long>(captured() + 1), static_cast<long long>(e.in.target.size(0)),
                static_cast<long long>(e.in.target.size(1)), e.in.self_feed.defined() ? ", self-feed" : "");
   const at::Tensor out = e.graph.capture([&] { return step(e); }, c);
+  graphs_alive_bytes_ += e.peak_bytes;  // 0 with C3_TRAIN_GRAPHS=always: unmeasured
   if (alone) {
     grad_ptrs_.clear();
     for (const auto& p : params_) grad_ptrs_.push_back(p.grad().defined() ? p.grad().data_ptr() : nullptr);

@@ -7,6 +7,7 @@
 // 16 length buckets ran out of memory on an 80 GB card (2026-12-05). So a shape's micro-batches go:
 //   1st  eager (warms up allocator and kernels);
 //   2nd  eager, timed, its memory peak taken: no graph where it would not fit (graph_fits);
+//        the graph of a shape that stays eager is never captured, so its memory stays free;
 //   3rd  captured (the first capture of a run warms up on the side stream first: its result
 //        counts; later ones replay once after capturing, since a capture runs nothing);
 //   4th  replayed, timed: the graph is released where it is not faster (graph_pays);
@@ -44,9 +45,15 @@ enum class GraphMode { kOff, kCuda, kEmulate };
 GraphMode graph_mode_from_env(at::Device device);
 const char* name_of(GraphMode m);
 
-// Whether a shape's graph fits: its pool keeps about the eager step's peak (`graph_bytes`), and
-// the largest step that stays eager must still fit beside it in what is free.
-bool graph_fits(int64_t graph_bytes, int64_t eager_peak_bytes, int64_t free_bytes);
+// Whether a shape's graph fits. Counted as if each graph kept its eager step's peak for itself
+// (a shared pool may reuse memory across graphs, but counting on it ran a medium run out of
+// memory on 2026-12-05): the graphs alive, this one, and the largest eager step the run may
+// still take must fit together in `room`, what the weights, gradients and optimizer state leave.
+bool graph_fits(int64_t graph_bytes, int64_t graphs_alive_bytes, int64_t eager_bytes,
+                int64_t room_bytes);
+// The largest eager step a run may take, from a step's peak at `targets` a row: activations grow
+// with the row length, so the peak is scaled to `max_targets` (0 = unknown: the peak itself).
+int64_t largest_eager_bytes(int64_t peak_bytes, int64_t targets, int64_t max_targets);
 // Whether a shape's graph pays: its replay took at most (1 - min_gain) of the eager step's time.
 bool graph_pays(double eager_s, double replay_s, double min_gain = 0.03);
 
@@ -55,6 +62,7 @@ struct GraphedLossOptions {
   bool bf16 = false;               // the step runs under bf16 autocast
   int64_t rows = 0;                // micro-batch rows (fewer are padded to this)
   int64_t passage_multiple = 64;   // passage lengths are rounded up to a multiple of this
+  int64_t max_targets = 0;         // the longest row the run builds (0 = unknown)
 };
 
 class GraphedLoss {
@@ -81,12 +89,13 @@ class GraphedLoss {
     int64_t runs = 0;         // micro-batches of this shape so far
     double eager_s = 0;       // the timed eager micro-batch
     int64_t peak_bytes = 0;   // its memory peak
+    int64_t static_bytes = 0; // in tensors before it: weights, gradients, optimizer state
     bool eager = false;       // no graph: it would not fit or did not pay
   };
   using Key = std::tuple<int64_t, int64_t, bool>;  // rows, targets a row, self-feed
 
   at::Tensor step(Entry& e);  // what the graph holds
-  at::Tensor timed(Entry& e, double* seconds, int64_t* peak_bytes);  // synchronised around
+  at::Tensor timed(Entry& e, double* seconds, int64_t* peak_bytes, int64_t* static_bytes);
   at::Tensor measure_eager(Entry& e, const Key& key);
   at::Tensor capture(Entry& e);
   at::Tensor measure_replay(Entry& e, const Key& key);
@@ -100,7 +109,8 @@ class GraphedLoss {
   std::map<Key, std::unique_ptr<Entry>> entries_;
   std::unique_ptr<model::StepGraph::PoolId> pool_;  // shared by every graph; made at the first
   bool always_ = false;                             // C3_TRAIN_GRAPHS=always
-  int64_t eager_peak_bytes_ = 0;                    // the largest peak of the shapes kept eager
+  int64_t largest_eager_bytes_ = 0;  // the largest eager step the run may take (largest_eager_bytes)
+  int64_t graphs_alive_bytes_ = 0;   // the peaks of the shapes whose graph is alive
   std::vector<const void*> grad_ptrs_;  // each gradient's storage when the first graph captured it
 };
 

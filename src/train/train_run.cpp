@@ -156,6 +156,7 @@ void TrainRun::set_up_graphs() {
   g.mode = mode;
   g.bf16 = bf16_;
   g.rows = opt_.batch_size;
+  g.max_targets = LengthDist::parse(opt_.lengths).hi + 1;  // + <|im_end|>
   graphs_ = std::make_unique<GraphedLoss>(model_, params_.all, g);
   graphs_state_ = name_of(mode);
 }
