@@ -284,15 +284,17 @@ TEST(CurriculumGate, CountsOnlyStepsWhoseRowsReachTheCap) {
 }
 
 // With a gate every loss passes, the cap still grows only on steps whose rows reach it: on
-// documents of a few tokens it stays at the start; on longer ones it grows to the maximum.
+// documents of a few tokens it stays at the start; on longer ones it grows to the maximum, each
+// time after `patience` steps at the cap.
 TEST_F(Trainer, CurriculumGrowsOnlyOnStepsAtTheCap) {
-  auto caps = [](const fs::path& dir, const std::vector<std::string>& docs) {
+  auto caps = [](const fs::path& dir, const std::vector<std::string>& docs, int64_t patience = 1) {
     write_tiny_setup(dir, docs);
     TrainOptions o = tiny_options(dir, "run");
     o.lengths = "uniform:8-64";
     o.curriculum_start = 24;
     o.curriculum_gate = 100;
     o.curriculum_grow = 2;
+    o.curriculum_patience = patience;
     c3::train::train(o);
     std::vector<int64_t> out;
     for (const auto& s : read_log(fs::path(o.out_dir) / "train_log.jsonl", "step"))
@@ -306,6 +308,16 @@ TEST_F(Trainer, CurriculumGrowsOnlyOnStepsAtTheCap) {
   const std::vector<int64_t> long_docs = caps(trainer_dir("curriculum_long"), synthetic_docs(6));
   ASSERT_EQ(long_docs.size(), 8u);
   EXPECT_EQ(long_docs.back(), 64);
+  const std::vector<int64_t> patient = caps(trainer_dir("curriculum_patient"), synthetic_docs(6), 3);
+  // Every step at 24 is at the cap: the first growth comes after exactly 3; later caps hold at
+  // least 3 steps (more where a step's rows fall short of the cap).
+  ASSERT_EQ(patient.size(), 8u);
+  EXPECT_EQ(patient[1], 24);
+  EXPECT_EQ(patient[2], 48);
+  for (size_t i = 3; i < patient.size(); ++i)
+    if (patient[i] != patient[i - 1])
+      EXPECT_TRUE(patient[i - 1] == patient[i - 2] && patient[i - 2] == patient[i - 3])
+          << "the cap grew again after fewer than 3 steps, at step " << i + 1;
 }
 
 // The step log carries the shares in force; with decay 0.5 over 8 steps they are 0 from step 4.
@@ -426,6 +438,7 @@ TrainOptions resume_options(const fs::path& dir, const std::string& run) {
   o.curriculum_start = 12;
   o.curriculum_gate = 100;
   o.curriculum_grow = 3;
+  o.curriculum_patience = 1;
   o.easy_share = 0.25;
   o.max_steps = 8;
   return o;
@@ -583,6 +596,7 @@ TrainOptions dist_options(const fs::path& dir, const std::string& run, int64_t b
   o.grad_accum = 2;
   o.curriculum_start = 16;
   o.curriculum_gate = 100;
+  o.curriculum_patience = 1;
   o.easy_share = 0.5;
   o.lr = 1e-3;
   o.max_steps = 4;

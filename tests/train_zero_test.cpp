@@ -47,6 +47,7 @@ TrainOptions zero_options(const fs::path& dir, const std::string& run, int64_t b
   o.grad_accum = 2;
   o.curriculum_start = 16;
   o.curriculum_gate = 100;
+  o.curriculum_patience = 1;
   o.easy_share = 0.5;
   o.lr = 1e-3;
   o.grad_clip = 0.5;

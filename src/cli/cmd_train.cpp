@@ -74,6 +74,9 @@ void setup_train(CLI::App& root) {
   app->add_option("--curriculum-gate", o.curriculum_gate, "grow the cap when the smoothed loss is below this")
       ->capture_default_str();
   app->add_option("--curriculum-grow", o.curriculum_grow, "growth factor of the cap")->capture_default_str();
+  app->add_option("--curriculum-patience", o.curriculum_patience,
+                  "steps at a new cap before it may grow again")
+      ->capture_default_str();
   app->add_option("--easy-share", o.easy_share, "share of rows kept at the starting length")
       ->capture_default_str();
   app->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();

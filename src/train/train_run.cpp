@@ -186,6 +186,7 @@ void TrainRun::resume() {
   tokens_seen_ = st.required<int64_t>("tokens_seen");
   cur_len_ = st.required<int64_t>("curriculum_len");
   smooth_loss_ = st.required<double>("smooth_loss");
+  gate_steps_ = st.json().value("curriculum_gate_steps", int64_t{0});  // absent before 2026-12-05
   loader_->restore(st.json().at("data"));
   optimizer_->load(resume_dir_);
 }
@@ -430,12 +431,16 @@ void TrainRun::advance(const StepBatch& b, StepStats& s) {
   // Curriculum: grow the length cap once the smoothed loss of the steps at the cap says it is
   // learnt. The rows counted are every rank's nominal rows, so all ranks agree.
   const int64_t rows = opt_.batch_size * opt_.grad_accum * env_.world_size;
-  if (opt_.curriculum_start <= 0 || at_cap(b.world_text, rows, cur_len_))
+  if (opt_.curriculum_start <= 0 || at_cap(b.world_text, rows, cur_len_)) {
     smooth_loss_ = smooth_loss_ < 0 ? s.loss : 0.9 * smooth_loss_ + 0.1 * s.loss;
-  if (opt_.curriculum_start > 0 && cur_len_ < dist_.hi && smooth_loss_ >= 0 &&
+    ++gate_steps_;
+  }
+  if (opt_.curriculum_start > 0 && cur_len_ < dist_.hi &&
+      gate_steps_ >= std::max<int64_t>(1, opt_.curriculum_patience) &&
       smooth_loss_ < opt_.curriculum_gate) {
     cur_len_ = std::min<int64_t>(dist_.hi, static_cast<int64_t>(std::ceil(cur_len_ * opt_.curriculum_grow)));
     smooth_loss_ = -1;
+    gate_steps_ = 0;
     if (rank0_) log_->write({{"event", "curriculum"}, {"step", step_}, {"curriculum_len", cur_len_}});
   }
 }
@@ -496,6 +501,7 @@ void TrainRun::save() {
   if (rank0_) {
     const nlohmann::json st = {{"step", step_}, {"tokens_seen", tokens_seen_},
                                {"curriculum_len", cur_len_}, {"smooth_loss", smooth_loss_},
+                               {"curriculum_gate_steps", gate_steps_},
                                {"data", loader_->state()}, {"seed", opt_.seed}};
     files.push_back({"trainer_state.json", {}, {}, st.dump(2) + "\n"});
   }

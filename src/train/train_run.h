@@ -117,6 +117,7 @@ class TrainRun {
   // Progress: what resume restores.
   int64_t step_ = 0, tokens_seen_ = 0, cur_len_ = 0;
   double smooth_loss_ = -1;
+  int64_t gate_steps_ = 0;  // steps at the cap since it last grew (TrainOptions::curriculum_patience)
   int64_t last_step_ = 0;  // max_steps, or fewer once fitted to the time
 
   // Output.

@@ -37,6 +37,9 @@ struct TrainOptions {
   int64_t curriculum_start = 0;
   double curriculum_gate = 0.5;
   double curriculum_grow = 1.5;
+  // Steps at the new cap before the gate may fire again: the smoothed loss restarts at each
+  // growth, and one lucky step grew the cap three times in a row (197, 247, 309 on 2026-12-05).
+  int64_t curriculum_patience = 20;
   double easy_share = 0.0;     // share of each batch kept at <= curriculum_start tokens
 
   // Optimisation
