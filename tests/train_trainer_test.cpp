@@ -314,10 +314,12 @@ TEST_F(Trainer, CurriculumGrowsOnlyOnStepsAtTheCap) {
   ASSERT_EQ(patient.size(), 8u);
   EXPECT_EQ(patient[1], 24);
   EXPECT_EQ(patient[2], 48);
-  for (size_t i = 3; i < patient.size(); ++i)
-    if (patient[i] != patient[i - 1])
+  for (size_t i = 3; i < patient.size(); ++i) {
+    if (patient[i] != patient[i - 1]) {
       EXPECT_TRUE(patient[i - 1] == patient[i - 2] && patient[i - 2] == patient[i - 3])
           << "the cap grew again after fewer than 3 steps, at step " << i + 1;
+    }
+  }
 }
 
 // The step log carries the shares in force; with decay 0.5 over 8 steps they are 0 from step 4.
@@ -488,6 +490,53 @@ TEST_F(Trainer, ResumeContinuesBitForBit) {
   }
   EXPECT_EQ(la.back()["tokens_seen"], lb.back()["tokens_seen"]);
   EXPECT_EQ(read_log(dir / "halves" / "train_log.jsonl", "start").size(), 2u);
+}
+
+TEST(BatchTokens, WholeBatchesWhileRowsTimesCapFit) {
+  using c3::train::rows_per_micro_batch;
+  EXPECT_EQ(rows_per_micro_batch(64, 0, 64), 64);           // off
+  EXPECT_EQ(rows_per_micro_batch(64, 64 * 512, 64), 512);   // 8 batches at a 64-token cap
+  EXPECT_EQ(rows_per_micro_batch(64, 64 * 512, 100), 320);  // 5: 6 would pass the budget
+  EXPECT_EQ(rows_per_micro_batch(64, 64 * 512, 512), 64);
+  EXPECT_EQ(rows_per_micro_batch(64, 64 * 512, 1344), 64);  // never fewer than one batch
+}
+
+// --batch-tokens: at the short starting cap a micro-batch takes several loader batches, then one
+// as the cap grows; straight and resumed runs still agree bit for bit (the loader's position
+// depends on the cap, which resume restores).
+TEST_F(Trainer, BatchTokensTakeMoreRowsAtShortCapsAndResume) {
+  const fs::path dir = trainer_dir("batch_tokens");
+  write_tiny_setup(dir, synthetic_docs(10));
+  auto options = [&](const std::string& run) {
+    TrainOptions o = resume_options(dir, run);
+    o.batch_tokens = 2 * 36;  // batch 2: 3 batches at cap 12, then 1 at 36 and 64
+    return o;
+  };
+  const TrainResult straight = c3::train::train(options("straight"));
+  TrainOptions first = options("halves");
+  first.stop_at_step = 4;
+  c3::train::train(first);
+  TrainOptions second = options("halves");
+  second.resume = (dir / "halves").string();
+  second.init = {};
+  const TrainResult resumed = c3::train::train(second);
+  EXPECT_GT(expect_same_checkpoint(straight.last_checkpoint, resumed.last_checkpoint), 20);
+
+  const auto log = read_log(dir / "straight" / "train_log.jsonl", "step");
+  ASSERT_EQ(log.size(), 8u);
+  for (const auto& s : log) {
+    // "rows" is the step's, made at the cap in force before it (the logged cap is after it).
+    const int64_t rows = s["rows"].get<int64_t>();
+    EXPECT_TRUE(rows == 2 * 2 * 3 || rows == 2 * 2) << "step " << s["step"] << ": " << rows;
+  }
+  EXPECT_EQ(log.front()["rows"], 2 * 2 * 3);  // grad_accum 2 x 3 batches of 2 at cap 12
+  EXPECT_EQ(log.back()["rows"], 2 * 2);
+  const auto la = read_log(dir / "halves" / "train_log.jsonl", "step");
+  ASSERT_EQ(la.size(), 8u);
+  for (size_t i = 0; i < la.size(); ++i) {
+    EXPECT_EQ(la[i]["loss"].get<double>(), log[i]["loss"].get<double>()) << "step " << i + 1;
+    EXPECT_EQ(la[i]["rows"], log[i]["rows"]) << "step " << i + 1;
+  }
 }
 
 // Training graphs (train/graphed_loss.h) on the CPU: C3_TRAIN_GRAPHS=emulate runs the graph

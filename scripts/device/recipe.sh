@@ -12,7 +12,7 @@
 # QUERY_POSITIONS=after_text|segments QUERY_MASK=causal|segment QUERY_POOLING=none|segment_mean
 # (c3 train --query-positions, --query-mask, --query-pooling; unset = the INIT model's layout,
 # else the official one), AUX_LM_WEIGHT=0
-# (--aux-lm-weight), LATENTS=32, STEPS=20000. GROW_FROM=model-folder: start from that trained
+# (--aux-lm-weight), LATENTS=32, STEPS=20000, BATCH_TOKENS=0 (--batch-tokens: more rows at short caps). GROW_FROM=model-folder: start from that trained
 # model grown to CONFIG's shape, computing the same function (scripts/grow_model.py; INIT is it).
 # Expects c3 built in build-gpu/ and the corpus under shared/.
 set -uo pipefail
@@ -50,7 +50,7 @@ CMD=(train --nproc "$NPROC" --out "/tmp/$NAME" --device cuda --train "$DATA"/tra
   --latents "${LATENTS:-32}" "${CHUNK_ARGS[@]}" --lengths "${LENGTHS:-uniform:16-1280}"
   --curriculum-start "${CURRICULUM_START:-64}" --curriculum-gate 0.6 --curriculum-grow 1.25
   --easy-share "${EASY_SHARE:-0.2}" --input-noise "${INPUT_NOISE:-0}"
-  --self-feed "${SELF_FEED:-0}" --input-noise-decay "${NOISE_DECAY:-0}" --batch-size "$BATCH" --lr "$LR" --warmup "${WARMUP:-200}" --steps "${STEPS:-20000}"
+  --self-feed "${SELF_FEED:-0}" --input-noise-decay "${NOISE_DECAY:-0}" --batch-size "$BATCH" --batch-tokens "${BATCH_TOKENS:-0}" --lr "$LR" --warmup "${WARMUP:-200}" --steps "${STEPS:-20000}"
   --max-minutes "$MINUTES" --eval-every 500 --eval-passages 8 --log-every 20 --data-threads 6
   --bucket-docs 2048 --seed 1 --no-plot --fit-steps-to-time)
 echo "c3 ${CMD[*]}" > "$R/command.txt"

@@ -67,6 +67,11 @@ void setup_train(CLI::App& root) {
       ->capture_default_str();
   app->add_option("--batch-size", o.batch_size, "passages per micro-batch per process")->capture_default_str();
   app->add_option("--grad-accum", o.grad_accum, "micro-batches per step")->capture_default_str();
+  app->add_option("--batch-tokens", o.batch_tokens,
+                  "at short curriculum caps, take whole extra batches while rows x cap stays within "
+                  "this many tokens (0 = always --batch-size rows)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app->add_option("--data-threads", o.data_threads, "tokenization threads")->capture_default_str();
   app->add_option("--bucket-docs", o.bucket_docs, "documents per length-bucketing chunk")->capture_default_str();
   app->add_option("--curriculum-start", o.curriculum_start, "initial length cap (0 = no curriculum)")

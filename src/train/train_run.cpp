@@ -144,6 +144,8 @@ void TrainRun::set_up_graphs() {
     why_not = "ZeRO-2 moves gradients into shards during the step";
   } else if (opt_.aux_lm_weight > 0) {
     why_not = "--aux-lm-weight runs a second forward per micro-batch";
+  } else if (opt_.batch_tokens > 0) {
+    why_not = "--batch-tokens varies the rows of a micro-batch";
   } else if (c.query_mask != cascade::QueryMask::kCausal ||
              c.query_pooling != cascade::QueryPooling::kNone) {
     why_not = "the query mask and pooling layouts build their inputs on the host";
@@ -205,7 +207,8 @@ void TrainRun::write_start_record() {
                {"query_positions", cascade::name_of(model_->config.query_positions)},
                {"query_mask", cascade::name_of(model_->config.query_mask)},
                {"query_pooling", cascade::name_of(model_->config.query_pooling)},
-               {"lengths", o.lengths}, {"batch_size", o.batch_size}, {"grad_accum", o.grad_accum},
+               {"lengths", o.lengths}, {"batch_size", o.batch_size}, {"batch_tokens", o.batch_tokens},
+               {"grad_accum", o.grad_accum},
                {"lr", o.lr}, {"steps", o.max_steps}, {"aux_lm_weight", o.aux_lm_weight},
                {"input_noise", o.input_noise}, {"self_feed", o.self_feed},
                {"input_noise_decay", o.input_noise_decay},
@@ -258,8 +261,17 @@ double TrainRun::fitted_steps(double now) {
 // The step's micro-batches come first: the loss is weighted per token over all of them and over
 // all ranks, so the global token counts must be known before the first backward.
 void TrainRun::gather_micro_batches(StepBatch& b) {
+  // With --batch-tokens, short caps take several loader batches a micro-batch. cur_len_ is the
+  // same on every rank and restored on resume, so the loader's position stays in step.
+  const int64_t loads = rows_per_micro_batch(opt_.batch_size, opt_.batch_tokens, cur_len_) /
+                        opt_.batch_size;
+  b.world_rows = opt_.batch_size * loads * opt_.grad_accum * env_.world_size;
   for (int64_t micro = 0; micro < opt_.grad_accum; ++micro) {
     Batch batch = loader_->next();
+    for (int64_t more = 1; more < loads; ++more) {
+      Batch next = loader_->next();
+      for (auto& p : next.passages) batch.passages.push_back(std::move(p));
+    }
     std::vector<std::vector<int32_t>> ids;
     for (size_t i = 0; i < batch.passages.size(); ++i) {
       // The row's index in the global batch (the loader gives rank r rows r, r+W, ...): keying
@@ -430,8 +442,8 @@ void TrainRun::advance(const StepBatch& b, StepStats& s) {
   }
   // Curriculum: grow the length cap once the smoothed loss of the steps at the cap says it is
   // learnt. The rows counted are every rank's nominal rows, so all ranks agree.
-  const int64_t rows = opt_.batch_size * opt_.grad_accum * env_.world_size;
-  if (opt_.curriculum_start <= 0 || at_cap(b.world_text, rows, cur_len_)) {
+  s.world_rows = b.world_rows;
+  if (opt_.curriculum_start <= 0 || at_cap(b.world_text, b.world_rows, cur_len_)) {
     smooth_loss_ = smooth_loss_ < 0 ? s.loss : 0.9 * smooth_loss_ + 0.1 * s.loss;
     ++gate_steps_;
   }
@@ -456,7 +468,7 @@ void TrainRun::log_step(const StepStats& s) {
     log_->write({{"event", "step"}, {"step", step_}, {"loss", s.loss}, {"lr", s.lr},
                  {"grad_norm", s.grad_norm.item<double>()}, {"tokens_per_sec", tps}, {"mfu", mfu},
                  {"token_accuracy", s.targets ? double(s.correct) / s.targets : 0.0},
-                 {"tokens_seen", tokens_seen_}, {"curriculum_len", cur_len_},
+                 {"tokens_seen", tokens_seen_}, {"curriculum_len", cur_len_}, {"rows", s.world_rows},
                  {"input_noise", opt_.input_noise * s.noise_scale},
                  {"self_feed", opt_.self_feed * s.noise_scale}, {"elapsed_s", s.elapsed}});
   }

@@ -35,6 +35,7 @@ struct StepBatch {
   int64_t text = 0, targets = 0;               // this rank's text and target tokens
   int64_t world_text = 0, world_targets = 0;   // all ranks'
   int64_t lm_targets = 0, world_lm_targets = 0;  // auxiliary LM targets: this rank's, all ranks'
+  int64_t world_rows = 0;                      // rows of every micro-batch, all ranks (nominal)
   double flops = 0;                            // this rank's training FLOPs
   double lr = 0, noise_scale = 1;
   double t_start = 0;                          // the clock when the step began
@@ -50,6 +51,7 @@ struct StepStats {
   double seconds = 0;        // the step's time on the run's clock
   double elapsed = 0;        // the run's time so far
   int64_t world_tokens = 0;  // text tokens, all ranks
+  int64_t world_rows = 0;    // rows, all ranks (nominal: the passages asked for)
 };
 
 class TrainRun {

@@ -28,6 +28,11 @@ double input_noise_scale(int64_t step, int64_t total_steps, double decay_fractio
   return std::max(0.0, 1.0 - static_cast<double>(step) / end);
 }
 
+int64_t rows_per_micro_batch(int64_t batch_size, int64_t batch_tokens, int64_t cap) {
+  if (batch_tokens <= 0 || cap <= 0) return batch_size;
+  return batch_size * std::max<int64_t>(1, batch_tokens / (batch_size * cap));
+}
+
 bool at_cap(int64_t text_tokens, int64_t rows, int64_t cap) {
   return rows > 0 && cap > 0 && text_tokens * 5 >= 2 * rows * cap;  // mean row >= 0.4 cap
 }

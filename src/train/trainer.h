@@ -27,6 +27,10 @@ struct TrainOptions {
   std::string lengths = "uniform:64-1280";  // passage token-length distribution
   int64_t batch_size = 16;     // passages per micro-batch per process
   int64_t grad_accum = 1;      // micro-batches per optimizer step
+  // > 0: where the curriculum's cap is short, a micro-batch takes whole loader batches until
+  // its rows x cap would pass this many tokens (rows_per_micro_batch). Short passages then fill
+  // the GPU as long ones do: at a 64-token cap, 64 rows left a recipe step launch-bound.
+  int64_t batch_tokens = 0;
   int data_threads = 2;        // background tokenization threads
   int64_t bucket_docs = 512;   // documents per bucketing chunk
 
@@ -117,5 +121,9 @@ double input_noise_scale(int64_t step, int64_t total_steps, double decay_fractio
 // passages were still unlearnt (2026-12-05: the cap reached 1,344 tokens in 11 minutes while
 // valid token accuracy stayed near 0.55).
 bool at_cap(int64_t text_tokens, int64_t rows, int64_t cap);
+
+// Rows of one micro-batch per process: batch_size times the number of whole batches whose rows
+// fit `batch_tokens` at `cap` tokens each (at least one; batch_size where batch_tokens is 0).
+int64_t rows_per_micro_batch(int64_t batch_size, int64_t batch_tokens, int64_t cap);
 
 }  // namespace c3::train
