@@ -636,7 +636,8 @@ TEST_F(Trainer, GraphsStayOffWhereTheStepCannotBeReplayed) {
 // 1.7e-6 with stacked projections and the chunked loss.
 constexpr double kDistTol = 3e-6;
 
-// Variable lengths (so ranks see different token counts), two micro-batches and a curriculum: a
+// Variable lengths (so ranks see different token counts), two micro-batches, a curriculum and
+// --batch-tokens (rows a micro-batch that change with the cap): a
 // per-rank mean loss or a rank-local curriculum key would break the match.
 TrainOptions dist_options(const fs::path& dir, const std::string& run, int64_t batch) {
   TrainOptions o = tiny_options(dir, run);
@@ -646,6 +647,7 @@ TrainOptions dist_options(const fs::path& dir, const std::string& run, int64_t b
   o.curriculum_start = 16;
   o.curriculum_gate = 100;
   o.curriculum_patience = 1;
+  o.batch_tokens = batch * 36;  // two loader batches a micro-batch at cap 16, one from 24 on
   o.easy_share = 0.5;
   o.lr = 1e-3;
   o.max_steps = 4;
