@@ -33,7 +33,15 @@ case "${1:-}" in
 start)
   date +%s > "$W/t0"; echo "$RUNS" > "$W/runs"
   source scripts/device/env.sh; source scripts/device/build.sh
-  c3_build_gpu c3 || exit 1
+  c3_build_gpu c3 cuda_tests || exit 1
+  # The training kernels' GPU tests first (those that need no golden data, which a fidelity
+  # tree leaves out): if one fails, the runs take the scalar element-wise path.
+  if ! timeout 90 build-gpu/tests/cuda_tests --gtest_filter='CudaTrainOps.*:-CudaTrainOps.CascadeStep*' \
+      > "$W/kernel_tests.txt" 2>&1; then
+    export C3_VECTOR_KERNELS=0
+    echo "a training-kernel test failed (kernel_tests.txt in each tar): the runs use C3_VECTOR_KERNELS=0"
+  fi
+  grep -E "^\[  (PASSED|FAILED) " "$W/kernel_tests.txt"
   budget=$(( ${DEADLINE_S:-1500} - SECONDS - ${EVAL_RESERVE_S:-300} ))
   minutes=$(awk -v s="$budget" 'BEGIN { printf "%.1f", s / 60 }')
   echo "each run trains ${minutes} min"
@@ -49,6 +57,7 @@ collect)
   watch_until "$CALL_S"
   for n in $RUNS; do
     cp "$W/$n.txt" "$W/out/$n/recipe.txt" 2>/dev/null
+    cp "$W/kernel_tests.txt" "$W/out/$n/" 2>/dev/null
     tar -cf "$OUT/$n.tar" -C "$W/out" "$n" && echo "$n.tar: $(du -h "$OUT/$n.tar" | cut -f1)"
   done ;;
 *) echo "usage: fidelity_long.sh start|watch|collect" >&2; exit 2 ;;
