@@ -79,8 +79,12 @@ class Verifier {
     if (half >= floor_) {
       const auto parts = cascade::split_into_chunks(*m_.tok, p.text, half);
       if (parts.size() > 1) {
-        for (const cascade::Chunk& c : parts)
-          p.halves.push_back({p.text.substr(c.byte_begin, c.byte_end - c.byte_begin), c.ids});
+        for (const cascade::Chunk& c : parts) {
+          Piece h;
+          h.text = p.text.substr(c.byte_begin, c.byte_end - c.byte_begin);
+          h.ids = c.ids;
+          p.halves.push_back(std::move(h));
+        }
         for (Piece& h : p.halves) next.push_back(&h);
         return;
       }

@@ -18,14 +18,11 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // The kernels take CUDA tensors of one dtype (and rows up to kRmsNormBackwardMaxC wide).
+#ifdef C3_HAVE_CUDA_KERNELS  // its callers are CUDA-only
 bool kernel_applies(const at::Tensor& x, const at::Tensor& weight) {
-#ifdef C3_HAVE_CUDA_KERNELS
   return kernels_enabled() && cuda::rms_norm_backward_supported(x, weight);
-#else
-  (void)x, (void)weight;
-  return false;
-#endif
 }
+#endif
 
 struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,

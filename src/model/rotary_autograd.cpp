@@ -17,14 +17,11 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+#ifdef C3_HAVE_CUDA_KERNELS  // its callers are CUDA-only
 bool kernel_applies(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-#ifdef C3_HAVE_CUDA_KERNELS
   return kernels_enabled() && cuda::rotary_backward_supported(x, cos, sin);
-#else
-  (void)x, (void)cos, (void)sin;
-  return false;
-#endif
 }
+#endif
 
 struct RotaryFunction : torch::autograd::Function<RotaryFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,

@@ -19,14 +19,11 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+#ifdef C3_HAVE_CUDA_KERNELS  // its callers are CUDA-only
 bool kernel_applies(const at::Tensor& gate_up) {
-#ifdef C3_HAVE_CUDA_KERNELS
   return kernels_enabled() && cuda::silu_mul_backward_supported(gate_up);
-#else
-  (void)gate_up;
-  return false;
-#endif
 }
+#endif
 
 struct SiluMulFunction : torch::autograd::Function<SiluMulFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& gate_up) {
