@@ -24,16 +24,19 @@ echo "pytest exit $?"
 grep -E "PASSED|FAILED|ERROR|SKIPPED" "$OUT/pytest.txt" | grep -vc PASSED | xargs echo "not passed:"
 grep -E "FAILED|ERROR|Fatal Python|Segmentation|^  File|^Thread|^Current thread" "$OUT/pytest.txt" | head -30
 tail -3 "$OUT/pytest.txt"
-# A crash stops pytest: its native stack (gdb, where the machine has it), then the tests after it.
+# A crash stops pytest: its native stack (gdb, or cuda-gdb, which the GPU image has instead and
+# which debugs host code too), then the tests after it.
 crashed="$(grep -oE "^python/tests/[^ ]+::[^ ]+ Fatal Python error" "$OUT/pytest.txt" | head -1 | cut -d' ' -f1)"
 if [ -n "$crashed" ]; then
   echo "== $crashed crashed: its native stack"
-  if command -v gdb >/dev/null; then
-    PYTHONPATH=build-gpu/python C3_BIN=build-gpu/c3 timeout 120 gdb -q -batch -ex run -ex bt \
-      --args "$PY" -m pytest -q -p no:cacheprovider "$crashed" > "$OUT/crash_stack.txt" 2>&1
+  GDB="$(command -v gdb || command -v cuda-gdb || true)"
+  if [ -n "$GDB" ]; then
+    PYTHONPATH=build-gpu/python C3_BIN=build-gpu/c3 timeout 180 "$GDB" -q -batch -ex run -ex bt \
+      -ex "info sharedlibrary" --args "$PY" -m pytest -q -p no:cacheprovider "$crashed" \
+      > "$OUT/crash_stack.txt" 2>&1
     grep -E "^#[0-9]+ " "$OUT/crash_stack.txt" | head -25
   else
-    echo "no gdb on this machine"
+    echo "no gdb or cuda-gdb on this machine"
   fi
   # Which variant of Latents.save crashes, each in its own process (2026-12-05: save of a float32
   # tensor from compress, dtype=None).
