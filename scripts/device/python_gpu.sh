@@ -56,6 +56,24 @@ print("saved and loaded", back)
 PYPROBE
     echo "Latents.save(dtype=$variant): exit $? $(tail -1 /tmp/probe.txt | cut -c1-160)"
   done
+  # One suspect: _c3's own copies of inline library code (nlohmann::json, fmt) bound by the
+  # dynamic linker to other copies that torch's libraries export, as happens to a module and not
+  # to the c3 executable (an executable's own definitions come first). The bindings of _c3's
+  # symbols that land in another library, by library, and the library-code ones among them.
+  LD_DEBUG=bindings LD_DEBUG_OUTPUT=/tmp/ldb PYTHONPATH=build-gpu/python timeout 60 "$PY" - \
+    > /dev/null 2>&1 <<'PYBIND'
+import os, tempfile, c3
+m = c3.Cascade.load("models/c3-small")
+[lat] = m.compress([open("docs/sample.txt").read()], chunk_tokens=24)
+lat.save(os.path.join(tempfile.mkdtemp(), "p.c3"), dtype="bf16")
+PYBIND
+  cat /tmp/ldb.* 2>/dev/null | grep -E "binding file [^ ]*_c3[^ ]*\.so" | grep -vE "to [^ ]*_c3[^ ]*\.so" \
+    > "$OUT/c3_bindings.txt"
+  echo "_c3 symbols bound elsewhere: $(wc -l < "$OUT/c3_bindings.txt")"
+  sed -E 's/.* to ([^ ]+) \[[0-9]+\]: .*/\1/' "$OUT/c3_bindings.txt" | sort | uniq -c | sort -rn | head -8
+  # Library code bound into a library that is not its own (libfmt, libxxhash) is the suspect.
+  sed -E "s/.* to ([^ ]+) \[[0-9]+\]: normal symbol \`([^']+)'.*/\1 \2/" "$OUT/c3_bindings.txt" | c++filt \
+    | grep -E "nlohmann|fmt::|XXH" | grep -vE "^[^ ]*/lib(fmt|xxhash)\.so" | cut -c1-200 | sort -u | head -15
   PYTHONPATH=build-gpu/python C3_BIN=build-gpu/c3 "$PY" -X faulthandler -m pytest -q -p no:cacheprovider \
     --deselect "$crashed" python/tests > "$OUT/pytest_rest.txt" 2>&1
   echo "the others: exit $?"; grep -E "FAILED|ERROR|Fatal Python" "$OUT/pytest_rest.txt" | head -20
