@@ -346,6 +346,7 @@ StepStats TrainRun::train_step(const StepBatch& b) {
   if (dp_) s.loss = dp_->allreduce_mean(s.loss * env_.world_size);  // the sum: the global mean
   phases_->mark("sync");
   s.targets = b.targets;
+  s.world_rows = b.world_rows;
   s.lr = b.lr;
   s.noise_scale = b.noise_scale;
   advance(b, s);
@@ -442,7 +443,6 @@ void TrainRun::advance(const StepBatch& b, StepStats& s) {
   }
   // Curriculum: grow the length cap once the smoothed loss of the steps at the cap says it is
   // learnt. The rows counted are every rank's nominal rows, so all ranks agree.
-  s.world_rows = b.world_rows;
   if (opt_.curriculum_start <= 0 || at_cap(b.world_text, b.world_rows, cur_len_)) {
     smooth_loss_ = smooth_loss_ < 0 ? s.loss : 0.9 * smooth_loss_ + 0.1 * s.loss;
     ++gate_steps_;
