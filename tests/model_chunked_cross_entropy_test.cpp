@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "model/chunked_cross_entropy.h"
@@ -116,7 +117,11 @@ TEST(ChunkedCrossEntropy, IgnoredRowsAddNothing) {
     EXPECT_NEAR(got.loss, want.loss, 1e-5);
     EXPECT_EQ(got.correct, want.correct);
     EXPECT_LT(max_abs(got.grad_hidden.index_select(0, keep), want.grad_hidden), 1e-6);
-    EXPECT_LT(max_abs(got.grad_weight, want.grad_weight), 1e-6);
+    // The head's gradient sums over all 23 rows here and 16 there, so fp32's summation order
+    // differs with the CPU's GEMM blocking (1.7e-6 on an AMD EPYC): bound it relative to its size.
+    const double scale = want.grad_weight.abs().max().item<double>();
+    EXPECT_LT(max_abs(got.grad_weight, want.grad_weight), 1e-6 * std::max(1.0, scale))
+        << "of " << scale;
     EXPECT_EQ(got.grad_hidden.index_select(0, ignored).abs().max().item<double>(), 0.0)
         << "an ignored row got a gradient";
   };
