@@ -1,6 +1,6 @@
 // The training paths on the GPU against the reference ops (ctest label `cuda`; skipped without a
-// CUDA device or the kernels): the autograd nodes of RMSNorm, RoPE and SiLU-and-multiply (their
-// CUDA kernels both ways, on their 16-byte and their scalar paths), the chunked cross-entropy under bf16 autocast (and its memory), the
+// CUDA device or the kernels): the autograd nodes of RMSNorm, RoPE, SiLU-and-multiply (their
+// CUDA kernels both ways, on their 16-byte and their scalar paths) and the residual add + RMSNorm, the chunked cross-entropy under bf16 autocast (and its memory), the
 // stacked projections, activation checkpointing under autocast, and a whole cascade step with
 // every new path on against every one off.
 #include <gtest/gtest.h>
@@ -16,6 +16,7 @@
 #include "c3/c3_model.h"
 #include "io/torch_compat.h"
 #include "model/chunked_cross_entropy.h"
+#include "model/add_rms_norm_autograd.h"
 #include "model/fused_ops.h"
 #include "model/qwen2_model.h"
 #include "model/rms_norm_autograd.h"
@@ -264,6 +265,73 @@ TEST(CudaTrainOps, RotaryKernelsTakeTheVectorAndTheScalarPathAlike) {
   }
 }
 #endif
+
+// The residual add + RMSNorm node's kernels against autograd through the unfused ops (the add,
+// the reference norm, the cast of its output), with both outputs read: h by the residual stream,
+// y by a projection. Rows as wide as the kernels take, and a width they don't (100: the node's
+// ATen path).
+TEST(CudaTrainOps, AddRmsNormKernelsMatchAutogradOfTheUnfusedOps) {
+  REQUIRE_KERNELS();
+  torch::manual_seed(5);
+  struct Case {
+    at::ScalarType x, delta, y;
+    double tol;
+  };
+  const Case cases[] = {{at::kFloat, at::kBFloat16, at::kBFloat16, 2e-2},  // bf16 autocast
+                        {at::kFloat, at::kFloat, at::kFloat, 1e-5},
+                        {at::kBFloat16, at::kBFloat16, at::kBFloat16, 2e-2}};
+  for (const Case& c : cases) {
+    for (int64_t C : {64, 100, 512, 1024, 1536, 4096, 8192}) {
+      const at::Tensor x = randn({7, 33, C}, c.x, 3.0), delta = randn({7, 33, C}, c.delta);
+      const at::Tensor w = (torch::rand({C}) + 0.5).to(torch::kCUDA).to(c.x);
+      const at::ScalarType yt = c.y;
+      const auto both = [](const at::Tensor& h, const at::Tensor& y) {
+        return h * 0.75 + y.to(h.scalar_type()) * 1.5;
+      };
+      const auto rel = compare(
+          [&](const auto& v) {
+            const auto [h, y] = fused::add_rms_norm_autograd(v[0], v[1], v[2], 1e-6, yt);
+            return both(h, y);
+          },
+          [&](const auto& v) {
+            const at::Tensor h = v[0] + v[1];
+            return both(h, fused::reference::rms_norm(h, v[2], 1e-6).to(yt));
+          },
+          {x, delta, w});
+      std::printf("[add_rms_norm] %s + %s -> %s C=%ld: rel diff value %.2g grad_x %.2g "
+                  "grad_delta %.2g grad_w %.2g\n",
+                  c10::toString(c.x), c10::toString(c.delta), c10::toString(c.y), C, rel[0],
+                  rel[1], rel[2], rel[3]);
+      for (double r : rel) EXPECT_LE(r, c.tol) << c10::toString(c.x) << " C=" << C;
+    }
+  }
+}
+
+// Inside a decoder layer under bf16 autocast, training takes the node and hands the projections
+// bf16 (the cast they make anyway); C3_TRAIN_KERNELS without add_rms_norm gives the unfused ops
+// and an fp32 norm.
+TEST(CudaTrainOps, AddRmsNormDispatchUnderAutocastGivesTheProjectionsBf16) {
+  REQUIRE_KERNELS();
+  if (!fused::train_kernel_enabled(fused::TrainKernel::kAddRmsNorm))
+    GTEST_SKIP() << "C3_TRAIN_KERNELS leaves add_rms_norm off";
+  const at::Tensor x = randn({4, 64}, at::kFloat).requires_grad_(true);
+  const at::Tensor d = randn({4, 64}, at::kBFloat16).requires_grad_(true);
+  const at::Tensor w = torch::ones({64}, torch::kCUDA).requires_grad_(true);
+  compat::AutocastGuard autocast(true, x.device());
+  const auto [h, y] = fused::add_rms_norm_before_linear(x, d, w, 1e-6);
+  EXPECT_NE(std::string(h.grad_fn()->name()).find("AddRmsNorm"), std::string::npos);
+  EXPECT_EQ(h.scalar_type(), at::kFloat);
+  EXPECT_EQ(y.scalar_type(), at::kBFloat16);
+  EXPECT_EQ(fused::add_rms_norm(x, d, w, 1e-6).second.scalar_type(), at::kFloat);  // a final norm
+  const int chosen = fused::train_kernels();
+  fused::set_train_kernels(fused::kAllTrainKernels &
+                           ~static_cast<int>(fused::TrainKernel::kAddRmsNorm));
+  const auto [h_off, y_off] = fused::add_rms_norm_before_linear(x, d, w, 1e-6);
+  fused::set_train_kernels(chosen);
+  EXPECT_EQ(std::string(h_off.grad_fn()->name()).find("AddRmsNorm"), std::string::npos);
+  EXPECT_EQ(y_off.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::allclose(y_off, y.to(at::kFloat), 1e-2, 1e-2));  // the sums' order may differ
+}
 
 // Under autograd the dispatch takes the nodes (one node per op), and C3_TRAIN_KERNELS=0 (the
 // switch) gives back the reference ops.

@@ -1,5 +1,5 @@
-// The autograd nodes of RMSNorm, RoPE and SiLU-and-multiply (model/*_autograd.h) on their CPU
-// path, against autograd through the reference ops (fused::reference): the same values, and the
+// The autograd nodes of RMSNorm, RoPE, SiLU-and-multiply and the residual add + RMSNorm
+// (model/*_autograd.h) on their CPU path, against autograd through the reference ops (fused::reference): the same values, and the
 // same gradients for x and the weight, in fp32 and bf16. (Their CUDA kernels: cuda_*_test.cpp.)
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "model/add_rms_norm_autograd.h"
 #include "model/fused_ops.h"
 #include "model/rms_norm_autograd.h"
 #include "model/rotary_autograd.h"
@@ -121,16 +122,81 @@ TEST(AutogradOps, SiluMulMatchesAutogradOfTheReferenceBitForBit) {
   }
 }
 
+// The residual add + RMSNorm node against the unfused ops (h = x + delta, the reference norm,
+// the cast of its output): h, y and the gradients of x, delta and the weight, with both outputs
+// read downstream (the residual stream and a projection), or only one of them.
+TEST(AutogradOps, AddRmsNormMatchesAutogradOfTheUnfusedOps) {
+  torch::manual_seed(4);
+  struct Case {
+    at::ScalarType x, delta, y;
+    double tol;
+  };
+  // fp32 residual stream: as under bf16 autocast (bf16 branch outputs, bf16 into the GEMMs);
+  // a bf16 model; all fp32. bf16 gradients may round a last-bit difference of fp32 sums apart.
+  const Case cases[] = {{at::kFloat, at::kBFloat16, at::kBFloat16, 1e-2},
+                        {at::kFloat, at::kFloat, at::kFloat, 2e-6},
+                        {at::kBFloat16, at::kBFloat16, at::kBFloat16, 2e-2}};
+  for (const Case& c : cases) {
+    const at::Tensor x = (torch::randn({3, 5, 48}) * 3).to(c.x);
+    const at::Tensor delta = torch::randn({3, 5, 48}).to(c.delta);
+    const at::Tensor w = (torch::rand({48}) + 0.5).to(c.x);
+    const at::ScalarType yt = c.y;
+    // Both outputs read: h by the residual stream, y (in its dtype) by what follows.
+    const auto both = [yt](const at::Tensor& h, const at::Tensor& y) {
+      return h * 0.75 + y.to(h.scalar_type()) * 1.5;
+    };
+    const Op node = [&](const auto& v) {
+      const auto [h, y] = add_rms_norm_autograd(v[0], v[1], v[2], 1e-6, yt);
+      EXPECT_EQ(y.scalar_type(), yt);
+      return both(h, y);
+    };
+    const Op ref = [&](const auto& v) {
+      const at::Tensor h = v[0] + v[1];
+      return both(h, reference::rms_norm(h, v[2], 1e-6).to(yt));
+    };
+    const std::string name = std::string("add_rms_norm ") + c10::toString(c.x) + " + " +
+                             c10::toString(c.delta) + " -> " + c10::toString(c.y);
+    expect_same(name, node, ref, {x, delta, w}, {true, true, true}, c.tol);
+    expect_same(name + ", frozen weight", node, ref, {x, delta, w}, {true, true, false}, c.tol);
+  }
+  const at::Tensor x = torch::randn({4, 32}), delta = torch::randn({4, 32}).to(at::kBFloat16);
+  const at::Tensor w = torch::rand({32}) + 0.5;
+  expect_same(
+      "add_rms_norm, only y read",
+      [](const auto& v) { return add_rms_norm_autograd(v[0], v[1], v[2], 1e-5, at::kFloat).second; },
+      [](const auto& v) { return reference::rms_norm(v[0] + v[1], v[2], 1e-5); }, {x, delta, w},
+      {true, true, true}, 2e-6);
+  expect_same(
+      "add_rms_norm, only h read",
+      [](const auto& v) { return add_rms_norm_autograd(v[0], v[1], v[2], 1e-5, at::kFloat).first; },
+      [](const auto& v) { return v[0] + v[1]; }, {x, delta, w}, {true, true, false}, 0);
+}
+
+// On the CPU the dispatch keeps the unfused ops (the node is for CUDA's kernels), so CPU training
+// stays bit for bit what it was.
+TEST(AutogradOps, AddRmsNormDispatchKeepsTheUnfusedOpsOnTheCpu) {
+  const at::Tensor x = torch::randn({2, 16}).requires_grad_(true);
+  const at::Tensor d = torch::randn({2, 16}).requires_grad_(true);
+  const at::Tensor w = torch::ones({16}).requires_grad_(true);
+  const auto [h, y] = add_rms_norm_before_linear(x, d, w, 1e-6);
+  EXPECT_EQ(std::string(h.grad_fn()->name()).find("AddRmsNorm"), std::string::npos);
+  EXPECT_EQ(y.scalar_type(), at::kFloat);
+  const at::Tensor want = reference::rms_norm(x + d, w, 1e-6);
+  EXPECT_TRUE(at::equal(y, want));
+}
+
 // C3_TRAIN_KERNELS picks the ops whose kernels train: all, none, or a list (to bisect).
 TEST(AutogradOps, TrainKernelsListParses) {
   const int all = static_cast<int>(TrainKernel::kRmsNorm) | static_cast<int>(TrainKernel::kRotary) |
-                  static_cast<int>(TrainKernel::kSiluMul);
+                  static_cast<int>(TrainKernel::kSiluMul) |
+                  static_cast<int>(TrainKernel::kAddRmsNorm);
   EXPECT_EQ(parse_train_kernels(nullptr), all);
   EXPECT_EQ(parse_train_kernels("1"), all);
   EXPECT_EQ(parse_train_kernels("0"), 0);
   EXPECT_EQ(parse_train_kernels("rotary"), static_cast<int>(TrainKernel::kRotary));
   EXPECT_EQ(parse_train_kernels("silu_mul,rms_norm"),
             static_cast<int>(TrainKernel::kSiluMul) | static_cast<int>(TrainKernel::kRmsNorm));
+  EXPECT_EQ(parse_train_kernels("add_rms_norm"), static_cast<int>(TrainKernel::kAddRmsNorm));
   EXPECT_THROW(parse_train_kernels("rms_norm,rope"), std::exception);
 }
 

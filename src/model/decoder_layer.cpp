@@ -25,10 +25,11 @@ std::pair<at::Tensor, at::Tensor> Qwen2DecoderLayerImpl::forward_deferred(
     const AttentionMask& mask, KVCache* cache) {
   // HF's order and roundings: x = resid + delta; attn_resid = x + attn(norm(x));
   // out = attn_resid + mlp(norm(attn_resid)), the last add deferred.
+  // Both norms feed only the projections after them (see add_rms_norm_before_linear).
   const auto [x, attn_norm] =
-      fused::add_rms_norm(resid, delta, input_layernorm->weight, input_layernorm->eps);
+      fused::add_rms_norm_before_linear(resid, delta, input_layernorm->weight, input_layernorm->eps);
   const at::Tensor attn_out = self_attn(attn_norm, rope, mask, cache);
-  const auto [attn_resid, ffn_norm] = fused::add_rms_norm(
+  const auto [attn_resid, ffn_norm] = fused::add_rms_norm_before_linear(
       x, attn_out, post_attention_layernorm->weight, post_attention_layernorm->eps);
   return {attn_resid, mlp(ffn_norm)};
 }

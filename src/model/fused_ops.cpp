@@ -14,6 +14,8 @@
 
 #ifdef C3_HAVE_CUDA_KERNELS
 #include "model/cuda/backward_kernels.h"
+#include "io/torch_compat.h"
+#include "model/add_rms_norm_autograd.h"
 #include "model/cuda/fused_kernels.h"
 #include "model/rms_norm_autograd.h"
 #include "model/rotary_autograd.h"
@@ -64,9 +66,11 @@ int parse_train_kernels(const char* value) {
       mask |= static_cast<int>(TrainKernel::kRotary);
     } else if (name == "silu_mul") {
       mask |= static_cast<int>(TrainKernel::kSiluMul);
+    } else if (name == "add_rms_norm") {
+      mask |= static_cast<int>(TrainKernel::kAddRmsNorm);
     } else if (!name.empty()) {
       fail("C3_TRAIN_KERNELS='{}': unknown op '{}'; use 0, 1 or a comma list of rms_norm, "
-           "rotary, silu_mul", list, name);
+           "rotary, silu_mul, add_rms_norm", list, name);
     }
     b = e + 1;
   }
@@ -166,15 +170,39 @@ at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
   return reference::rotary(x, cos, sin);
 }
 
-std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& delta,
-                                               const at::Tensor& weight, double eps) {
+namespace {
+// add_rms_norm; `before_linear`: normed may come back in autocast's dtype while training.
+std::pair<at::Tensor, at::Tensor> add_rms_norm_as(const at::Tensor& x, const at::Tensor& delta,
+                                                  const at::Tensor& weight, double eps,
+                                                  bool before_linear) {
 #ifdef C3_HAVE_CUDA_KERNELS
   if (use_kernel(x, weight) && (!delta.defined() || use_kernel(delta)) &&
       cuda::add_rms_norm_supported(x, delta, weight))
     return cuda::add_rms_norm(x, delta, weight, eps);
+  if (delta.defined() && use_training_kernel(TrainKernel::kAddRmsNorm, x, weight)) {
+    const at::ScalarType y_dtype = before_linear && compat::autocast_enabled_cuda()
+                                       ? compat::autocast_dtype_cuda()
+                                       : x.scalar_type();
+    if (cuda::add_rms_norm_train_supported(x, delta, weight, y_dtype))
+      return add_rms_norm_autograd(x, delta, weight, eps, y_dtype);
+  }
+#else
+  (void)before_linear;
 #endif
   const at::Tensor h = delta.defined() ? x + delta : x;
   return {h, rms_norm(h, weight, eps)};
+}
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& delta,
+                                               const at::Tensor& weight, double eps) {
+  return add_rms_norm_as(x, delta, weight, eps, /*before_linear=*/false);
+}
+
+std::pair<at::Tensor, at::Tensor> add_rms_norm_before_linear(const at::Tensor& x,
+                                                             const at::Tensor& delta,
+                                                             const at::Tensor& weight, double eps) {
+  return add_rms_norm_as(x, delta, weight, eps, /*before_linear=*/true);
 }
 
 namespace {

@@ -27,9 +27,16 @@ at::Tensor silu_mul(const at::Tensor& gate_up);
 at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
 // h = x + delta, then RMSNorm(h): the residual add and the next layer norm in one pass.
-// Returns {h, normed}; an undefined delta means h = x.
+// Returns {h, normed}; an undefined delta means h = x. While training on CUDA (and delta defined)
+// both run as one autograd node (add_rms_norm_autograd.h).
 std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& delta,
                                                const at::Tensor& weight, double eps);
+// The same for a norm that only linear layers read (the two inside each decoder layer): while
+// training on CUDA under autocast, normed comes back already in autocast's dtype, the cast those
+// layers make anyway (the same values; one kernel fewer each way).
+std::pair<at::Tensor, at::Tensor> add_rms_norm_before_linear(const at::Tensor& x,
+                                                             const at::Tensor& delta,
+                                                             const at::Tensor& weight, double eps);
 
 // y = x w^T (+ b) by the decode GEMV kernel where it beats cuBLAS: one row (a batch-1 decode
 // step), bf16 / fp16, CUDA, no autograd. Undefined elsewhere (the caller then runs at::linear).
@@ -60,9 +67,9 @@ bool kernels_enabled();
 void set_kernels_enabled(bool on);
 // Whether training (autograd recording) takes a kernel's autograd node: the kernels enabled, and
 // the op chosen by C3_TRAIN_KERNELS: unset or "1" = all, "0" = none, or a comma list of
-// rms_norm, rotary, silu_mul (to find a wrong kernel by leaving the others on).
-enum class TrainKernel { kRmsNorm = 1, kRotary = 2, kSiluMul = 4 };
-constexpr int kAllTrainKernels = 7;
+// rms_norm, rotary, silu_mul, add_rms_norm (to find a wrong kernel by leaving the others on).
+enum class TrainKernel { kRmsNorm = 1, kRotary = 2, kSiluMul = 4, kAddRmsNorm = 8 };
+constexpr int kAllTrainKernels = 15;
 bool train_kernel_enabled(TrainKernel k);
 // The chosen ops as a mask of TrainKernel bits, and a new choice for this process (tests compare
 // the paths).

@@ -6,6 +6,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -28,6 +29,21 @@ std::optional<DType> dtype_of(at::ScalarType t) {
   }
 }
 
+// Rows of C elements that the add + RMSNorm kernels take: C a multiple of 4 up to their maximum,
+// and the tensor contiguous at an address aligned to 4 elements (their 4-element accesses).
+bool packed_rows(const at::Tensor& t, int64_t C) {
+  return t.is_cuda() && t.is_contiguous() && t.numel() > 0 && C % 4 == 0 &&
+         C <= kAddRmsNormTrainMaxC &&
+         reinterpret_cast<uintptr_t>(t.data_ptr()) % (4 * t.element_size()) == 0;
+}
+
+// About four blocks per multiprocessor, at most one per row: the backward kernels' grid, each
+// block summing its rows' share of a weight's gradient.
+int partial_sum_blocks(int64_t rows) {
+  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(rows, 4 * sms)));
+}
+
 }  // namespace
 
 bool rms_norm_backward_supported(const at::Tensor& x, const at::Tensor& weight) {
@@ -41,9 +57,7 @@ std::pair<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad_in,
   const at::Tensor g = grad_in.to(x.scalar_type()).contiguous();
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t C = x.size(-1), N = x.numel() / C;
-  // About four blocks per multiprocessor; each sums its rows' share of grad_w in fp32.
-  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int blocks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(N, 4 * sms)));
+  const int blocks = partial_sum_blocks(N);
   at::Tensor gx = at::empty_like(x);
   at::Tensor gw_part = at::empty({blocks, C}, x.options().dtype(at::kFloat));
   C10_CUDA_CHECK(launch_rms_norm_backward(*dtype_of(x.scalar_type()), g.data_ptr(), x.data_ptr(),
@@ -82,6 +96,67 @@ at::Tensor silu_mul_backward(const at::Tensor& grad_in, const at::Tensor& gate_u
   C10_CUDA_CHECK(launch_silu_mul_backward(*dtype_of(gu.scalar_type()), gu.data_ptr(), g.data_ptr(),
                                           ggu.data_ptr(), N, I, at::cuda::getCurrentCUDAStream()));
   return ggu;
+}
+
+bool add_rms_norm_train_supported(const at::Tensor& x, const at::Tensor& delta,
+                                  const at::Tensor& weight, at::ScalarType y_dtype) {
+  if (!x.defined() || !delta.defined() || x.dim() < 1) return false;
+  const int64_t C = x.size(-1);
+  const auto tx = dtype_of(x.scalar_type()), td = dtype_of(delta.scalar_type()),
+             ty = dtype_of(y_dtype);
+  return tx && td && ty && add_rms_norm_train_types_ok(*tx, *td, *ty) && packed_rows(x, C) &&
+         packed_rows(delta, C) && delta.sizes() == x.sizes() && delta.device() == x.device() &&
+         weight.scalar_type() == x.scalar_type() && weight.dim() == 1 && weight.size(0) == C &&
+         packed_rows(weight, C) && weight.device() == x.device();
+}
+
+std::pair<at::Tensor, at::Tensor> add_rms_norm_train(const at::Tensor& x, const at::Tensor& delta,
+                                                     const at::Tensor& weight, double eps,
+                                                     at::ScalarType y_dtype) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t C = x.size(-1), N = x.numel() / C;
+  at::Tensor h = at::empty_like(x), y = at::empty_like(x, x.options().dtype(y_dtype));
+  C10_CUDA_CHECK(launch_add_rms_norm_train(
+      *dtype_of(x.scalar_type()), *dtype_of(delta.scalar_type()), *dtype_of(y_dtype),
+      x.data_ptr(), delta.data_ptr(), weight.data_ptr(), h.data_ptr(), y.data_ptr(), N, C,
+      static_cast<float>(eps), at::cuda::getCurrentCUDAStream()));
+  return {h, y};
+}
+
+bool add_rms_norm_train_backward_supported(const at::Tensor& gy, const at::Tensor& gh,
+                                           const at::Tensor& h, const at::Tensor& weight,
+                                           at::ScalarType delta_dtype) {
+  const int64_t C = h.size(-1);
+  const auto tx = dtype_of(h.scalar_type()), td = dtype_of(delta_dtype),
+             ty = gy.defined() ? dtype_of(gy.scalar_type()) : std::nullopt;
+  return tx && td && ty && add_rms_norm_train_types_ok(*tx, *td, *ty) &&
+         gy.sizes() == h.sizes() && gy.is_cuda() &&
+         (!gh.defined() || (gh.sizes() == h.sizes() && gh.scalar_type() == h.scalar_type() &&
+                            gh.is_cuda())) &&
+         packed_rows(h, C) && packed_rows(weight, C);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> add_rms_norm_train_backward(
+    const at::Tensor& gy_in, const at::Tensor& gh_in, const at::Tensor& h,
+    const at::Tensor& weight, double eps, at::ScalarType delta_dtype, bool need_x,
+    bool need_delta) {
+  const c10::cuda::CUDAGuard guard(h.device());
+  const int64_t C = h.size(-1), N = h.numel() / C;
+  // Fresh contiguous tensors (where a gradient is not one already) are aligned.
+  const at::Tensor gy = packed_rows(gy_in, C) ? gy_in : gy_in.contiguous().clone();
+  const at::Tensor gh =
+      !gh_in.defined() || packed_rows(gh_in, C) ? gh_in : gh_in.contiguous().clone();
+  at::Tensor gx = need_x ? at::empty_like(h) : at::Tensor();
+  at::Tensor gdelta = need_delta ? at::empty_like(h, h.options().dtype(delta_dtype)) : at::Tensor();
+  const int blocks = partial_sum_blocks(N);
+  at::Tensor gw_part = at::empty({blocks, C}, h.options().dtype(at::kFloat));
+  C10_CUDA_CHECK(launch_add_rms_norm_train_backward(
+      *dtype_of(h.scalar_type()), *dtype_of(delta_dtype), *dtype_of(gy.scalar_type()),
+      gy.data_ptr(), gh.defined() ? gh.data_ptr() : nullptr, h.data_ptr(), weight.data_ptr(),
+      need_x ? gx.data_ptr() : nullptr, need_delta ? gdelta.data_ptr() : nullptr,
+      gw_part.data_ptr<float>(), N, C, static_cast<float>(eps), blocks,
+      at::cuda::getCurrentCUDAStream()));
+  return {gx, gdelta, gw_part.sum(0).to(weight.scalar_type())};
 }
 
 }  // namespace c3::model::fused::cuda

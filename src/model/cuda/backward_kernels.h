@@ -5,6 +5,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <tuple>
 #include <utility>
 
 namespace c3::model::fused::cuda {
@@ -24,5 +25,22 @@ at::Tensor rotary_backward(const at::Tensor& grad, const at::Tensor& cos, const 
 // grad_gate_up [..., 2I] of y = silu_mul(gate_up).
 bool silu_mul_backward_supported(const at::Tensor& gate_up);
 at::Tensor silu_mul_backward(const at::Tensor& grad, const at::Tensor& gate_up);
+
+// Training's residual add and RMSNorm (add_rms_norm_train.cu; node: model/add_rms_norm_autograd.h).
+// {h, y}: h = x + delta in x's dtype, y = RMSNorm(h) in y_dtype. x, delta [..., C] of one shape,
+// weight [C] of x's dtype.
+bool add_rms_norm_train_supported(const at::Tensor& x, const at::Tensor& delta,
+                                  const at::Tensor& weight, at::ScalarType y_dtype);
+std::pair<at::Tensor, at::Tensor> add_rms_norm_train(const at::Tensor& x, const at::Tensor& delta,
+                                                     const at::Tensor& weight, double eps,
+                                                     at::ScalarType y_dtype);
+// Its backward: {grad_x (gh + the norm's gradient of h), grad_delta (the same in delta_dtype),
+// grad_weight}; gh may be undefined, and grad_x / grad_delta are made only where asked for.
+bool add_rms_norm_train_backward_supported(const at::Tensor& gy, const at::Tensor& gh,
+                                           const at::Tensor& h, const at::Tensor& weight,
+                                           at::ScalarType delta_dtype);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> add_rms_norm_train_backward(
+    const at::Tensor& gy, const at::Tensor& gh, const at::Tensor& h, const at::Tensor& weight,
+    double eps, at::ScalarType delta_dtype, bool need_x, bool need_delta);
 
 }  // namespace c3::model::fused::cuda

@@ -70,6 +70,23 @@ cudaError_t launch_rotary_backward(DType t, const void* g, const float* cos, con
                                    void* gx, int64_t B, int64_t H, int64_t S, int64_t D,
                                    const int64_t sg[4], const int64_t sx[4], int64_t cb, int64_t ct,
                                    cudaStream_t stream);
+// Training's residual add and RMSNorm (add_rms_norm_train.cu), both ways: h = x + delta in h's
+// type tx, y = RMSNorm(h) * w rounded to tx and then to ty (autocast's cast before the next GEMM).
+// x, delta, h, y [N, C] contiguous, w [C] of type tx; C a multiple of 4 up to the maximum, and
+// every pointer aligned to 4 elements. Types: tx fp32 with any td and ty, or all three alike.
+constexpr int64_t kAddRmsNormTrainMaxC = 8192;
+bool add_rms_norm_train_types_ok(DType tx, DType td, DType ty);
+cudaError_t launch_add_rms_norm_train(DType tx, DType td, DType ty, const void* x,
+                                      const void* delta, const void* w, void* h, void* y,
+                                      int64_t N, int64_t C, float eps, cudaStream_t stream);
+// Its backward from gy (type ty) and gh (the residual's own gradient, type tx; null: none):
+// gx = gh + the norm's gradient of h (type tx; null: not written), gdelta the same in td (null:
+// not written), and grad_w's partial sums, one fp32 row of C per block in gw_part[grid_blocks, C].
+cudaError_t launch_add_rms_norm_train_backward(DType tx, DType td, DType ty, const void* gy,
+                                               const void* gh, const void* h, const void* w,
+                                               void* gx, void* gdelta, float* gw_part, int64_t N,
+                                               int64_t C, float eps, int grid_blocks,
+                                               cudaStream_t stream);
 // silu(gate) * up's backward: gate_up [N, 2I] and grad [N, I] contiguous -> grad_gate_up [N, 2I].
 cudaError_t launch_silu_mul_backward(DType t, const void* gate_up, const void* grad,
                                      void* grad_gate_up, int64_t N, int64_t I, cudaStream_t stream);

@@ -9,6 +9,7 @@
 // adds the rows, so the result does not depend on scheduling (no atomics).
 #include <cuda_runtime.h>
 
+#include "model/cuda/block_sum.cuh"
 #include "model/cuda/element_types.cuh"
 #include "model/cuda/launch.h"
 
@@ -20,27 +21,6 @@ using elem::to_f;
 using elem::to_t;
 
 constexpr int kThreads = 256;
-
-// Sums a and b over the block; every thread gets both sums. `scratch` holds 2 * kThreads / 32.
-__device__ __forceinline__ void block_sum2(float& a, float& b, float* scratch) {
-  for (int off = 16; off > 0; off >>= 1) {
-    a += __shfl_xor_sync(0xffffffffu, a, off);
-    b += __shfl_xor_sync(0xffffffffu, b, off);
-  }
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
-  if (lane == 0) {
-    scratch[warp] = a;
-    scratch[32 + warp] = b;
-  }
-  __syncthreads();
-  a = lane < n_warps ? scratch[lane] : 0.f;
-  b = lane < n_warps ? scratch[32 + lane] : 0.f;
-  for (int off = 16; off > 0; off >>= 1) {
-    a += __shfl_xor_sync(0xffffffffu, a, off);
-    b += __shfl_xor_sync(0xffffffffu, b, off);
-  }
-  __syncthreads();  // scratch is free again for the next row
-}
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
