@@ -68,8 +68,9 @@ void setup_train(CLI::App& root) {
   app->add_option("--batch-size", o.batch_size, "passages per micro-batch per process")->capture_default_str();
   app->add_option("--grad-accum", o.grad_accum, "micro-batches per step")->capture_default_str();
   app->add_option("--batch-tokens", o.batch_tokens,
-                  "at short curriculum caps, take whole extra batches while rows x cap stays within "
-                  "this many tokens (0 = always --batch-size rows)")
+                  "micro-batches sized in tokens per process (0 = always --batch-size rows): at "
+                  "short curriculum caps, whole extra batches while rows x cap stays within it; "
+                  "without a curriculum, as many rows as keep rows x longest passage within it")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app->add_option("--data-threads", o.data_threads, "tokenization threads")->capture_default_str();

@@ -174,6 +174,10 @@ void TrainRun::set_up_data() {
   d.rank = env_.rank;
   d.world_size = env_.world_size;
   d.bucket_docs = opt_.bucket_docs;
+  if (token_batches()) {  // the loader counts the global batch's tokens too
+    d.max_batch_tokens = opt_.batch_tokens * env_.world_size;
+    d.batch_size = 0;
+  }
   loader_ = std::make_unique<DataLoader>(model_->tok(), d);
   if (rank0_) valid_ = std::make_unique<Validation>(model_->tok(), opt_, dist_);
 }
@@ -263,11 +267,14 @@ double TrainRun::fitted_steps(double now) {
 void TrainRun::gather_micro_batches(StepBatch& b) {
   // With --batch-tokens, short caps take several loader batches a micro-batch. cur_len_ is the
   // same on every rank and restored on resume, so the loader's position stays in step.
-  const int64_t loads = rows_per_micro_batch(opt_.batch_size, opt_.batch_tokens, cur_len_) /
-                        opt_.batch_size;
-  b.world_rows = opt_.batch_size * loads * opt_.grad_accum * env_.world_size;
+  // Without a curriculum the loader sizes each batch in tokens itself (token_batches).
+  const int64_t loads = token_batches() ? 1
+                                        : rows_per_micro_batch(opt_.batch_size, opt_.batch_tokens,
+                                                               cur_len_) / opt_.batch_size;
+  b.world_rows = 0;
   for (int64_t micro = 0; micro < opt_.grad_accum; ++micro) {
     Batch batch = loader_->next();
+    b.world_rows += batch.n_global * loads;  // the later loads are as large (fixed-size batches)
     for (int64_t more = 1; more < loads; ++more) {
       Batch next = loader_->next();
       for (auto& p : next.passages) batch.passages.push_back(std::move(p));

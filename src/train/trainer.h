@@ -27,9 +27,12 @@ struct TrainOptions {
   std::string lengths = "uniform:64-1280";  // passage token-length distribution
   int64_t batch_size = 16;     // passages per micro-batch per process
   int64_t grad_accum = 1;      // micro-batches per optimizer step
-  // > 0: where the curriculum's cap is short, a micro-batch takes whole loader batches until
-  // its rows x cap would pass this many tokens (rows_per_micro_batch). Short passages then fill
-  // the GPU as long ones do: at a 64-token cap, 64 rows left a recipe step launch-bound.
+  // > 0: micro-batches sized in tokens, so that short passages fill the GPU as long ones do (at
+  // a 64-token cap, 64 rows left a recipe step launch-bound). With a length curriculum, where its
+  // cap is short a micro-batch takes whole loader batches until its rows x cap would pass this
+  // many tokens (rows_per_micro_batch). Without one, the loader makes variable batches of as many
+  // rows (of similar length) as keep rows x longest passage within it per process; batch_size
+  // is then not used.
   int64_t batch_tokens = 0;
   int data_threads = 2;        // background tokenization threads
   int64_t bucket_docs = 512;   // documents per bucketing chunk
