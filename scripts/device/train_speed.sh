@@ -8,8 +8,9 @@
 #   OUT=/some/dir bash scripts/device/train_speed.sh
 #
 # Needs: shared/data/corpus/train-00.jsonl.xz and shared/testdata in the checkout (carried).
-# Writes to $OUT (at most 7 files): train_speed.md (the table), train_speed.jsonl (one row per
-# figure), cuda_tests.txt, profile.txt (phase times + trace summary), trace.json.gz, logs.tar.gz.
+# Writes to $OUT (at most 8 files): train_speed.md (the table), train_speed.jsonl (one row per
+# figure), cuda_tests.txt, train_kernels.md (the element-wise steps alone), profile.txt (phase
+# times + trace summary), trace.json.gz, logs.tar.gz.
 #
 # Time (one H200, 16 cores; estimates, the script prints each part's): build ~3 min; the three
 # torch.compile processes compile side by side (~2 min of wall time) while the GPU tests run;
@@ -19,12 +20,14 @@
 # printed from whatever ran.
 #
 # Env: CONFIGS ("small recipe medium"), BATCHES ("16 64"), STEPS (timed steps, 20),
-# PARTS ("build tests c3 nograph compile eager old ckpt profile"), OLD_ROWS ("medium:16 medium:64
+# PARTS ("build tests kernels c3 nograph compile eager ablate real old ckpt profile"); ABLATE_ROWS
+# ("recipe:64 medium:64"): the c3 rows again without the add + RMSNorm node; OLD_ROWS ("medium:16 medium:64
 # recipe:16"): the c3 rows repeated with C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0;
 # NOGRAPH_ROWS (every config and batch): repeated with C3_TRAIN_GRAPHS=0 (the eager step);
 # REAL_ROWS ("medium:64 recipe:64"): a real run's wall-clock throughput, graphs on and off, over
 # REAL_STEPS (300) steps, so that one capture per length bucket is amortised as in a long run;
-# REAL_EVAL_EVERY (100) and REAL_SAVE_EVERY (150) set its validation and checkpoint cadence.
+# REAL_EVAL_EVERY (100) and REAL_SAVE_EVERY (150) set its validation and checkpoint cadence;
+# REAL_IMPLS ("c3-real c3-real-bt c3-real-fixed"; c3-real-nograph also exists) its variants.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
@@ -35,7 +38,8 @@ BUDGET="${BUDGET:-560}"
 CONFIGS="${CONFIGS:-small recipe medium}"
 BATCHES="${BATCHES:-16 64}"
 STEPS="${STEPS:-20}"
-PARTS="${PARTS:-build tests c3 nograph compile eager real old ckpt profile}"
+PARTS="${PARTS:-build tests kernels c3 nograph compile eager ablate real old ckpt profile}"
+ABLATE_ROWS="${ABLATE_ROWS:-recipe:64 medium:64}"
 OLD_ROWS="${OLD_ROWS:-medium:16 medium:64 recipe:16}"
 REAL_ROWS="${REAL_ROWS:-medium:64 recipe:64}"
 NOGRAPH_ROWS="${NOGRAPH_ROWS:-$(for c in $CONFIGS; do for b in $BATCHES; do printf '%s:%s ' "$c" "$b"; done; done)}"
@@ -102,9 +106,15 @@ PY
 nvidia-smi -L
 stamp start
 if want build; then
-  c3_build_gpu c3 cuda_tests || exit 1
+  c3_build_gpu c3 cuda_tests c3_train_kernels_bench || exit 1
 fi
 stamp built
+# The element-wise steps alone, forward and backward, against the unfused ops and the card's
+# bandwidth (about 20 s).
+if want kernels; then
+  stamp "training kernels alone"
+  timeout "$(limit_for 90)" build-gpu/c3_train_kernels_bench 2>&1 | tee "$OUT/train_kernels.md"
+fi
 
 if want c3; then
   stamp "c3 train"
@@ -163,6 +173,14 @@ if want eager; then
     tail -n 2 "$ROWS"
   done
 fi
+# The residual add + RMSNorm node against the same step without it (the other kernels on):
+# that node's own gain, beside the table's c3 rows.
+if want ablate; then
+  stamp "c3 train without the add + RMSNorm node"
+  for cb in $ABLATE_ROWS; do
+    c3_row c3-no-addnorm "${cb%%:*}" "${cb##*:}" C3_TRAIN_KERNELS=rms_norm,rotary,silu_mul --
+  done
+fi
 if want old; then
   stamp "c3 train, old paths"
   for cb in $OLD_ROWS; do
@@ -181,17 +199,21 @@ if want real; then
   # wall time, fixed-length or not; a real run validates every 500. One every 100 still shows
   # what evaluations and checkpoints cost without drowning the steps.
   REAL_EVAL_EVERY="${REAL_EVAL_EVERY:-100}"; REAL_SAVE_EVERY="${REAL_SAVE_EVERY:-150}"
+  REAL_IMPLS="${REAL_IMPLS:-c3-real c3-real-bt c3-real-fixed}"
   stamp "c3 train, a real run (lengths 64-1024, validation every ${REAL_EVAL_EVERY} steps, checkpoints every ${REAL_SAVE_EVERY})"
   for cb in $REAL_ROWS; do
     # c3-real-fixed: the same run on full 512-token passages, so that the trainer's own losses
     # (evaluations, checkpoints, buckets) show apart from the length mix's.
-    for impl in c3-real c3-real-nograph c3-real-fixed; do
+    for impl in $REAL_IMPLS; do
       genv=(); [ "$impl" = c3-real-nograph ] && genv=(C3_TRAIN_GRAPHS=0)
+      # c3-real-bt: the same mix with --batch-tokens at the fixed run's tokens a step (batch x 512),
+      # so that buckets of short passages take more rows instead of leaving the GPU half idle.
+      extra=(); [ "$impl" = c3-real-bt ] && extra=(--batch-tokens $(( ${cb##*:} * 512 )))
       rdata="${DATA:-shared/data/corpus/train-00.jsonl.xz}"; rlen=uniform:64-1024
       [ "$impl" = c3-real-fixed ] && { rdata="$SPEED_DATA"; rlen=fixed:512; }
       STEPS="${REAL_STEPS:-300}" ROW_DATA="$rdata" ROW_LENGTHS="$rlen" ROW_EVAL_PASSAGES=8 \
         c3_row "$impl" "${cb%%:*}" "${cb##*:}" ${genv[@]+"${genv[@]}"} -- --eval-every "$REAL_EVAL_EVERY" --save-every "$REAL_SAVE_EVERY" --keep-last 1 \
-        ${VALID:+--valid "$VALID"}
+        ${VALID:+--valid "$VALID"} ${extra[@]+"${extra[@]}"}
       python3 - "$LOGS/$impl-${cb%%:*}-b${cb##*:}.train_log.jsonl" "$ROWS" "$impl" <<'PY' || echo "no wall figure: $impl $cb"
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]

@@ -10,9 +10,11 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 card = sys.argv[sys.argv.index("--card") + 1] if "--card" in sys.argv else "?"
 by = {(r["impl"], r["config"], r["batch"]): r for r in rows}
-impls = [("c3", "c3 train"), ("c3-nograph", "c3, no step graphs"), ("c3-old", "c3, old paths"),
+impls = [("c3", "c3 train"), ("c3-nograph", "c3, no step graphs"),
+         ("c3-no-addnorm", "c3, no add+norm node"), ("c3-old", "c3, old paths"),
          ("c3-ckpt", "c3, act. ckpt"), ("c3-real", "c3, real run (wall)"),
          ("c3-real-nograph", "c3, real run, no graphs (wall)"),
+         ("c3-real-bt", "c3, real run, --batch-tokens (wall)"),
          ("c3-real-fixed", "c3, real run, fixed 512 (wall)"),
          ("pytorch-eager", "PyTorch eager"), ("pytorch-compile", "PyTorch compile")]
 impls = [(k, t) for k, t in impls if any(r["impl"] == k for r in rows)]
