@@ -1,6 +1,7 @@
 // Golden parity of the cascade on c3-tiny (official layout, L = 8) and .c3 file round trips.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -126,6 +127,36 @@ TEST(C3Cascade, LengthCapStopsEachRowAtItsSourceLength) {
   EXPECT_EQ(g.m.model->decompress(lat, o), free_run);
   o.length_cap = 1.5;
   o.source_tokens = {4};  // one length for two rows
+  EXPECT_THROW(g.m.model->decompress(lat, o), c3::Error);
+}
+
+// exact_length: each row decodes exactly its source length, never <|im_end|>, greedy and with
+// beams; a greedy row is the free run (with <|im_end|> banned) cut to its length.
+TEST(C3Cascade, ExactLengthDecodesEachRowsOwnLength) {
+  Golden g = load();
+  torch::NoGradGuard ng;
+  auto ctx = g.m.tok->encode(g.cse["context"].get<std::string>());
+  at::Tensor lat = g.m.model->compress({ctx, ctx, ctx});
+  const int64_t im_end = g.m.tok->token_id("<|im_end|>");
+  cascade::DecompressOptions o;
+  o.no_repeat_ngram_size = 0;
+  o.source_tokens = {5, 23, 12};
+  o.exact_length = true;
+  for (int64_t beams : {1, 2}) {
+    SCOPED_TRACE("beams " + std::to_string(beams));
+    o.num_beams = beams;
+    const auto out = g.m.model->decompress(lat, o);
+    ASSERT_EQ(out.size(), 3u);
+    for (size_t b = 0; b < out.size(); ++b) {
+      EXPECT_EQ(static_cast<int64_t>(out[b].size()), o.source_tokens[b]) << "row " << b;
+      EXPECT_EQ(std::count(out[b].begin(), out[b].end(), im_end), 0) << "row " << b;
+    }
+    if (beams == 1) {  // rows of one latent: each the longest row's prefix
+      EXPECT_EQ(out[0], std::vector<int64_t>(out[1].begin(), out[1].begin() + 5));
+      EXPECT_EQ(out[2], std::vector<int64_t>(out[1].begin(), out[1].begin() + 12));
+    }
+  }
+  o.source_tokens = {5, 23};  // one length short
   EXPECT_THROW(g.m.model->decompress(lat, o), c3::Error);
 }
 

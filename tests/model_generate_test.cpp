@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include <map>
@@ -110,6 +112,34 @@ TEST_P(GenerateGolden, RowsStopIndependently) {
   GenerationConfig alone = cfg;
   EXPECT_EQ(out[1], model::generate(model_, {prompts[1]}, alone)[0]);
   EXPECT_GT(steps, 0);
+}
+
+// A banned token never comes out, on every decode path (dynamic, static cache, beams): where the
+// golden greedy output first emits it, the row takes its next-best token instead, and the ids
+// before that point stay the golden ones.
+TEST_P(GenerateGolden, BannedTokensNeverComeOut) {
+  const auto golden = to_ids(expected_->tensor("greedy_out"));
+  const int64_t banned = golden.at(3);
+  const size_t first = std::find(golden.begin(), golden.end(), banned) - golden.begin();
+  const Prompt prompt{to_ids(expected_->tensor("greedy_prompt")), {}};
+  for (const char* path : {"dynamic", "static", "beams"}) {
+    SCOPED_TRACE(path);
+    GenerationConfig cfg;
+    cfg.max_new_tokens = static_cast<int64_t>(golden.size());
+    cfg.banned_tokens = {banned};
+    cfg.auto_static_cache = false;
+    cfg.static_cache = std::string(path) == "static";
+    cfg.num_beams = std::string(path) == "beams" ? 2 : 1;
+    const auto out = model::generate(model_, {prompt}, cfg)[0];
+    EXPECT_EQ(std::count(out.begin(), out.end(), banned), 0);
+    EXPECT_EQ(out.size(), golden.size());
+    if (cfg.num_beams == 1) {
+      ASSERT_GT(out.size(), first);
+      EXPECT_EQ(std::vector<int64_t>(out.begin(), out.begin() + first),
+                std::vector<int64_t>(golden.begin(), golden.begin() + first));
+      EXPECT_NE(out[first], banned);
+    }
+  }
 }
 
 // The static-cache decode loop (the one CUDA graphs replay) gives the golden ids too: greedy,

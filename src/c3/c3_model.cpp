@@ -2,8 +2,10 @@
 // checkpoint layout.
 #include "c3/c3_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "c3/batch_inputs.h"
 #include "c3/query_layout.h"
@@ -180,9 +182,45 @@ std::vector<std::vector<int64_t>> C3ModelImpl::decompress(const at::Tensor& late
   g.no_repeat_ngram_size = opt.no_repeat_ngram_size;
   g.num_beams = opt.num_beams;
   if (opt.stop_at_im_end) g.stop_tokens = {im_end_id_};
+  if (opt.exact_length) return decompress_exact(prompts, g, opt);
   auto out = model::generate(decoder, prompts, g, opt.on_step);
   for (size_t b = 0; b < caps.size(); ++b)
     if (static_cast<int64_t>(out[b].size()) > caps[b]) out[b].resize(caps[b]);
+  return out;
+}
+
+// DecompressOptions::exact_length. Greedy rows decode together to the longest length and are cut
+// to their own (a greedy prefix does not depend on what follows); beam search decodes rows of one
+// length together, so that each keeps the best beam at its own length.
+std::vector<std::vector<int64_t>> C3ModelImpl::decompress_exact(
+    const std::vector<model::Prompt>& prompts, model::GenerationConfig g,
+    const DecompressOptions& opt) {
+  const auto& n = opt.source_tokens;
+  C3_CHECK(n.size() == prompts.size(),
+           "decompress: exact_length needs the source length of each of the {} rows, got {}",
+           prompts.size(), n.size());
+  g.stop_tokens.clear();
+  g.banned_tokens = {im_end_id_};
+  std::map<int64_t, std::vector<size_t>> groups;  // length -> rows
+  for (size_t b = 0; b < n.size(); ++b) {
+    C3_CHECK(n[b] >= 0, "decompress: row {} has no source length ({})", b, n[b]);
+    groups[g.num_beams > 1 ? n[b] : 0].push_back(b);
+  }
+  std::vector<std::vector<int64_t>> out(prompts.size());
+  for (const auto& [len, rows] : groups) {
+    std::vector<model::Prompt> ps;
+    int64_t longest = 0;
+    for (size_t b : rows) {
+      ps.push_back(prompts[b]);
+      longest = std::max(longest, n[b]);
+    }
+    g.max_new_tokens = longest;
+    auto got = model::generate(decoder, ps, g, opt.on_step);
+    for (size_t k = 0; k < rows.size(); ++k) {
+      got[k].resize(std::min<size_t>(got[k].size(), n[rows[k]]));
+      out[rows[k]] = std::move(got[k]);
+    }
+  }
   return out;
 }
 

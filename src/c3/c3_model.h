@@ -34,6 +34,10 @@ struct DecompressOptions {
   // <|im_end|> by then is repeating itself, and on the CPU those tokens cost seconds.
   std::vector<int64_t> source_tokens;
   double length_cap = 1.5;  // 0 = off
+  // With each row's source length known: the row decodes exactly that many tokens, <|im_end|>
+  // banned before (it would stop the row early) and no step after (which could only run on
+  // past the source). The lengths are side information a .c3 file holds anyway.
+  bool exact_length = false;
   int64_t num_beams = 1;    // > 1: beam search (model/beam_search.h) instead of greedy
   std::function<void(int64_t)> on_step;  // called after each decode step (rows still running)
 };
@@ -116,6 +120,10 @@ class C3ModelImpl : public torch::nn::Module {
   model::Linear mm_projector{nullptr};  // decoder keys model.mm_projector.{weight,bias}
 
  private:
+  std::vector<std::vector<int64_t>> decompress_exact(const std::vector<model::Prompt>& prompts,
+                                                     model::GenerationConfig g,
+                                                     const DecompressOptions& opt);
+
   std::shared_ptr<const tokenizer::BpeTokenizer> tok_;
   std::vector<int64_t> prompt_ids_;
   std::vector<int64_t> prompt_slots_;  // positions of the L <imgpad> in prompt_ids_

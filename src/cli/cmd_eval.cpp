@@ -31,6 +31,10 @@ void setup_eval(CLI::App& root) {
   app->add_option("--beams", o.num_beams, "beam search with this many beams (1 = greedy)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{64}));
+  app->add_flag("--exact-length", o.exact_length,
+                "decode each passage's own token count (<|im_end|> banned before it), as a .c3 "
+                "file's recorded chunk lengths allow. A failed passage of the right length scores "
+                "higher char precision by chance: compare only with runs that use it too");
   app->add_option("--seed", o.seed, "passage-cutting seed")->capture_default_str();
   app->add_option("--device", device, "cpu | cuda")->capture_default_str();
   app->add_option("--dtype", dtype, "f32 | bf16 | auto")->capture_default_str();

@@ -50,6 +50,7 @@ EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::str
   rep.meta["per_bin"] = opt.per_bin;
   rep.meta["no_repeat_ngram"] = opt.no_repeat_ngram;
   rep.meta["num_beams"] = opt.num_beams;
+  if (opt.exact_length) rep.meta["exact_length"] = true;
   rep.meta["device"] = m.model->device().str();
   int64_t total = 0;
   for (auto& p : passages) total += static_cast<int64_t>(p.size());
@@ -69,6 +70,10 @@ EvalReport evaluate(cascade::LoadedC3& m, const EvalOptions& opt, const std::str
       d.no_repeat_ngram_size = opt.no_repeat_ngram;
       d.num_beams = opt.num_beams;
       d.max_new_tokens = bin.hi + 64;
+      if (opt.exact_length) {
+        d.exact_length = true;
+        for (const auto& p : ids) d.source_tokens.push_back(static_cast<int64_t>(p.size()));
+      }
       auto gen = m.model->decompress(m.model->compress(ids), d);
       for (size_t k = 0; k < ids.size(); ++k) {
         const auto& ref = ps[i + k];

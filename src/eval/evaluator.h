@@ -19,6 +19,7 @@ struct EvalOptions {
   int64_t batch = 16;             // passages per forward pass
   int64_t no_repeat_ngram = 20;
   int64_t num_beams = 1;          // > 1: beam search instead of greedy
+  bool exact_length = false;      // decode each passage's own token count (DecompressOptions)
   bool token_accuracy = true;     // also teacher-forced token accuracy
   uint64_t seed = 0;
   bool progress = true;           // a progress bar on stderr

@@ -108,10 +108,15 @@ std::vector<std::vector<int64_t>> beam_search(Qwen2ForCausalLM& model,
   for (int64_t step = 0; step < cfg.max_new_tokens; ++step) {
     const int64_t N = static_cast<int64_t>(live.size());
     at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);  // [R, V]
-    if (ngram) {
+    if (ngram || !cfg.banned_tokens.empty()) {
       std::vector<std::vector<int64_t>> banned;
-      for (int64_t b : live)
-        for (const auto& beam : beams[b]) banned.push_back(beam.ban->banned());
+      for (int64_t b : live) {
+        for (const auto& beam : beams[b]) {
+          banned.push_back(ngram ? beam.ban->banned() : std::vector<int64_t>());
+          banned.back().insert(banned.back().end(), cfg.banned_tokens.begin(),
+                               cfg.banned_tokens.end());
+        }
+      }
       ban_tokens(logp, banned);
     }
     std::vector<double> base;

@@ -45,6 +45,14 @@ void keep_rows(std::vector<T>& v, const std::vector<int64_t>& keep) {
   v = std::move(kept);
 }
 
+// The tokens row j may not emit at this step: its n-gram ban's (bans empty: none) and the
+// config's banned tokens.
+std::vector<int64_t> banned_now(const GenerationConfig& cfg, const std::vector<NgramBan>& bans,
+                                size_t j) {
+  std::vector<int64_t> out = bans.empty() ? std::vector<int64_t>() : bans[j].banned();
+  out.insert(out.end(), cfg.banned_tokens.begin(), cfg.banned_tokens.end());
+  return out;
+}
 
 // The decode loop over a static cache (GenerationConfig::static_cache): rows never leave the
 // batch, the step's inputs live in fixed device buffers, and on CUDA each cache window size gets
@@ -69,10 +77,10 @@ void decode_static(Qwen2ForCausalLM& model, const GenerationConfig& cfg,
   std::vector<char> done(B, 0);
   int64_t running = B;
   for (int64_t step = 0; step < cfg.max_new_tokens; ++step) {
-    if (ngram) {
+    if (ngram || !cfg.banned_tokens.empty()) {
       std::vector<std::vector<int64_t>> banned(B);
       for (int64_t j = 0; j < B; ++j)
-        if (!done[j]) banned[j] = bans[j].banned();
+        if (!done[j]) banned[j] = banned_now(cfg, bans, j);
       ban_tokens(logits, banned);
     }
     std::vector<int64_t> next_ids(B, 0);
@@ -199,9 +207,9 @@ std::vector<std::vector<int64_t>> generate(Qwen2ForCausalLM& model,
 
   for (int64_t step = 0; step < cfg.max_new_tokens; ++step) {
     // Sample.
-    if (ngram) {
-      std::vector<std::vector<int64_t>> banned;
-      for (const auto& ban : bans) banned.push_back(ban.banned());
+    if (ngram || !cfg.banned_tokens.empty()) {
+      std::vector<std::vector<int64_t>> banned(rows.size());
+      for (size_t j = 0; j < rows.size(); ++j) banned[j] = banned_now(cfg, bans, j);
       ban_tokens(logits, banned);
     }
     const at::Tensor next = sample(logits, sampling, rng);  // [B] CPU

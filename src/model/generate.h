@@ -14,6 +14,7 @@ struct GenerationConfig {
   int64_t max_new_tokens = 64;
   int64_t no_repeat_ngram_size = 0;  // HF semantics: n-grams over prompt + generated ids; 0 = off
   std::vector<int64_t> stop_tokens;  // a row stops after emitting one (it is not returned)
+  std::vector<int64_t> banned_tokens;  // never emitted (their logits are -inf at every step)
   double temperature = 0.0;          // 0 = greedy
   int64_t top_k = 0;                 // 0 = off
   double top_p = 1.0;                // 1 = off
