@@ -23,11 +23,13 @@
 #include "io/safetensors.h"
 #include "testdata.h"
 #include "train_tiny_run.h"
+#include "train/aux_lm_loss.h"
 #include "train/distributed.h"
 #include "train/graphed_loss.h"
 #include "train/lr_schedule.h"
 #include "train/model_init.h"
 #include "train/trainer.h"
+#include "train/validation.h"
 #include "util/error.h"
 #include "util/remove_tree.h"
 
@@ -578,6 +580,74 @@ TEST_F(Trainer, BatchTokensWithoutCurriculumMakeTokenSizedBatchesAndResume) {
     EXPECT_EQ(la[i]["loss"].get<double>(), log[i]["loss"].get<double>()) << "step " << i + 1;
     EXPECT_EQ(la[i]["rows"], log[i]["rows"]) << "step " << i + 1;
   }
+}
+
+// --objective lm: both halves learn the corpus as plain language models (their next-token loss on
+// it falls), the latent path (Q, the projector) stays as initialised, validation reports the LM
+// figures, and the checkpoint is a cascade that the reconstruction objective starts from.
+TEST_F(Trainer, LmObjectiveTrainsBothHalvesAndInitsTheCascade) {
+  const fs::path dir = trainer_dir("lm_objective");
+  const std::vector<std::string> docs = synthetic_docs(8);
+  write_tiny_setup(dir, docs);
+  TrainOptions o = tiny_options(dir, "lm");
+  o.objective = TrainOptions::Objective::kLm;
+  o.lengths = "uniform:16-64";
+  o.batch_size = 4;
+  o.max_steps = 40;
+  o.valid_files = o.train_files;
+  o.eval_passages = 4;
+  o.eval_every = 40;
+  c3::train::TokenizerSource src;
+  c3::cascade::C3Model fresh = c3::train::build_model(o.init, &src);
+  TrainResult r = c3::train::train(o);
+  ASSERT_EQ(r.steps, 40);
+
+  {  // the halves' LM losses on the corpus, before and after
+    torch::NoGradGuard ng;
+    std::vector<std::vector<int32_t>> ids;
+    for (const auto& d : docs) ids.push_back(c3::train::truncated(fresh->tok().encode(d), 64));
+    int64_t targets = 0;
+    for (const auto& p : ids) targets += static_cast<int64_t>(p.size()) - 1;
+    auto per_token = [&](c3::model::Qwen2ForCausalLM& half) {
+      return c3::train::lm_loss_sums(half, ids).loss_sum.item<double>() / targets;
+    };
+    const double enc0 = per_token(fresh->encoder), dec0 = per_token(fresh->decoder);
+    const double enc1 = per_token(r.model->encoder), dec1 = per_token(r.model->decoder);
+    std::printf("[lm objective] next-token loss per token: encoder %.3f -> %.3f, decoder %.3f -> %.3f\n",
+                enc0, enc1, dec0, dec1);
+    EXPECT_LT(enc1, 0.6 * enc0);
+    EXPECT_LT(dec1, 0.6 * dec0);
+    EXPECT_TRUE(torch::equal(r.model->Q->weight, fresh->Q->weight)) << "Q has no LM gradient";
+    EXPECT_TRUE(torch::equal(r.model->mm_projector->weight, fresh->mm_projector->weight));
+  }
+
+  const auto valid = read_log(dir / "lm" / "train_log.jsonl", "valid");
+  ASSERT_FALSE(valid.empty());
+  EXPECT_GT(valid.back()["valid_token_accuracy"].get<double>(), 0.2);
+  EXPECT_FALSE(valid.back().contains("valid_char_precision"));
+  EXPECT_EQ(read_log(dir / "lm" / "train_log.jsonl", "start").at(0)["objective"], "lm");
+
+  // The reconstruction objective from that checkpoint: its halves start as trained.
+  TrainOptions next = tiny_options(dir, "cascade");
+  next.init = {};
+  next.init.from_c3 = r.last_checkpoint;
+  next.max_steps = 2;
+  const TrainResult c = c3::train::train(next);
+  EXPECT_EQ(c.steps, 2);
+
+  TrainOptions bad = o;
+  bad.out_dir = (dir / "bad").string();
+  bad.input_noise = 0.1;
+  EXPECT_THROW(
+      {
+        try {
+          c3::train::train(bad);
+        } catch (const c3::Error& e) {
+          EXPECT_NE(std::string(e.what()).find("--objective lm"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      c3::Error);
 }
 
 // Training graphs (train/graphed_loss.h) on the CPU: C3_TRAIN_GRAPHS=emulate runs the graph

@@ -14,6 +14,7 @@
 # else the official one), AUX_LM_WEIGHT=0
 # (--aux-lm-weight), LATENTS=32, STEPS=20000, BATCH_TOKENS=0 (--batch-tokens: more rows at short caps). GROW_FROM=model-folder: start from that trained
 # model grown to CONFIG's shape, computing the same function (scripts/grow_model.py; INIT is it).
+# LM_MINUTES, LM_LENGTHS=uniform:64-1024, LM_LR=LR: a language-model stage first (below).
 # Expects c3 built in build-gpu/ and the corpus under shared/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,6 +45,26 @@ LAYOUT_ARGS=()
 [ -n "${QUERY_POSITIONS:-}" ] && LAYOUT_ARGS+=(--query-positions "$QUERY_POSITIONS")
 [ -n "${QUERY_MASK:-}" ] && LAYOUT_ARGS+=(--query-mask "$QUERY_MASK")
 [ -n "${QUERY_POOLING:-}" ] && LAYOUT_ARGS+=(--query-pooling "$QUERY_POOLING")
+# LM_MINUTES=M (from scratch only): the first M of the MINUTES train both halves as plain language
+# models on the same data (c3 train --objective lm; lengths LM_LENGTHS, token-sized batches of
+# BATCH x 512), and the cascade then starts from them (INIT) for the rest: the paper starts from
+# pretrained LLMs (FIDELITY-NOTES.md: a better decoder prior leaves fewer bits to carry).
+if [ -n "${LM_MINUTES:-}" ] && [ -z "${INIT:-}" ]; then
+  LM_CMD=(train --nproc "$NPROC" --out "/tmp/$NAME-lm" --device cuda --train "$DATA"/train-0*.jsonl.xz
+    --valid "$DATA/valid.jsonl.xz" "${MODEL_ARGS[@]}" "${LAYOUT_ARGS[@]}" --latents "${LATENTS:-32}"
+    "${CHUNK_ARGS[@]}" --objective lm --lengths "${LM_LENGTHS:-uniform:64-1024}"
+    --batch-size "$BATCH" --batch-tokens $((BATCH * 512)) --lr "${LM_LR:-$LR}" --warmup 100
+    --steps 20000 --max-minutes "$LM_MINUTES" --eval-every 500 --eval-passages 8 --log-every 20
+    --data-threads 6 --bucket-docs 2048 --seed 1 --no-plot --fit-steps-to-time)
+  echo "c3 ${LM_CMD[*]}" > "$R/command_lm.txt"
+  START=$SECONDS
+  C3_NO_PROGRESS=1 $C3 "${LM_CMD[@]}" > "$R/train_lm.txt" 2>&1
+  echo "language-model stage exit $? after $((SECONDS - START)) s"; tail -2 "$R/train_lm.txt"
+  cp "/tmp/$NAME-lm/train_log.jsonl" "$R/train_log_lm.jsonl"
+  INIT=$(ls -d /tmp/$NAME-lm/step-* | sort | tail -1)
+  MODEL_ARGS=(--init "$INIT")
+  MINUTES=$(awk -v m="$MINUTES" -v l="$LM_MINUTES" 'BEGIN { printf "%.2f", m - l }')
+fi
 CMD=(train --nproc "$NPROC" --out "/tmp/$NAME" --device cuda --train "$DATA"/train-0*.jsonl.xz
   --valid "$DATA/valid.jsonl.xz" "${MODEL_ARGS[@]}"
   "${LAYOUT_ARGS[@]}" --aux-lm-weight "${AUX_LM_WEIGHT:-0}"

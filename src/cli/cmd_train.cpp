@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <iostream>
+#include <map>
+#include <string>
 
 #include "cli/command.h"
 #include "eval/plot.h"
@@ -107,6 +109,14 @@ void setup_train(CLI::App& root) {
   app->add_option("--stop-at-step", o.stop_at_step, "stop and save at this step; --resume goes on (0 = off)")
       ->capture_default_str();
   app->add_option("--aux-lm-weight", o.aux_lm_weight, "weight of the decoder's plain LM loss")->capture_default_str();
+  const std::map<std::string, train::TrainOptions::Objective> objectives = {
+      {"cascade", train::TrainOptions::Objective::kCascade},
+      {"lm", train::TrainOptions::Objective::kLm}};
+  app->add_option("--objective", o.objective,
+                  "cascade: reconstruction through the latents; lm: both halves as plain language "
+                  "models on the passages (a pretraining stage to --init the cascade from)")
+      ->transform(CLI::CheckedTransformer(objectives))
+      ->capture_default_str();
   app->add_option("--input-noise", o.input_noise,
                   "share of the decoder's input tokens replaced at random (robustness to its own slips)")
       ->check(CLI::Range(0.0, 0.5))

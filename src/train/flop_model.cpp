@@ -1,6 +1,8 @@
 // FLOP count of one training passage (see flop_model.h).
 #include "train/flop_model.h"
 
+#include <algorithm>
+
 namespace c3::train {
 
 FlopModel FlopModel::of(cascade::C3Model& m) {
@@ -21,6 +23,13 @@ double FlopModel::passage(int64_t T) const {
   const double te = T + L + 2, td = P + T + 1;  // encoder and decoder sequence lengths
   double f = 2.0 * (enc_layer_params * te + dec_layer_params * td) + 2.0 * dec_c * vocab * (T + 1);
   f += 2.0 * enc_layers * enc_c * te * te + 2.0 * dec_layers * dec_c * td * td;  // causal attn
+  return 3.0 * f;
+}
+
+double FlopModel::lm_passage(int64_t T) const {
+  const double t = std::max<int64_t>(0, T - 1);
+  double f = 2.0 * (enc_layer_params + dec_layer_params) * t + 2.0 * (enc_c + dec_c) * vocab * t;
+  f += 2.0 * (enc_layers * enc_c + dec_layers * dec_c) * t * t;  // causal attention
   return 3.0 * f;
 }
 

@@ -13,6 +13,9 @@ struct FlopModel {
 
   static FlopModel of(cascade::C3Model& m);
   double passage(int64_t T) const;  // one passage of T text tokens
+  // One passage under the language-model objective: both halves over its T - 1 inputs, each
+  // with its lm_head (the encoder's of the same vocabulary).
+  double lm_passage(int64_t T) const;
 };
 
 }  // namespace c3::train

@@ -51,6 +51,12 @@ TrainRun::TrainRun(const TrainOptions& opt)
   C3_CHECK(!opt.train_files.empty(), "c3 train needs --train FILES (JSONL, optionally .xz)");
   C3_CHECK(opt.batch_size > 0 && opt.grad_accum > 0 && opt.max_steps > 0,
            "--batch-size, --grad-accum and --steps must be positive");
+  if (lm_objective()) {
+    C3_CHECK(opt.input_noise == 0 && opt.self_feed == 0 && opt.aux_lm_weight == 0,
+             "--objective lm trains plain language models: --input-noise, --self-feed and "
+             "--aux-lm-weight belong to the cascade objective (got {}, {}, {})",
+             opt.input_noise, opt.self_feed, opt.aux_lm_weight);
+  }
   if (rank0_) fs::create_directories(opt.out_dir);
   resume_dir_ = opt.resume.empty() ? "" : latest_checkpoint(opt.resume);
   C3_CHECK(opt.resume.empty() || !resume_dir_.empty(),
@@ -144,6 +150,8 @@ void TrainRun::set_up_graphs() {
     why_not = "ZeRO-2 moves gradients into shards during the step";
   } else if (opt_.aux_lm_weight > 0) {
     why_not = "--aux-lm-weight runs a second forward per micro-batch";
+  } else if (lm_objective()) {
+    why_not = "--objective lm runs the halves as language models";
   } else if (opt_.batch_tokens > 0) {
     why_not = "--batch-tokens varies the rows of a micro-batch";
   } else if (c.query_mask != cascade::QueryMask::kCausal ||
@@ -213,6 +221,7 @@ void TrainRun::write_start_record() {
                {"query_pooling", cascade::name_of(model_->config.query_pooling)},
                {"lengths", o.lengths}, {"batch_size", o.batch_size}, {"batch_tokens", o.batch_tokens},
                {"grad_accum", o.grad_accum},
+               {"objective", lm_objective() ? "lm" : "cascade"},
                {"lr", o.lr}, {"steps", o.max_steps}, {"aux_lm_weight", o.aux_lm_weight},
                {"input_noise", o.input_noise}, {"self_feed", o.self_feed},
                {"input_noise_decay", o.input_noise_decay},
@@ -297,9 +306,11 @@ void TrainRun::gather_micro_batches(StepBatch& b) {
       auto r = truncated(batch.passages[i].ids, cap);
       if (r.empty()) continue;
       const int64_t n = static_cast<int64_t>(r.size());
-      b.flops += flops_.passage(n);
+      b.flops += lm_objective() ? flops_.lm_passage(n) : flops_.passage(n);
       b.text += n;
-      b.targets += n + 1;  // + <|im_end|>
+      // Reconstruction's targets: the passage + <|im_end|>; a language model's: all tokens but
+      // the first.
+      b.targets += lm_objective() ? n - 1 : n + 1;
       b.lm_targets += n - 1;
       ids.push_back(std::move(r));
     }
@@ -393,21 +404,30 @@ void TrainRun::forward_backward(const StepBatch& b, at::Tensor& loss_sum, at::Te
 // of the step's mean loss and its hits, both on the device.
 std::pair<at::Tensor, at::Tensor> TrainRun::micro_batch(const StepBatch& b, size_t k, bool arm_overlap) {
   const auto& ids = b.micro_ids[k];
-  cascade::InputNoise noise;
-  noise.rate = opt_.input_noise * b.noise_scale;
-  noise.self_feed = opt_.self_feed * b.noise_scale;
-  noise.key = Rng::keyed({opt_.seed, static_cast<uint64_t>(step_), static_cast<uint64_t>(env_.rank),
-                          static_cast<uint64_t>(k), 0x6e6f697365ull}).next();
-  const cascade::TrainInputs in =
-      cascade::train_inputs(*model_, ids, noise, graphs_ ? graphs_->shape() : cascade::TrainShape{});
   const double W = env_.world_size, scale = W / b.world_targets;  // per token: see forward_backward
-  if (graphs_) {
-    const at::Tensor sums = graphs_->run(in, scale);
-    phases_->mark("graph");
-    return {sums[0].to(at::kFloat) / static_cast<double>(b.world_targets), sums[1].to(at::kLong)};
-  }
   at::Tensor loss, tokens_loss, correct;
-  {
+  if (lm_objective()) {
+    // Both halves' next-token losses, each per target token and the two averaged; the hits are
+    // the decoder's (its token accuracy).
+    compat::AutocastGuard ac(bf16_, device_);
+    const LmSums enc = lm_loss_sums(model_->encoder, ids), dec = lm_loss_sums(model_->decoder, ids);
+    const at::Tensor sum = enc.loss_sum + dec.loss_sum;
+    tokens_loss = sum.detach() / (2.0 * b.world_targets);
+    correct = dec.n_correct;
+    loss = sum * (scale / 2);
+  } else {
+    cascade::InputNoise noise;
+    noise.rate = opt_.input_noise * b.noise_scale;
+    noise.self_feed = opt_.self_feed * b.noise_scale;
+    noise.key = Rng::keyed({opt_.seed, static_cast<uint64_t>(step_), static_cast<uint64_t>(env_.rank),
+                            static_cast<uint64_t>(k), 0x6e6f697365ull}).next();
+    const cascade::TrainInputs in = cascade::train_inputs(
+        *model_, ids, noise, graphs_ ? graphs_->shape() : cascade::TrainShape{});
+    if (graphs_) {
+      const at::Tensor sums = graphs_->run(in, scale);
+      phases_->mark("graph");
+      return {sums[0].to(at::kFloat) / static_cast<double>(b.world_targets), sums[1].to(at::kLong)};
+    }
     compat::AutocastGuard ac(bf16_, device_);
     const cascade::LossSums out = model_->train_loss(in.to(device_));
     tokens_loss = out.loss_sum.detach() / static_cast<double>(b.world_targets);

@@ -87,6 +87,7 @@ class TrainRun {
   bool out_of_time(double now);
   double fitted_steps(double now);  // this rank's estimate of the steps that fit the time
   void gather_micro_batches(StepBatch& b);
+  bool lm_objective() const { return opt_.objective == TrainOptions::Objective::kLm; }
   // --batch-tokens without a length curriculum: the loader sizes each batch in tokens.
   bool token_batches() const { return opt_.batch_tokens > 0 && opt_.curriculum_start <= 0; }
   bool agree_across_ranks(StepBatch& b, bool late, std::optional<double> fitted);

@@ -65,6 +65,11 @@ struct TrainOptions {
   // spans max_steps, so --resume continues the same run. 0 = off.
   int64_t stop_at_step = 0;
   bool decay_embeddings = false;
+  // kCascade: reconstruction through the latents (C3's objective). kLm: both halves trained as
+  // plain language models on the passages (next-token loss, no latents), a stage before the
+  // cascade as pretrained LLMs are for the paper's: its checkpoint is a cascade to --init from.
+  enum class Objective { kCascade, kLm };
+  Objective objective = Objective::kCascade;
   double aux_lm_weight = 0.0;  // weight of a plain next-token loss on the decoder
   double input_noise = 0.0;    // share of decoder input tokens replaced at random (InputNoise)
   double self_feed = 0.0;      // share replaced by the decoder's own predictions (InputNoise)

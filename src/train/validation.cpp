@@ -3,7 +3,10 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "io/torch_compat.h"
+#include "train/aux_lm_loss.h"
 #include "util/line_reader.h"
 
 namespace c3::train {
@@ -35,6 +38,12 @@ nlohmann::json Validation::run(cascade::C3Model& model, int64_t step, int64_t cu
   torch::NoGradGuard ng;
   model->eval();
   compat::AutocastGuard ac(bf16, model->device());
+  if (opt_.objective == TrainOptions::Objective::kLm) {
+    nlohmann::json rec = run_lm(model, cur_len);
+    rec["step"] = step;
+    model->train();
+    return rec;
+  }
   const tokenizer::BpeTokenizer& tok = model->tok();
   double loss = 0, prec = 0;
   int64_t n_prec = 0, correct = 0, total = 0;
@@ -63,6 +72,24 @@ nlohmann::json Validation::run(cascade::C3Model& model, int64_t step, int64_t cu
   if (n_prec) rec["valid_char_precision"] = prec / n_prec;
   model->train();
   return rec;
+}
+
+// The held-out next-token loss of both halves (averaged, per target token) and the decoder's
+// token accuracy: the language-model objective's figures.
+nlohmann::json Validation::run_lm(cascade::C3Model& model, int64_t cur_len) const {
+  double loss = 0;
+  int64_t correct = 0, total = 0;
+  for (const Passage& p : passages_) {
+    const std::vector<std::vector<int32_t>> one = {truncated(p.ids, cur_len)};
+    const LmSums enc = lm_loss_sums(model->encoder, one), dec = lm_loss_sums(model->decoder, one);
+    loss += (enc.loss_sum + dec.loss_sum).item<double>() / 2;
+    correct += dec.n_correct.item<int64_t>();
+    total += std::max<int64_t>(0, static_cast<int64_t>(one[0].size()) - 1);
+  }
+  return {{"event", "valid"},
+          {"valid_loss", total ? loss / total : 0.0},
+          {"valid_token_accuracy", total ? double(correct) / total : 0.0},
+          {"curriculum_len", cur_len}};
 }
 
 }  // namespace c3::train

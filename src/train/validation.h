@@ -1,5 +1,6 @@
 // Validation during training: held-out passages cut deterministically from the valid files, and
-// on them the reconstruction loss, the token accuracy and the char precision of greedy decoding.
+// on them the reconstruction loss, the token accuracy and the char precision of greedy decoding
+// (under --objective lm: the halves' next-token loss and the decoder's token accuracy).
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -23,6 +24,8 @@ class Validation {
   nlohmann::json run(cascade::C3Model& model, int64_t step, int64_t cur_len, bool bf16) const;
 
  private:
+  nlohmann::json run_lm(cascade::C3Model& model, int64_t cur_len) const;
+
   const TrainOptions& opt_;
   std::vector<Passage> passages_;
 };
