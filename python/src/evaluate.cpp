@@ -37,7 +37,7 @@ void bind_evaluate(py::module_& m) {
       "evaluate",
       [](Cascade& model, const py::object& texts, const py::object& bins, int64_t per_bin,
          int64_t batch, int64_t beams, int64_t no_repeat_ngram, bool token_accuracy, uint64_t seed,
-         bool progress) {
+         bool progress, bool exact_length) {
         eval::EvalOptions o;
         const std::vector<std::string> docs = texts_arg(texts, "texts");
         o.bins = bins_arg(bins);
@@ -46,6 +46,7 @@ void bind_evaluate(py::module_& m) {
         C3_CHECK(beams >= 1 && beams <= 64, "beams={}: expected 1 (greedy) to 64", beams);
         o.num_beams = beams;
         o.no_repeat_ngram = no_repeat_ngram;
+        o.exact_length = exact_length;
         o.token_accuracy = token_accuracy;
         o.seed = seed;
         o.progress = progress;
@@ -68,10 +69,12 @@ void bind_evaluate(py::module_& m) {
       py::arg("bins") = "64-128,128-256,256-512,512-1024,1024-1280", py::arg("per_bin") = 32,
       py::arg("batch") = 16, py::arg("beams") = 1, py::arg("no_repeat_ngram") = 20,
       py::arg("token_accuracy") = true, py::arg("seed") = 0, py::arg("progress") = false,
+      py::arg("exact_length") = false,
       "Cuts passages of each bin's length from the texts (in order, seeded), round-trips them "
       "through the model and scores them: the report of `c3 eval --json` as a dict (model, "
       "latents, data, bins: [{bin, n, mean_tokens, latents, ratio, char_precision, "
-      "char_precision_ci95, exact_match, word_precision, token_accuracy, seconds}], meta).");
+      "char_precision_ci95, exact_match, word_precision, token_accuracy, seconds}], meta). "
+      "exact_length: decode each passage's own token count, as `c3 eval --exact-length`.");
 }
 
 }  // namespace c3::python

@@ -32,6 +32,19 @@ def test_the_report_equals_the_clis(small, sample, long_text, tmp_path):
     assert pairs["bins"][0]["bin"] == "16-48" and pairs["bins"][0]["token_accuracy"] is None
 
 
+def test_exact_length_equals_the_clis(small, long_text, tmp_path):
+    data = tmp_path / "texts.jsonl"
+    data.write_text(json.dumps({"text": long_text}) + "\n")
+    run_cli("eval", "--model", SMALL, "--data", data, "--bins", "600-700", "--per-bin", 1,
+            "--exact-length", "--json", tmp_path / "cli.json")
+    cli = json.loads((tmp_path / "cli.json").read_text())
+    py = c3.evaluate(small, [long_text], bins="600-700", per_bin=1, exact_length=True)
+    assert py["meta"]["exact_length"] is True and cli["meta"]["exact_length"] is True
+    assert "exact_length" not in c3.evaluate(small, [long_text], bins="16-48", per_bin=1)["meta"]
+    for k in ("char_precision", "exact_match", "word_precision", "token_accuracy"):
+        assert py["bins"][0][k] == cli["bins"][0][k], k
+
+
 def test_bad_bins(small):
     with pytest.raises(c3.Error, match="48-16"):
         c3.evaluate(small, ["text"], bins="48-16")
