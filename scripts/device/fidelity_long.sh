@@ -35,11 +35,19 @@ start)
   source scripts/device/env.sh; source scripts/device/build.sh
   c3_build_gpu c3 cuda_tests || exit 1
   # The training kernels' GPU tests first (those that need no golden data, which a fidelity
-  # tree leaves out): if one fails, the runs take the scalar element-wise path.
+  # tree leaves out). A failing add + RMSNorm test sends the runs down the unfused add and norm
+  # (C3_TRAIN_KERNELS without add_rms_norm); any other failure down the scalar element-wise
+  # path (C3_VECTOR_KERNELS=0).
   if ! timeout 90 build-gpu/tests/cuda_tests --gtest_filter='CudaTrainOps.*:-CudaTrainOps.CascadeStep*' \
       > "$W/kernel_tests.txt" 2>&1; then
-    export C3_VECTOR_KERNELS=0
-    echo "a training-kernel test failed (kernel_tests.txt in each tar): the runs use C3_VECTOR_KERNELS=0"
+    if grep -q "^\[  FAILED  \] CudaTrainOps.AddRmsNorm" "$W/kernel_tests.txt"; then
+      export C3_TRAIN_KERNELS=rms_norm,rotary,silu_mul
+      echo "an add + RMSNorm kernel test failed (kernel_tests.txt in each tar): C3_TRAIN_KERNELS=$C3_TRAIN_KERNELS"
+    fi
+    if grep "^\[  FAILED  \] CudaTrainOps" "$W/kernel_tests.txt" | grep -qv "AddRmsNorm"; then
+      export C3_VECTOR_KERNELS=0
+      echo "a training-kernel test failed (kernel_tests.txt in each tar): the runs use C3_VECTOR_KERNELS=0"
+    fi
   fi
   grep -E "^\[  (PASSED|FAILED) " "$W/kernel_tests.txt"
   budget=$(( ${DEADLINE_S:-1500} - SECONDS - ${EVAL_RESERVE_S:-300} ))
