@@ -13,9 +13,9 @@
 #include <vector>
 
 #ifdef C3_HAVE_CUDA_KERNELS
-#include "model/cuda/backward_kernels.h"
 #include "io/torch_compat.h"
 #include "model/add_rms_norm_autograd.h"
+#include "model/cuda/backward_kernels.h"
 #include "model/cuda/fused_kernels.h"
 #include "model/rms_norm_autograd.h"
 #include "model/rotary_autograd.h"
