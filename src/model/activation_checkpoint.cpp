@@ -15,7 +15,7 @@ using torch::autograd::variable_list;
 
 // The block to recompute and the parameters to differentiate, kept alive by the autograd node.
 struct Block : torch::CustomClassHolder {
-  std::function<at::Tensor(const at::Tensor&)> fn;
+  CheckpointBlock fn;
   std::vector<at::Tensor> params;
   // CUDA autocast was on in forward. Backward runs outside the trainer's autocast region, so the
   // recomputation must turn it on again (torch.utils.checkpoint does the same): without it, a
@@ -24,25 +24,37 @@ struct Block : torch::CustomClassHolder {
 };
 
 struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
-  // `params` is a TensorList so that autograd sees each parameter as an input of this node.
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList params,
-                            c10::intrusive_ptr<Block> block) {
-    ctx->save_for_backward({x});
+  // Inputs and `params` are TensorLists so that autograd sees each tensor as an input of this node.
+  static variable_list forward(AutogradContext* ctx, at::TensorList xs, at::TensorList params,
+                               c10::intrusive_ptr<Block> block) {
+    ctx->save_for_backward(xs.vec());
     ctx->saved_data["block"] = at::IValue::make_capsule(block);
-    return block->fn(x);  // grad mode is off here: no activations are kept
+    return block->fn(xs.vec());  // grad mode is off here: no activations are kept
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
-    const at::Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
     auto block = c10::static_intrusive_pointer_cast<Block>(ctx->saved_data["block"].toCapsule());
-    at::Tensor y;
+    std::vector<at::Tensor> xs;
+    for (const auto& x : ctx->get_saved_variables()) xs.push_back(x.detach().requires_grad_(true));
+    std::vector<at::Tensor> ys;
     {
       torch::AutoGradMode enable(true);
-      compat::AutocastGuard ac(block->autocast, x.device());
-      y = block->fn(x);
+      compat::AutocastGuard ac(block->autocast, xs[0].device());
+      ys = block->fn(xs);
     }
-    // Differentiate w.r.t. x and the parameters that need grad (frozen ones get none).
-    std::vector<at::Tensor> inputs{x};
+    // Only outputs that received a gradient (and carry a graph) take part.
+    variable_list outputs, grads_in;
+    for (size_t i = 0; i < ys.size(); ++i) {
+      if (grad_out[i].defined() && ys[i].requires_grad()) {
+        outputs.push_back(ys[i]);
+        grads_in.push_back(grad_out[i]);
+      }
+    }
+    // One gradient per forward argument: each input, each parameter, and none for the block.
+    variable_list result(xs.size() + block->params.size() + 1);
+    if (outputs.empty()) return result;
+    // Differentiate w.r.t. the inputs and the parameters that need grad (frozen ones get none).
+    std::vector<at::Tensor> inputs = xs;
     std::vector<size_t> which;
     for (size_t i = 0; i < block->params.size(); ++i) {
       if (block->params[i].requires_grad()) {
@@ -50,27 +62,27 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
         which.push_back(i);
       }
     }
-    const variable_list grads = torch::autograd::grad({y}, inputs, {grad_out[0]},
+    const variable_list grads = torch::autograd::grad(outputs, inputs, grads_in,
                                                       /*retain_graph=*/false,
                                                       /*create_graph=*/false,
                                                       /*allow_unused=*/true);
-    // One gradient per forward argument: x, each parameter, and none for the block.
-    variable_list result(1 + block->params.size() + 1);
-    result[0] = grads[0];
-    for (size_t j = 0; j < which.size(); ++j) result[1 + which[j]] = grads[1 + j];
+    for (size_t i = 0; i < xs.size(); ++i) result[i] = grads[i];
+    for (size_t j = 0; j < which.size(); ++j) result[xs.size() + which[j]] = grads[xs.size() + j];
     return result;
   }
 };
 
 }  // namespace
 
-at::Tensor checkpoint(std::function<at::Tensor(const at::Tensor&)> fn, const at::Tensor& x,
-                      const std::vector<at::Tensor>& params) {
+std::vector<at::Tensor> checkpoint(CheckpointBlock fn, const std::vector<at::Tensor>& xs,
+                                   const std::vector<at::Tensor>& params) {
+  TORCH_CHECK(!xs.empty(), "checkpoint: a block needs at least one input");
+  for (const auto& x : xs) TORCH_CHECK(x.defined(), "checkpoint: every input must be defined");
   auto block = c10::make_intrusive<Block>();
   block->fn = std::move(fn);
   block->params = params;
-  block->autocast = x.is_cuda() && compat::autocast_enabled_cuda();
-  return CheckpointFunction::apply(x, at::TensorList(block->params), block);
+  block->autocast = xs[0].is_cuda() && compat::autocast_enabled_cuda();
+  return CheckpointFunction::apply(at::TensorList(xs), at::TensorList(block->params), block);
 }
 
 }  // namespace c3::model

@@ -108,10 +108,17 @@ at::Tensor Qwen2ModelImpl::forward(const at::Tensor& inputs_embeds, const Forwar
   for (size_t i = 0; i < layers->size(); ++i) {
     auto layer = layers->ptr<Qwen2DecoderLayerImpl>(i);
     if (recompute) {
-      auto run = [layer, rope, mask](const at::Tensor& x) {
-        return layer->forward(x, rope, mask, nullptr);
+      // The pair passes through the checkpoint, so recomputed layers run the plain kernels.
+      auto run = [layer, rope, mask](const std::vector<at::Tensor>& in) {
+        const auto [r, d] = layer->forward_deferred(in[0], in.size() > 1 ? in[1] : at::Tensor(),
+                                                    rope, mask, nullptr);
+        return std::vector<at::Tensor>{r, d};
       };
-      resid = checkpoint(run, resid, layer->parameters());  // whole layers: delta stays empty
+      std::vector<at::Tensor> in{resid};
+      if (delta.defined()) in.push_back(delta);
+      const std::vector<at::Tensor> out = checkpoint(run, in, layer->parameters());
+      resid = out[0];
+      delta = out[1];
     } else {
       std::tie(resid, delta) = layer->forward_deferred(resid, delta, rope, mask, cache);
     }
