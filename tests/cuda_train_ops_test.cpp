@@ -1,11 +1,13 @@
 // The training paths on the GPU against the reference ops (ctest label `cuda`; skipped without a
 // CUDA device or the kernels): the autograd nodes of RMSNorm, RoPE, SiLU-and-multiply (their
-// CUDA kernels both ways, on their 16-byte and their scalar paths) and the residual add + RMSNorm, the chunked cross-entropy under bf16 autocast (and its memory), the
-// stacked projections, activation checkpointing under autocast, and a whole cascade step with
-// every new path on against every one off.
+// CUDA kernels both ways, on their 16-byte and their scalar paths) and the residual add +
+// RMSNorm, the chunked cross-entropy under bf16 autocast (and its memory), the stacked
+// projections, flash attention's own grouped-query path, activation checkpointing under
+// autocast, and a whole cascade step with every new path on against every one off.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -452,6 +454,39 @@ double worst_rel(const std::map<std::string, at::Tensor>& a,
   for (const auto& [k, g] : b)
     worst = std::max(worst, max_abs(a.at(k), g) / std::max(1e-30, g.abs().max().item<double>()));
   return worst;
+}
+
+// Grouped-query attention through flash attention's own GQA (k/v read once per group) against
+// the same attention on k/v repeated per query head: values and gradients.
+TEST(CudaTrainOps, GroupedFlashAttentionMatchesRepeatedKv) {
+  REQUIRE_CUDA();
+  if (!compat::kSdpaGqa) GTEST_SKIP() << "LibTorch before 2.5 has no enable_gqa";
+  const int64_t B = 2, H = 16, Hkv = 4, T = 256, D = 64, rep = H / Hkv;
+  torch::manual_seed(11);
+  const at::Tensor q = randn({B, H, T, D}, at::kBFloat16).requires_grad_(true);
+  const at::Tensor k = randn({B, Hkv, T, D}, at::kBFloat16).requires_grad_(true);
+  const at::Tensor v = randn({B, Hkv, T, D}, at::kBFloat16).requires_grad_(true);
+  const at::Tensor g = randn({B, H, T, D}, at::kBFloat16);
+  auto grads = [&](const at::Tensor& out) {
+    return torch::autograd::grad({out}, {q, k, v}, {g});
+  };
+  const at::Tensor got = compat::sdpa_grouped_flash(q, k, v, at::Tensor(), /*is_causal=*/true);
+  ASSERT_TRUE(got.defined()) << "flash attention declined enable_gqa for bf16 causal inputs";
+  auto repeated = [&](const at::Tensor& x) {
+    return x.unsqueeze(2).expand({B, Hkv, rep, T, D}).reshape({B, H, T, D});
+  };
+  const at::Tensor want = compat::sdpa(q, repeated(k), repeated(v), at::Tensor(), true);
+  const auto gg = grads(got), gw = grads(want);
+  auto rel = [](const at::Tensor& a, const at::Tensor& b) {
+    return max_abs(a, b) / std::max(1e-30, b.abs().max().item<double>());
+  };
+  const double d_out = rel(got, want), d_q = rel(gg[0], gw[0]);
+  const double d_k = rel(gg[1], gw[1]), d_v = rel(gg[2], gw[2]);
+  std::printf("[gqa] rel diff out %.3g dq %.3g dk %.3g dv %.3g\n", d_out, d_q, d_k, d_v);
+  EXPECT_LT(d_out, 1e-2);
+  EXPECT_LT(d_q, 1e-2);
+  EXPECT_LT(d_k, 2e-2);
+  EXPECT_LT(d_v, 2e-2);
 }
 
 TEST(CudaTrainOps, StackedProjectionsMatchTheSeparateOnes) {

@@ -37,13 +37,18 @@ start)
   # The training kernels' GPU tests first (those that need no golden data, which a fidelity
   # tree leaves out). A failing add + RMSNorm test sends the runs down the unfused add and norm
   # (C3_TRAIN_KERNELS without add_rms_norm); a failing RMSNorm, RoPE or SiLU-mul kernel test down
-  # the scalar element-wise path (C3_VECTOR_KERNELS=0). Other failures (checkpointing, stacked
-  # projections) touch no kernel these runs take alone: they are reported, nothing switched.
+  # the scalar element-wise path (C3_VECTOR_KERNELS=0); a failing grouped-query attention test
+  # to k/v repeated per head (C3_SDPA_GQA=0). Other failures (checkpointing, stacked projections)
+  # touch no kernel these runs take alone: they are reported, nothing switched.
   if ! timeout 90 build-gpu/tests/cuda_tests --gtest_filter='CudaTrainOps.*:-CudaTrainOps.CascadeStep*' \
       > "$W/kernel_tests.txt" 2>&1; then
     if grep -q "^\[  FAILED  \] CudaTrainOps.AddRmsNorm" "$W/kernel_tests.txt"; then
       export C3_TRAIN_KERNELS=rms_norm,rotary,silu_mul
       echo "an add + RMSNorm kernel test failed (kernel_tests.txt in each tar): C3_TRAIN_KERNELS=$C3_TRAIN_KERNELS"
+    fi
+    if grep -q "^\[  FAILED  \] CudaTrainOps.GroupedFlashAttention" "$W/kernel_tests.txt"; then
+      export C3_SDPA_GQA=0
+      echo "the grouped-query flash attention test failed: the runs repeat k/v (C3_SDPA_GQA=0)"
     fi
     if grep "^\[  FAILED  \] CudaTrainOps\.\(RmsNorm\|Rotary\|SiluMul\)" "$W/kernel_tests.txt" | grep -q .; then
       export C3_VECTOR_KERNELS=0

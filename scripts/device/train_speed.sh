@@ -21,7 +21,8 @@
 #
 # Env: CONFIGS ("small recipe medium"), BATCHES ("16 64"), STEPS (timed steps, 20),
 # PARTS ("build tests kernels c3 nograph compile eager ablate real old ckpt profile"); ABLATE_ROWS
-# ("recipe:64 medium:64"): the c3 rows again without the add + RMSNorm node; OLD_ROWS ("medium:16 medium:64
+# ("recipe:64 medium:64"): the c3 rows again without the add + RMSNorm node, and with k/v
+# repeated per query head instead of flash attention's own GQA (C3_SDPA_GQA=0); OLD_ROWS ("medium:16 medium:64
 # recipe:16"): the c3 rows repeated with C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0;
 # NOGRAPH_ROWS (every config and batch): repeated with C3_TRAIN_GRAPHS=0 (the eager step);
 # REAL_ROWS ("medium:64 recipe:64"): a real run's wall-clock throughput, graphs on and off, over
@@ -176,9 +177,10 @@ fi
 # The residual add + RMSNorm node against the same step without it (the other kernels on):
 # that node's own gain, beside the table's c3 rows.
 if want ablate; then
-  stamp "c3 train without the add + RMSNorm node"
+  stamp "c3 train without the add + RMSNorm node, and with k/v repeated per query head"
   for cb in $ABLATE_ROWS; do
     c3_row c3-no-addnorm "${cb%%:*}" "${cb##*:}" C3_TRAIN_KERNELS=rms_norm,rotary,silu_mul --
+    c3_row c3-no-gqa "${cb%%:*}" "${cb##*:}" C3_SDPA_GQA=0 --
   done
 fi
 if want old; then

@@ -103,6 +103,10 @@ at::Tensor grouped_attention(const at::Tensor& q, const at::Tensor& k, const at:
     const at::Tensor out = compat::sdpa(q_grouped, k, v, allowed, false);  // [B, Hkv, n_rep, D]
     return out.reshape({B, H, 1, D});                                       // [B, H, 1, D]
   }
+  if (n_rep > 1) {
+    const at::Tensor out = compat::sdpa_grouped_flash(q, k, v, mask.allowed, mask.causal);
+    if (out.defined()) return out;  // [B, H, T, D]
+  }
   return compat::sdpa(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask.allowed, mask.causal);
 }
 
