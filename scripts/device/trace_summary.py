@@ -29,3 +29,31 @@ if cpu:
     print(f"\nCPU ops: {len(cpu)}; top 20 by inclusive time")
     for name, us in tot.most_common(20):
         print(f"{us/1e3:9.2f} ms  x{n[name]:<6d} {us/n[name]:8.1f} us/call  {name}")
+
+# Which CPU op stacks launched the ATen element-wise, copy and reduction kernels (the glue around
+# the GEMMs): a kernel's launch carries its correlation id; the CPU ops enclosing that launch on
+# its thread name the source (e.g. "aten::linear > aten::to": autocast's weight casts). Kernels
+# replayed from a CUDA graph have no launch of their own and count as "(graph replay)".
+glue_marks = ("elementwise_kernel", "reduce_kernel", "copy_kernel")
+launch = {e["args"].get("correlation"): e for e in ev
+          if e.get("cat") == "cuda_runtime" and "args" in e}
+ops_by_tid = collections.defaultdict(list)
+for e in cpu:
+    ops_by_tid[e["tid"]].append(e)
+src_us, src_n = collections.Counter(), collections.Counter()
+for e in kern:
+    if not any(m in e["name"] for m in glue_marks):
+        continue
+    r = launch.get(e.get("args", {}).get("correlation"))
+    if r is None:
+        key = "(graph replay)"
+    else:
+        inside = sorted((o for o in ops_by_tid[r["tid"]] if o["ts"] <= r["ts"] <= o["ts"] + o["dur"]),
+                        key=lambda o: o["ts"])
+        key = " > ".join(o["name"][:40] for o in inside[-4:]) or "(no CPU op: a graph replay)"
+    src_us[key] += e["dur"]
+    src_n[key] += 1
+if src_us:
+    print("\nElement-wise, copy and reduction kernels by the CPU ops that launched them (top 15)")
+    for key, us in src_us.most_common(15):
+        print(f"{us/1e3:9.2f} ms  x{src_n[key]:<6d} {key}")

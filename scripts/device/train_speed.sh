@@ -28,7 +28,8 @@
 # REAL_ROWS ("medium:64 recipe:64"): a real run's wall-clock throughput, graphs on and off, over
 # REAL_STEPS (300) steps, so that one capture per length bucket is amortised as in a long run;
 # REAL_EVAL_EVERY (100) and REAL_SAVE_EVERY (150) set its validation and checkpoint cadence;
-# REAL_IMPLS ("c3-real c3-real-bt c3-real-fixed"; c3-real-nograph also exists) its variants.
+# REAL_IMPLS ("c3-real c3-real-bt c3-real-fixed"; c3-real-nograph also exists) its variants;
+# PROFILE_ROWS ("medium:16 small:64"): the rows profiled (phases and a Kineto trace each).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/device/env.sh
@@ -43,6 +44,7 @@ PARTS="${PARTS:-build tests kernels c3 nograph compile eager ablate real old ckp
 ABLATE_ROWS="${ABLATE_ROWS:-recipe:64 medium:64}"
 OLD_ROWS="${OLD_ROWS:-medium:16 medium:64 recipe:16}"
 REAL_ROWS="${REAL_ROWS:-medium:64 recipe:64}"
+PROFILE_ROWS="${PROFILE_ROWS:-medium:16 small:64}"
 NOGRAPH_ROWS="${NOGRAPH_ROWS:-$(for c in $CONFIGS; do for b in $BATCHES; do printf '%s:%s ' "$c" "$b"; done; done)}"
 ROWS="$OUT/train_speed.jsonl"; : > "$ROWS"
 LOGS=/tmp/train_speed_logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
@@ -242,15 +244,27 @@ if want ckpt; then
   c3_row c3-ckpt medium 16 -- --activation-checkpointing
 fi
 if want profile; then
-  stamp "c3 train profile + trace (medium, batch 16)"
-  STEPS=8 c3_row c3-profile medium 16 C3_TRAIN_PROFILE=1 C3_TRAIN_TRACE=/tmp/train_trace.json --
-  {
-    grep -h '"event":"profile"' "$LOGS/c3-profile-medium-b16.train_log.jsonl"
-    [ -f /tmp/train_trace.json ] && python3 scripts/device/trace_summary.py /tmp/train_trace.json
-  } > "$OUT/profile.txt" 2>&1
+  # One C3_TRAIN_PROFILE phase profile + Kineto trace per PROFILE_ROWS entry, in profile.txt (the
+  # first one's trace also as trace.json.gz).
+  : > "$OUT/profile.txt"
+  first=1
+  for cb in $PROFILE_ROWS; do
+    cfg="${cb%%:*}" b="${cb##*:}"
+    stamp "c3 train profile + trace ($cfg, batch $b)"
+    rm -f /tmp/train_trace.json
+    STEPS=8 c3_row c3-profile "$cfg" "$b" C3_TRAIN_PROFILE=1 C3_TRAIN_TRACE=/tmp/train_trace.json --
+    {
+      echo "== $cfg, batch $b"
+      grep -h '"event":"profile"' "$LOGS/c3-profile-$cfg-b$b.train_log.jsonl"
+      [ -f /tmp/train_trace.json ] && python3 scripts/device/trace_summary.py /tmp/train_trace.json
+    } >> "$OUT/profile.txt" 2>&1
+    if [ "$first" = 1 ] && [ -f /tmp/train_trace.json ]; then
+      gzip -c /tmp/train_trace.json > "$OUT/trace.json.gz"
+      (( $(stat -c %s "$OUT/trace.json.gz") > 15000000 )) && rm "$OUT/trace.json.gz"
+    fi
+    first=0
+  done
   head -40 "$OUT/profile.txt"
-  [ -f /tmp/train_trace.json ] && gzip -c /tmp/train_trace.json > "$OUT/trace.json.gz"
-  [ -f "$OUT/trace.json.gz" ] && (( $(stat -c %s "$OUT/trace.json.gz") > 15000000 )) && rm "$OUT/trace.json.gz"
 fi
 grep -v '"impl": "c3-profile"' "$ROWS" > "$ROWS.tmp" && mv "$ROWS.tmp" "$ROWS"
 
