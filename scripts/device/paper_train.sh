@@ -62,7 +62,7 @@ ck = [e for e in ev if e.get("event") == "checkpoint"]
 row = {"impl": sys.argv[2], "tokens_per_sec": round(end["tokens_per_sec"]), "mfu": round(end["mfu"], 4),
        "peak_gpu_gb": round(int(sys.argv[3] or 0) / 1024, 1), "exit": int(sys.argv[4])}
 if ck:
-    row.update({k: ck[-1][k] for k in ("bytes_rank0", "snapshot_s", "write_s", "total_s")})
+    row.update({k: ck[-1].get(k) for k in ("bytes_rank0", "snapshot_s", "snapshot_host_s", "write_s", "total_s")})
 print(json.dumps(row))
 PY
   tail -1 "$ROWS"; rm -rf "$RUN"
@@ -113,10 +113,10 @@ stamp table
 python3 - "$ROWS" > "$OUT/paper_train.md" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("| run | tokens/s | MFU | peak GPU GB (nvidia-smi) | checkpoint: pause s | write s | total s | GB |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| run | tokens/s | MFU | peak GPU GB (nvidia-smi) | checkpoint: pause s | of it host allocation s | write s | total s | GB |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
-    ck = [r.get(k) for k in ("snapshot_s", "write_s", "total_s")]
+    ck = [r.get(k) for k in ("snapshot_s", "snapshot_host_s", "write_s", "total_s")]
     gb = r.get("bytes_rank0")
     print(f"| {r['impl']} | {r['tokens_per_sec']:,} | {100 * r['mfu']:.1f}% | {r.get('peak_gpu_gb', '')} | "
           + " | ".join("" if v is None else f"{v:.1f}" for v in ck) + f" | {'' if gb is None else round(gb / 1e9, 1)} |")

@@ -132,6 +132,7 @@ class TrainRun {
   std::string last_ckpt_;
   std::unique_ptr<CheckpointWriter> writer_;
   double snapshot_s_ = 0;     // the last checkpoint's pause in training
+  double snapshot_host_s_ = 0;  // of it, before waiting for the device's copies
   int64_t logged_ckpt_ = -1;  // the last checkpoint whose timing is in the log
   std::unique_ptr<ProgressBar> bar_;
   TrainResult res_;
