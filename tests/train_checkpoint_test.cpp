@@ -136,6 +136,46 @@ TEST(CheckpointFiles, BackgroundCheckpointsEqualWaitedOnes) {
   EXPECT_EQ(read_log(dir / "background" / "train_log.jsonl", "checkpoint").size(), 2u);
 }
 
+// Snapshots copied into the run's reserved host memory (host_staging.h; on by default only on a
+// GPU) write the same files as snapshots taken tensor by tensor, the second checkpoint reusing
+// the memory the first was written from; the reservation holds a whole snapshot.
+TEST(CheckpointFiles, SnapshotsInReservedHostMemoryWriteTheSameFiles) {
+  setenv("C3_NO_PROGRESS", "1", 1);
+  const fs::path dir = checkpoint_dir("staging");
+  write_tiny_setup(dir, synthetic_docs(6));
+  auto run = [&](const char* name, const char* staging) {
+    setenv("C3_CKPT_STAGING", staging, 1);
+    c3::train::TrainOptions o = tiny_options(dir, name);
+    o.lengths = "fixed:16";
+    o.max_steps = 4;
+    o.save_every = 2;
+    c3::train::train(o);
+    unsetenv("C3_CKPT_STAGING");
+  };
+  run("staged", "1");
+  run("plain", "0");
+  for (const char* step : {"step-0000002", "step-0000004"}) {
+    const fs::path x = dir / "staged" / step, y = dir / "plain" / step;
+    int n = 0;
+    for (const auto& e : fs::recursive_directory_iterator(x)) {
+      if (!e.is_regular_file()) continue;
+      const fs::path rel = fs::relative(e.path(), x);
+      EXPECT_EQ(read_file(e.path()), read_file(y / rel)) << step << "/" << rel.string();
+      ++n;
+    }
+    EXPECT_EQ(n, 8) << step;
+  }
+  const auto staged = read_log(dir / "staged" / "train_log.jsonl", "checkpoint");
+  ASSERT_EQ(staged.size(), 2u);
+  for (const auto& r : staged) {
+    EXPECT_GT(r.value("staging_used_bytes", int64_t{0}), 0) << r.dump();
+    EXPECT_EQ(r.value("staging_overflow_bytes", int64_t{-1}), 0) << r.dump();
+    EXPECT_GE(r.value("staging_bytes", int64_t{0}), r.value("staging_used_bytes", int64_t{0}));
+  }
+  for (const auto& r : read_log(dir / "plain" / "train_log.jsonl", "checkpoint"))
+    EXPECT_FALSE(r.contains("staging_bytes")) << r.dump();
+}
+
 TEST(CheckpointFiles, AFileThatCannotBeWrittenIsNamed) {
   const fs::path dir = checkpoint_dir("unwritable");
   write_file(dir / "blocker", "a file where a folder should be");

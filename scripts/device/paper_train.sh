@@ -62,7 +62,8 @@ ck = [e for e in ev if e.get("event") == "checkpoint"]
 row = {"impl": sys.argv[2], "tokens_per_sec": round(end["tokens_per_sec"]), "mfu": round(end["mfu"], 4),
        "peak_gpu_gb": round(int(sys.argv[3] or 0) / 1024, 1), "exit": int(sys.argv[4])}
 if ck:
-    row.update({k: ck[-1].get(k) for k in ("bytes_rank0", "snapshot_s", "snapshot_host_s", "write_s", "total_s")})
+    row.update({k: ck[-1].get(k) for k in ("bytes_rank0", "snapshot_s", "snapshot_host_s", "write_s", "total_s",
+                                          "staging_bytes", "staging_reserve_s", "staging_overflow_bytes", "staging_note") if k in ck[-1]})
 print(json.dumps(row))
 PY
   tail -1 "$ROWS"; rm -rf "$RUN"

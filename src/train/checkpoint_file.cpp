@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "io/safetensors.h"
+#include "train/host_staging.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 
@@ -121,9 +122,17 @@ int64_t CheckpointFile::data_bytes() const {
 }
 
 at::Tensor host_copy(const at::Tensor& t) {
-  // From a GPU: into pinned memory (LibTorch's host allocator keeps it for the next checkpoint),
-  // asynchronously; the caller synchronises once after all the copies.
+  // From a GPU: into pinned memory, asynchronously; the caller synchronises once after all the
+  // copies. The run's reserved memory first (host_staging.h), else LibTorch's pinned allocator
+  // (which keeps it for the next checkpoint).
   const bool gpu = t.is_cuda();
+  if (HostStaging* staging = current_host_staging()) {
+    at::Tensor c = staging->take(t.sizes(), t.scalar_type());
+    if (c.defined()) {
+      c.copy_(t.detach(), /*non_blocking=*/gpu);
+      return c;
+    }
+  }
   at::Tensor c = at::empty(t.sizes(), t.options().device(at::kCPU).requires_grad(false).pinned_memory(gpu));
   c.copy_(t.detach(), /*non_blocking=*/gpu);
   return c;

@@ -5,9 +5,11 @@
 #include <sys/resource.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <thread>
 
 #include "io/hf_config.h"
 #include "io/torch_compat.h"
@@ -85,6 +87,7 @@ TrainRun::TrainRun(const TrainOptions& opt)
   w.threads = opt.checkpoint_threads;
   w.background = opt.background_checkpoints;
   writer_ = std::make_unique<CheckpointWriter>(w, env_.rank, dp_.get());
+  reserve_snapshot_memory();
 
   bar_ = std::make_unique<ProgressBar>("train", opt.max_steps, "step");
   bar_->set(step_);
@@ -522,6 +525,28 @@ void TrainRun::validate() {
 
 // ---- checkpoint ----------------------------------------------------------------------------
 
+// Host memory for this rank's snapshots, reserved in the background while training starts
+// (host_staging.h): its optimizer state and its share of the fp32 weights, plus room for
+// alignment. A snapshot that outgrows it takes the rest from LibTorch's pinned allocator.
+void TrainRun::reserve_snapshot_memory() {
+  const int writers = zero_ > 0 ? env_.world_size : 1;
+  if ((!rank0_ && writers == 1) || !host_staging_wanted(device_.is_cuda())) return;
+  int64_t weights = 0, largest = 0, tensors = 0;
+  for (const auto& p : model_->parameters()) {
+    const int64_t n = p.numel() * static_cast<int64_t>(sizeof(float));
+    weights += n;
+    largest = std::max(largest, n);
+    ++tensors;
+  }
+  // With several writers each copies about 1/writers of the weight files (whole shards).
+  const int64_t share =
+      writers == 1 ? weights : std::min(weights, weights / writers + std::max(largest, kMaxShardBytes));
+  const int64_t bytes = optimizer_->state_bytes() + share + 3 * tensors * 256;
+  staging_ = std::make_unique<HostStaging>(device_.is_cuda());
+  const int threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 16);
+  staging_->reserve_async(bytes, threads, device_.is_cuda() ? device_.index() : -1);
+}
+
 // Host copies of the weights, the optimizer state and the trainer state, handed to the writer
 // (checkpoint_writer.h), which writes them while training goes on. With sharded optimizer state
 // every rank writes a part into the same folder (so with several hosts --out must be on a shared
@@ -532,6 +557,8 @@ void TrainRun::save() {
   if ((!rank0_ && writers == 1) || step_ == saved_step_) return;
   wait_for_checkpoint();
   const auto t0 = std::chrono::steady_clock::now();
+  if (staging_) staging_->begin();  // the last write from it is done: it is free again
+  const HostStagingScope staging_scope(staging_.get());
   if (rank0_) c3::remove_tree(writer_->temp_dir(step_));  // a killed run's leftovers
   if (writers > 1) dp_->barrier();  // no rank writes into the folder before it is clear
   std::vector<CheckpointFile> files = optimizer_->snapshot();
@@ -556,9 +583,17 @@ void TrainRun::wait_for_checkpoint() {
   writer_->wait();
   const CheckpointTiming& t = writer_->last_timing();
   if (!rank0_ || t.step < 0 || t.step == logged_ckpt_) return;
-  log_->write({{"event", "checkpoint"}, {"step", t.step}, {"bytes_rank0", t.bytes},
-               {"snapshot_s", snapshot_s_},
-               {"snapshot_host_s", snapshot_host_s_}, {"write_s", t.write_s}, {"total_s", t.total_s}});
+  nlohmann::json rec = {{"event", "checkpoint"}, {"step", t.step}, {"bytes_rank0", t.bytes},
+                        {"snapshot_s", snapshot_s_}, {"snapshot_host_s", snapshot_host_s_},
+                        {"write_s", t.write_s}, {"total_s", t.total_s}};
+  if (staging_) {
+    rec["staging_bytes"] = staging_->reserved_bytes();
+    rec["staging_used_bytes"] = staging_->used_bytes();
+    rec["staging_overflow_bytes"] = staging_->overflow_bytes();
+    rec["staging_reserve_s"] = staging_->reserve_seconds();
+    if (!staging_->note().empty()) rec["staging_note"] = staging_->note();
+  }
+  log_->write(rec);
   logged_ckpt_ = t.step;
   last_ckpt_ = writer_->last_checkpoint();
 }

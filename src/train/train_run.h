@@ -17,6 +17,7 @@
 #include "train/distributed.h"
 #include "train/flop_model.h"
 #include "train/graphed_loss.h"
+#include "train/host_staging.h"
 #include "train/lr_schedule.h"
 #include "train/param_groups.h"
 #include "train/phase_timer.h"
@@ -97,6 +98,7 @@ class TrainRun {
   void advance(const StepBatch& b, StepStats& s);  // counters, timing, curriculum
   void set_up_graphs();
   void wait_for_checkpoint();  // the one in flight is in place; rank 0 logs its timing
+  void reserve_snapshot_memory();
 
   const TrainOptions& opt_;
   DistEnv env_;
@@ -130,6 +132,7 @@ class TrainRun {
   std::string log_path_;
   int64_t saved_step_ = -1;  // the step whose checkpoint in out_dir is this state
   std::string last_ckpt_;
+  std::unique_ptr<HostStaging> staging_;  // before writer_: it outlives the writes from it
   std::unique_ptr<CheckpointWriter> writer_;
   double snapshot_s_ = 0;     // the last checkpoint's pause in training
   double snapshot_host_s_ = 0;  // of it, before waiting for the device's copies
