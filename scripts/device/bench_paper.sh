@@ -43,6 +43,11 @@ timeout 150 $C3 bench --random-init $ENC $DEC $L --device cuda --dtype bf16 --ba
   > "$EXTRA/c3_paper_b64.txt" 2>&1
 grep -E "^(step|compress|prefill|decompress) " "$EXTRA/c3_paper_b64.txt"
 
+log "c3 bench with one warp per GEMV row (C3_GEMV_SPLIT=0): what the split GEMV gains"
+C3_GEMV_SPLIT=0 timeout 150 $C3 bench --random-init $ENC $DEC $L --device cuda --dtype bf16 \
+  "${SHAPE[@]}" --json "$EXTRA/c3_paper_nosplit.json" > "$EXTRA/c3_paper_nosplit.txt" 2>&1
+grep -E "^(step|compress|prefill|decompress) " "$EXTRA/c3_paper_nosplit.txt"
+
 if [ -z "${SKIP_HF:-}" ]; then
   log "HF transformers: the same cascade and shapes"
   timeout 200 python3 bench/hf_reference.py --random-init $ENC $DEC $L --device cuda --dtype bf16 \

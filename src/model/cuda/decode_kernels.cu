@@ -16,6 +16,8 @@
 
 #include <cfloat>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
 namespace c3::model::fused::cuda {
 namespace {
@@ -67,58 +69,78 @@ __device__ __forceinline__ float warp_max(float v) {
 }
 
 // ---- GEMV: y[m, n] = sum_k x[m, k] w[n, k], m < rows <= M ---------------------------------
-// One warp per output row (two for SiLU: the gate row n and the up row n + I). Each lane reads
-// 8 weights per load, kUnroll loads in flight; x stays in L1/L2 (it is read by every warp).
+// `split` warps per output row (two weight rows for SiLU: the gate row n and the up row n + I),
+// each taking every split-th stretch of 256 weights; a block of kGemvWarps warps holds
+// kGemvWarps / split rows. Each lane reads 8 weights per load, kUnroll loads in flight; x stays
+// in L1/L2 (every warp reads it). One warp per row left too few loads in flight for the small
+// matrices of a decode step (q/k/v at 720 GB/s on an H100, 2026-11-27): split gives them more.
 constexpr int kGemvWarps = 4;
 constexpr int kUnroll = 4;
 enum Epilogue { kPlain = 0, kBias = 1, kSiluMul = 2 };
 
+// The output of row n from its fp32 sums s0 (and s1, the up row, for SiLU).
+template <typename T, int EPI>
+__device__ __forceinline__ T gemv_out(float s0, float s1, const T* __restrict__ bias, int64_t n) {
+  if (EPI == kBias) return to_t<T>(s0 + to_f(bias[n]));  // one rounding, as the GEMM's epilogue
+  if (EPI == kSiluMul) {
+    const float g = round_f<T>(s0), u = round_f<T>(s1);
+    const float act = round_f<T>(g / (1.0f + expf(-g)));  // ATen's silu, rounded
+    return to_t<T>(__fmul_rn(act, u));
+  }
+  return to_t<T>(s0);
+}
+
 template <typename T, int M, int EPI>
 __global__ void __launch_bounds__(kGemvWarps * 32)
 gemv_kernel(const T* __restrict__ x, int64_t ldx, int rows, const T* __restrict__ w, int64_t n_out,
-            int64_t K, const T* __restrict__ bias, T* __restrict__ y, int64_t ldy) {
+            int64_t K, const T* __restrict__ bias, T* __restrict__ y, int64_t ldy, int split) {
   constexpr int R = EPI == kSiluMul ? 2 : 1;
-  const int lane = threadIdx.x & 31;
-  const int64_t n = static_cast<int64_t>(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
-  if (n >= n_out) return;
-  const T* wr[R];
-  wr[0] = w + n * K;
-  if (R == 2) wr[R - 1] = w + (n + n_out) * K;
+  __shared__ float part[kGemvWarps][R][M];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int share = warp % split;  // which stretches of K this warp takes
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * (kGemvWarps / split) + warp / split;
+  const bool valid = n < n_out;  // the same for the whole warp: no early return (syncs below)
   float acc[R][M];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int m = 0; m < M; ++m) acc[r][m] = 0.f;
 
-  constexpr int64_t kStep = 32 * 8;  // elements a warp covers per load
-  int64_t k = lane * 8;
-  for (; k + (kUnroll - 1) * kStep < K; k += kUnroll * kStep) {
-    uint4 wv[kUnroll][R];
+  if (valid) {
+    const T* wr[R];
+    wr[0] = w + n * K;
+    if (R == 2) wr[R - 1] = w + (n + n_out) * K;
+    const int64_t stride = static_cast<int64_t>(32 * 8) * split;  // elements between a warp's loads
+    int64_t k = (static_cast<int64_t>(share) * 32 + lane) * 8;
+    for (; k + (kUnroll - 1) * stride < K; k += kUnroll * stride) {
+      uint4 wv[kUnroll][R];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
+      for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
-      for (int r = 0; r < R; ++r) wv[u][r] = __ldcs(reinterpret_cast<const uint4*>(wr[r] + k + u * kStep));
+        for (int r = 0; r < R; ++r)
+          wv[u][r] = __ldcs(reinterpret_cast<const uint4*>(wr[r] + k + u * stride));
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
+      for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          if (m < rows) {
+            const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + m * ldx + k + u * stride));
+#pragma unroll
+            for (int r = 0; r < R; ++r) acc[r][m] = dot8<T>(wv[u][r], xv, acc[r][m]);
+          }
+        }
+    }
+    for (; k < K; k += stride) {
+      uint4 wv[R];
+#pragma unroll
+      for (int r = 0; r < R; ++r) wv[r] = __ldcs(reinterpret_cast<const uint4*>(wr[r] + k));
 #pragma unroll
       for (int m = 0; m < M; ++m) {
         if (m < rows) {
-          const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + m * ldx + k + u * kStep));
+          const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + m * ldx + k));
 #pragma unroll
-          for (int r = 0; r < R; ++r) acc[r][m] = dot8<T>(wv[u][r], xv, acc[r][m]);
+          for (int r = 0; r < R; ++r) acc[r][m] = dot8<T>(wv[r], xv, acc[r][m]);
         }
-      }
-  }
-  for (; k < K; k += kStep) {
-    uint4 wv[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) wv[r] = __ldcs(reinterpret_cast<const uint4*>(wr[r] + k));
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      if (m < rows) {
-        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + m * ldx + k));
-#pragma unroll
-        for (int r = 0; r < R; ++r) acc[r][m] = dot8<T>(wv[r], xv, acc[r][m]);
       }
     }
   }
@@ -127,35 +149,60 @@ gemv_kernel(const T* __restrict__ x, int64_t ldx, int rows, const T* __restrict_
     float s[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) s[r] = warp_sum(acc[r][m]);
-    if (lane != m || m >= rows) continue;
-    T out;
-    if (EPI == kBias) {
-      out = to_t<T>(s[0] + to_f(bias[n]));  // one rounding, as the GEMM's bias epilogue
-    } else if (EPI == kSiluMul) {
-      const float g = round_f<T>(s[0]), u = round_f<T>(s[R - 1]);
-      const float act = round_f<T>(g / (1.0f + expf(-g)));  // ATen's silu, rounded
-      out = to_t<T>(__fmul_rn(act, u));
+    if (lane != m) continue;
+    if (split == 1) {
+      if (valid && m < rows) y[m * ldy + n] = gemv_out<T, EPI>(s[0], s[R - 1], bias, n);
     } else {
-      out = to_t<T>(s[0]);
+#pragma unroll
+      for (int r = 0; r < R; ++r) part[warp][r][m] = s[r];
     }
-    y[m * ldy + n] = out;
   }
+  if (split == 1) return;
+  __syncthreads();  // split is the same for the whole block
+  const int m = lane;
+  if (!valid || share != 0 || m >= M || m >= rows) return;
+  float s[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    s[r] = 0.f;
+    for (int j = 0; j < split; ++j) s[r] += part[warp + j][r][m];
+  }
+  y[m * ldy + n] = gemv_out<T, EPI>(s[0], s[R - 1], bias, n);
+}
+
+// Warps per output row: enough that the whole grid keeps about kGemvTargetWarps warps loading
+// (~62 a streaming multiprocessor on an H100), while each warp still makes two loads or more.
+// C3_GEMV_SPLIT=0 keeps one warp a row (to compare).
+constexpr int64_t kGemvTargetWarps = 8192;
+int gemv_split(int64_t n_out, int64_t K) {
+  static const bool on = [] {
+    const char* e = std::getenv("C3_GEMV_SPLIT");
+    return !(e && std::string(e) == "0");
+  }();
+  int split = 1;
+  if (!on) return split;
+  while (split < kGemvWarps && n_out * split < kGemvTargetWarps && K >= 512 * 2 * split) split *= 2;
+  return split;
 }
 
 template <typename T, int EPI>
 cudaError_t gemv_rows(const T* x, int64_t ldx, int rows, const T* w, int64_t n_out, int64_t K,
                       const T* bias, T* y, int64_t ldy, cudaStream_t stream) {
-  const unsigned blocks = static_cast<unsigned>((n_out + kGemvWarps - 1) / kGemvWarps);
+  const int split = gemv_split(n_out, K);
+  const int64_t per_block = kGemvWarps / split;
+  const unsigned blocks = static_cast<unsigned>((n_out + per_block - 1) / per_block);
   const dim3 threads(kGemvWarps * 32);
+#define C3_GEMV(M) gemv_kernel<T, M, EPI><<<blocks, threads, 0, stream>>>(x, ldx, rows, w, n_out, K, bias, y, ldy, split)
   if (rows <= 1) {
-    gemv_kernel<T, 1, EPI><<<blocks, threads, 0, stream>>>(x, ldx, rows, w, n_out, K, bias, y, ldy);
+    C3_GEMV(1);
   } else if (rows <= 2) {
-    gemv_kernel<T, 2, EPI><<<blocks, threads, 0, stream>>>(x, ldx, rows, w, n_out, K, bias, y, ldy);
+    C3_GEMV(2);
   } else if (rows <= 4) {
-    gemv_kernel<T, 4, EPI><<<blocks, threads, 0, stream>>>(x, ldx, rows, w, n_out, K, bias, y, ldy);
+    C3_GEMV(4);
   } else {
-    gemv_kernel<T, 8, EPI><<<blocks, threads, 0, stream>>>(x, ldx, rows, w, n_out, K, bias, y, ldy);
+    C3_GEMV(8);
   }
+#undef C3_GEMV
   return cudaGetLastError();
 }
 
