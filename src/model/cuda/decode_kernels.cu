@@ -68,6 +68,26 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// ---- programmatic dependent launch (Hopper) ------------------------------------------------
+// Launched with it (C3_PDL=1, see launch_decode_kernel), a decode kernel may start while the one
+// before it on the stream is still finishing, so the launch and the first weight loads overlap
+// that kernel's tail. Every such kernel calls pdl_wait() before it reads or writes anything the
+// kernel before it may touch, and pdl_release() once the next kernel may start its own
+// preamble. Launched without it, both are no-ops.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_release() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
 // ---- GEMV: y[m, n] = sum_k x[m, k] w[n, k], m < rows <= M ---------------------------------
 // `split` warps per output row (two weight rows for SiLU: the gate row n and the up row n + I),
 // each taking every split-th stretch of 256 weights; a block of kGemvWarps warps holds
@@ -106,11 +126,21 @@ gemv_kernel(const T* __restrict__ x, int64_t ldx, int rows, const T* __restrict_
 #pragma unroll
     for (int m = 0; m < M; ++m) acc[r][m] = 0.f;
 
+  const T* wr[R];
+  wr[0] = w + n * K;
+  if (R == 2) wr[R - 1] = w + (n + n_out) * K;
+  const int64_t stride = static_cast<int64_t>(32 * 8) * split;  // elements between a warp's loads
+  if (valid) {  // the weights never change: fetch the first ones while the kernel before ends
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const int64_t k = (static_cast<int64_t>(share) * 32 + lane) * 8 + u * stride;
+        if (k < K) prefetch_l2(wr[r] + k);
+      }
+  }
+  pdl_wait();
   if (valid) {
-    const T* wr[R];
-    wr[0] = w + n * K;
-    if (R == 2) wr[R - 1] = w + (n + n_out) * K;
-    const int64_t stride = static_cast<int64_t>(32 * 8) * split;  // elements between a warp's loads
     int64_t k = (static_cast<int64_t>(share) * 32 + lane) * 8;
     for (; k + (kUnroll - 1) * stride < K; k += kUnroll * stride) {
       uint4 wv[kUnroll][R];
@@ -144,6 +174,7 @@ gemv_kernel(const T* __restrict__ x, int64_t ldx, int rows, const T* __restrict_
       }
     }
   }
+  pdl_release();
 #pragma unroll
   for (int m = 0; m < M; ++m) {
     float s[R];
@@ -170,6 +201,32 @@ gemv_kernel(const T* __restrict__ x, int64_t ldx, int rows, const T* __restrict_
   y[m * ldy + n] = gemv_out<T, EPI>(s[0], s[R - 1], bias, n);
 }
 
+// Launches a decode kernel, with programmatic dependent launch where C3_PDL=1 (off by default
+// until a GPU run has timed it and checked it against the golden ids).
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("C3_PDL");
+    return e && std::string(e) == "1";
+  }();
+  return on;
+}
+
+template <typename... Params, typename... Args>
+cudaError_t launch_decode_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared,
+                                 cudaStream_t stream, Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = shared;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
+}
+
 // Warps per output row: enough that the whole grid keeps about kGemvTargetWarps warps loading
 // (~62 a streaming multiprocessor on an H100), while each warp still makes two loads or more.
 // C3_GEMV_SPLIT=0 keeps one warp a row (to compare).
@@ -192,7 +249,9 @@ cudaError_t gemv_rows(const T* x, int64_t ldx, int rows, const T* w, int64_t n_o
   const int64_t per_block = kGemvWarps / split;
   const unsigned blocks = static_cast<unsigned>((n_out + per_block - 1) / per_block);
   const dim3 threads(kGemvWarps * 32);
-#define C3_GEMV(M) gemv_kernel<T, M, EPI><<<blocks, threads, 0, stream>>>(x, ldx, rows, w, n_out, K, bias, y, ldy, split)
+#define C3_GEMV(M)                                                                          \
+  return launch_decode_kernel(gemv_kernel<T, M, EPI>, dim3(blocks), threads, 0, stream, x, ldx, rows, \
+                              w, n_out, K, bias, y, ldy, split)
   if (rows <= 1) {
     C3_GEMV(1);
   } else if (rows <= 2) {
@@ -203,7 +262,6 @@ cudaError_t gemv_rows(const T* x, int64_t ldx, int rows, const T* w, int64_t n_o
     C3_GEMV(8);
   }
 #undef C3_GEMV
-  return cudaGetLastError();
 }
 
 template <typename T>
@@ -230,6 +288,7 @@ __global__ void add_rms_norm_kernel(const T* __restrict__ x, const T* __restrict
   const T* dr = delta ? delta + row * C : nullptr;
   T* hr = h + row * C;
   T* outr = out + row * C;
+  pdl_wait();
   float ss = 0.f;
   for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
     const T hv = dr ? to_t<T>(__fadd_rn(to_f(xr[i]), to_f(dr[i]))) : xr[i];  // the residual add
@@ -237,6 +296,7 @@ __global__ void add_rms_norm_kernel(const T* __restrict__ x, const T* __restrict
     const float v = to_f(hv);
     ss += v * v;
   }
+  pdl_release();
   __shared__ float partial[kNormThreads / 32];
   ss = warp_sum(ss);
   if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
@@ -291,6 +351,7 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
   __shared__ float red[kAttnWarps];
   const int h = blockIdx.x, b = blockIdx.y, g = h / (H / Hkv);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  pdl_wait();
   const int64_t slot = *slot_ptr;
   const T* row = qkv + b * ld_qkv;
   const float* cb = cos + b * ld_rope;
@@ -357,6 +418,7 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
 #pragma unroll
   for (int i = 0; i < kAttnWarps; ++i) sum += red[i];
 
+  pdl_release();
   float acc[kVec];
 #pragma unroll
   for (int i = 0; i < kVec; ++i) acc[i] = 0.f;
@@ -405,20 +467,19 @@ cudaError_t launch_add_rms_norm(DType t, const void* x, const void* delta, const
                                 void* out, int64_t N, int64_t C, float eps, cudaStream_t stream) {
   switch (t) {
     case DType::kBFloat16:
-      add_rms_norm_kernel<__nv_bfloat16><<<static_cast<unsigned>(N), kNormThreads, 0, stream>>>(
-          static_cast<const __nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(delta),
+      return launch_decode_kernel(
+          add_rms_norm_kernel<__nv_bfloat16>, dim3(static_cast<unsigned>(N)), dim3(kNormThreads), 0,
+          stream, static_cast<const __nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(delta),
           static_cast<const __nv_bfloat16*>(w), static_cast<__nv_bfloat16*>(h),
           static_cast<__nv_bfloat16*>(out), C, eps);
-      break;
     case DType::kHalf:
-      add_rms_norm_kernel<__half><<<static_cast<unsigned>(N), kNormThreads, 0, stream>>>(
+      return launch_decode_kernel(
+          add_rms_norm_kernel<__half>, dim3(static_cast<unsigned>(N)), dim3(kNormThreads), 0, stream,
           static_cast<const __half*>(x), static_cast<const __half*>(delta),
           static_cast<const __half*>(w), static_cast<__half*>(h), static_cast<__half*>(out), C, eps);
-      break;
     default:
       return cudaErrorInvalidValue;
   }
-  return cudaGetLastError();
 }
 
 cudaError_t launch_decode_attention(DType t, const DecodeAttentionArgs& a, cudaStream_t stream) {
@@ -426,8 +487,10 @@ cudaError_t launch_decode_attention(DType t, const DecodeAttentionArgs& a, cudaS
   const dim3 grid(static_cast<unsigned>(a.H), static_cast<unsigned>(a.B));
   const size_t shared = static_cast<size_t>(a.S) * sizeof(float);
   const float scale = 1.0f / sqrtf(static_cast<float>(a.D));
+  cudaError_t err = cudaSuccess;
 #define C3_ATTN(T, D)                                                                             \
-  decode_attention_kernel<T, D><<<grid, kAttnThreads, shared, stream>>>(                          \
+  err = launch_decode_kernel(                                                                     \
+      decode_attention_kernel<T, D>, grid, dim3(kAttnThreads), shared, stream,                    \
       static_cast<const T*>(a.qkv), a.ld_qkv, a.cos, a.sin, a.ld_rope, static_cast<T*>(a.k_cache), \
       static_cast<T*>(a.v_cache), a.t_max, a.slot, a.key_valid, a.ld_valid, a.S, a.H, a.Hkv,      \
       scale, static_cast<T*>(a.out), a.ld_out)
@@ -444,7 +507,7 @@ cudaError_t launch_decode_attention(DType t, const DecodeAttentionArgs& a, cudaS
   }
 #undef C3_ATTN_D
 #undef C3_ATTN
-  return cudaGetLastError();
+  return err;
 }
 
 }  // namespace c3::model::fused::cuda
