@@ -46,6 +46,20 @@ c3::cascade::C3Model tiny_model(const fs::path& dir, std::string* tok_path) {
   return m;
 }
 
+// The checkpoints of steps 2 and 4 in two run folders hold the same files, byte for byte.
+void expect_same_checkpoints(const fs::path& a, const fs::path& b) {
+  for (const char* step : {"step-0000002", "step-0000004"}) {
+    int n = 0;
+    for (const auto& e : fs::recursive_directory_iterator(a / step)) {
+      if (!e.is_regular_file()) continue;
+      const fs::path rel = fs::relative(e.path(), a / step);
+      EXPECT_EQ(read_file(e.path()), read_file(b / step / rel)) << step << "/" << rel.string();
+      ++n;
+    }
+    EXPECT_EQ(n, 8) << step;  // 2 configs x 2, generation config, tokenizer, trainer state, optimizer
+  }
+}
+
 }  // namespace
 
 TEST(CheckpointFiles, PartsMakeTheBytesSaveSafetensorsWrites) {
@@ -122,17 +136,7 @@ TEST(CheckpointFiles, BackgroundCheckpointsEqualWaitedOnes) {
   o.save_every = 2;
   o.background_checkpoints = false;
   const auto b = c3::train::train(o);
-  for (const char* step : {"step-0000002", "step-0000004"}) {
-    const fs::path x = dir / "background" / step, y = dir / "waited" / step;
-    int n = 0;
-    for (const auto& e : fs::recursive_directory_iterator(x)) {
-      if (!e.is_regular_file()) continue;
-      const fs::path rel = fs::relative(e.path(), x);
-      EXPECT_EQ(read_file(e.path()), read_file(y / rel)) << step << "/" << rel.string();
-      ++n;
-    }
-    EXPECT_EQ(n, 8) << step;  // 2 configs x 2, generation config, tokenizer, trainer state, optimizer
-  }
+  expect_same_checkpoints(dir / "background", dir / "waited");
   EXPECT_EQ(read_log(dir / "background" / "train_log.jsonl", "checkpoint").size(), 2u);
 }
 
@@ -154,17 +158,7 @@ TEST(CheckpointFiles, SnapshotsInReservedHostMemoryWriteTheSameFiles) {
   };
   run("staged", "1");
   run("plain", "0");
-  for (const char* step : {"step-0000002", "step-0000004"}) {
-    const fs::path x = dir / "staged" / step, y = dir / "plain" / step;
-    int n = 0;
-    for (const auto& e : fs::recursive_directory_iterator(x)) {
-      if (!e.is_regular_file()) continue;
-      const fs::path rel = fs::relative(e.path(), x);
-      EXPECT_EQ(read_file(e.path()), read_file(y / rel)) << step << "/" << rel.string();
-      ++n;
-    }
-    EXPECT_EQ(n, 8) << step;
-  }
+  expect_same_checkpoints(dir / "staged", dir / "plain");
   const auto staged = read_log(dir / "staged" / "train_log.jsonl", "checkpoint");
   ASSERT_EQ(staged.size(), 2u);
   for (const auto& r : staged) {
