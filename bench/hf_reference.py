@@ -104,7 +104,11 @@ class HFCascade(torch.nn.Module):
         n = ids.shape[1] - self.L - 2
         pos = encoder_positions(n, self.L, self.query_positions).to(ids.device)
         pos = pos[None].expand(ids.shape[0], -1)
-        h = self.encoder.model(inputs_embeds=emb, position_ids=pos, use_cache=False).last_hidden_state
+        # An explicit mask: without one, transformers 5 reads positions that step back (the
+        # "segments" layout) as the starts of packed sequences and masks the slots off the text.
+        mask = torch.ones_like(ids)
+        h = self.encoder.model(inputs_embeds=emb, position_ids=pos, attention_mask=mask,
+                               use_cache=False).last_hidden_state
         return self.mm_projector(h[:, s:s + self.L])  # [B, L, C_dec]
 
     @torch.no_grad()
