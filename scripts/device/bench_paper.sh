@@ -43,8 +43,8 @@ timeout 150 $C3 bench --random-init $ENC $DEC $L --device cuda --dtype bf16 --ba
   > "$EXTRA/c3_paper_b64.txt" 2>&1
 grep -E "^(step|compress|prefill|decompress) " "$EXTRA/c3_paper_b64.txt"
 
-# The decode kernels' options, off by default until timed here (names: C3_GEMV_SPLIT, C3_PDL).
-for opt in "split:C3_GEMV_SPLIT=1" "split_pdl:C3_GEMV_SPLIT=1 C3_PDL=1"; do
+# The decode kernels' options, on by default since 2026-12-06: timed here without them.
+for opt in "no_pdl:C3_PDL=0" "one_warp_no_pdl:C3_GEMV_SPLIT=0 C3_PDL=0"; do
   name=${opt%%:*}; envs=${opt#*:}
   log "c3 bench with $envs"
   env $envs timeout 150 $C3 bench --random-init $ENC $DEC $L --device cuda --dtype bf16 \
