@@ -138,6 +138,17 @@ __global__ void __launch_bounds__(kThreads)
         dot += gn[k][j] * hv[k][j];
       }
     }
+    // Short rows load the residual's gradient before the row's sum, so that its loads are in
+    // flight with the others; long rows (P > 2) would spill the registers it takes.
+    constexpr int kEarly = P <= 2 ? P : 1;
+    float early[kEarly][kPack];
+    if (P <= 2 && gh) {
+#pragma unroll
+      for (int k = 0; k < kEarly; ++k) {
+        const int64_t c = (threadIdx.x + static_cast<int64_t>(k) * blockDim.x) * kPack;
+        if (c < packs * kPack) load4(gh + base + c, early[k]);
+      }
+    }
     block_sum2(ss, dot, scratch);
     const float r = rsqrtf(__fadd_rn(ss / static_cast<float>(C), eps));
     const float coef = r * r * r * dot / static_cast<float>(C);
@@ -146,7 +157,14 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t c = (threadIdx.x + static_cast<int64_t>(k) * blockDim.x) * kPack;
       if (c >= packs * kPack) break;
       float total[kPack], incoming[kPack] = {0.f, 0.f, 0.f, 0.f};
-      if (gh) load4(gh + base + c, incoming);
+      if (gh) {
+        if constexpr (P <= 2) {
+#pragma unroll
+          for (int j = 0; j < kPack; ++j) incoming[j] = early[k][j];
+        } else {
+          load4(gh + base + c, incoming);
+        }
+      }
 #pragma unroll
       for (int j = 0; j < kPack; ++j) {
         const float g = round_to<TX>(r * gn[k][j] - hv[k][j] * coef);     // the norm's grad of h
@@ -252,6 +270,24 @@ cudaError_t launch_add_rms_norm_train(DType tx, DType td, DType ty, const void* 
                                          static_cast<typename K::Y*>(y), N, C, eps);
     return cudaGetLastError();
   });
+}
+
+int add_rms_norm_train_backward_grid(DType tx, DType td, DType ty, int64_t N, int64_t C) {
+  if (!shape_ok(N, C) || !add_rms_norm_train_types_ok(tx, td, ty)) return 1;
+  int device = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+    return 1;
+  const int threads = row_threads(C);
+  const cudaError_t e = dispatch(tx, td, ty, C, [&](auto kind) {
+    using K = decltype(kind);
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &per_sm,
+        add_rms_norm_train_backward_kernel<typename K::X, typename K::D, typename K::Y, K::kPacks>,
+        threads, 0);
+  });
+  if (e != cudaSuccess || per_sm < 1) per_sm = 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(N, int64_t{per_sm} * sms)));
 }
 
 cudaError_t launch_add_rms_norm_train_backward(DType tx, DType td, DType ty, const void* gy,

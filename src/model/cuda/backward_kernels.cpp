@@ -148,12 +148,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> add_rms_norm_train_backward(
       !gh_in.defined() || packed_rows(gh_in, C) ? gh_in : gh_in.contiguous().clone();
   at::Tensor gx = need_x ? at::empty_like(h) : at::Tensor();
   at::Tensor gdelta = need_delta ? at::empty_like(h, h.options().dtype(delta_dtype)) : at::Tensor();
-  const int blocks = partial_sum_blocks(N);
+  const auto tx = *dtype_of(h.scalar_type()), td = *dtype_of(delta_dtype),
+             ty = *dtype_of(gy.scalar_type());
+  const int blocks = add_rms_norm_train_backward_grid(tx, td, ty, N, C);
   at::Tensor gw_part = at::empty({blocks, C}, h.options().dtype(at::kFloat));
   C10_CUDA_CHECK(launch_add_rms_norm_train_backward(
-      *dtype_of(h.scalar_type()), *dtype_of(delta_dtype), *dtype_of(gy.scalar_type()),
-      gy.data_ptr(), gh.defined() ? gh.data_ptr() : nullptr, h.data_ptr(), weight.data_ptr(),
-      need_x ? gx.data_ptr() : nullptr, need_delta ? gdelta.data_ptr() : nullptr,
+      tx, td, ty, gy.data_ptr(), gh.defined() ? gh.data_ptr() : nullptr, h.data_ptr(),
+      weight.data_ptr(), need_x ? gx.data_ptr() : nullptr, need_delta ? gdelta.data_ptr() : nullptr,
       gw_part.data_ptr<float>(), N, C, static_cast<float>(eps), blocks,
       at::cuda::getCurrentCUDAStream()));
   return {gx, gdelta, gw_part.sum(0).to(weight.scalar_type())};
