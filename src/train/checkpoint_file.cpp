@@ -126,14 +126,12 @@ at::Tensor host_copy(const at::Tensor& t) {
   // copies. The run's reserved memory first (host_staging.h), else LibTorch's pinned allocator
   // (which keeps it for the next checkpoint).
   const bool gpu = t.is_cuda();
-  if (HostStaging* staging = current_host_staging()) {
-    at::Tensor c = staging->take(t.sizes(), t.scalar_type());
-    if (c.defined()) {
-      c.copy_(t.detach(), /*non_blocking=*/gpu);
-      return c;
-    }
+  HostStaging* staging = current_host_staging();
+  at::Tensor c = staging ? staging->take(t.sizes(), t.scalar_type()) : at::Tensor();
+  if (!c.defined()) {
+    c = at::empty(t.sizes(),
+                  t.options().device(at::kCPU).requires_grad(false).pinned_memory(gpu));
   }
-  at::Tensor c = at::empty(t.sizes(), t.options().device(at::kCPU).requires_grad(false).pinned_memory(gpu));
   c.copy_(t.detach(), /*non_blocking=*/gpu);
   return c;
 }
