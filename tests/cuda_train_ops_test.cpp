@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "c3/c3_model.h"
@@ -405,6 +406,54 @@ TEST(CudaTrainOps, ChunkedCrossEntropyUnderAutocastMatchesAndSavesMemory) {
 #ifdef C3_HAVE_CUDA
     EXPECT_LT(got.peak, want.peak / 2) << "mode " << mode;
 #endif
+  }
+}
+
+// The cross-entropy row kernel (C3_TRAIN_KERNELS with cross_entropy) against the chunk's ATen
+// ops: loss, hits and both gradients, under bf16 autocast and in fp32, with ignored rows, at a
+// vocabulary the 16-byte loads take (4,096) and one they do not (4,099).
+TEST(CudaTrainOps, CrossEntropyKernelMatchesTheChunkOps) {
+  REQUIRE_KERNELS();
+  for (const int64_t V : {int64_t{4096}, int64_t{4099}}) {
+    for (const bool autocast : {true, false}) {
+      torch::manual_seed(6);
+      const int64_t N = 777, C = 128;
+      const at::Tensor h0 = randn({N, C}, at::kFloat), w0 = randn({V, C}, at::kFloat, 0.2);
+      at::Tensor y = torch::randint(0, V, {N}, torch::kLong).to(torch::kCUDA);
+      // Every third row's target is its argmax (hits neither 0 nor N); every seventh is ignored.
+      const at::Tensor best = at::linear(h0, w0).argmax(-1);
+      y.slice(0, 0, N, 3).copy_(best.slice(0, 0, N, 3));
+      y.slice(0, 0, N, 7).fill_(model::kIgnoreTarget);
+      auto run = [&](bool kernel) {
+        const int chosen = fused::train_kernels();
+        const int ce = static_cast<int>(fused::TrainKernel::kCrossEntropy);
+        fused::set_train_kernels(kernel ? chosen | ce : chosen & ~ce);
+        at::Tensor h = h0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true);
+        model::CrossEntropyOutput out;
+        {
+          compat::AutocastGuard ac(autocast, torch::kCUDA);
+          out = model::chunked_cross_entropy(h, w, y, {/*chunk_rows=*/300, /*sum=*/true});
+        }
+        out.loss.backward();
+        fused::set_train_kernels(chosen);
+        return std::make_tuple(out.loss.item<double>(), out.n_correct.item<int64_t>(), h.grad(),
+                               w.grad());
+      };
+      const auto [loss_k, hits_k, gh_k, gw_k] = run(true);
+      const auto [loss_r, hits_r, gh_r, gw_r] = run(false);
+      const double dh = max_abs(gh_k, gh_r) / gh_r.abs().max().item<double>();
+      const double dw = max_abs(gw_k, gw_r) / gw_r.abs().max().item<double>();
+      std::printf("[ce kernel] V %ld %s: loss %.6f (ops %.6f), hits %ld (%ld), grad rel diff "
+                  "hidden %.3g weight %.3g\n",
+                  static_cast<long>(V), autocast ? "bf16" : "fp32", loss_k, loss_r,
+                  static_cast<long>(hits_k), static_cast<long>(hits_r), dh, dw);
+      EXPECT_NEAR(loss_k, loss_r, 1e-5 * std::abs(loss_r));
+      EXPECT_EQ(hits_k, hits_r);
+      EXPECT_GT(hits_r, 0);
+      const double tol = autocast ? 1e-2 : 1e-5;  // bf16: a gradient may round the other way
+      EXPECT_LT(dh, tol);
+      EXPECT_LT(dw, tol);
+    }
   }
 }
 

@@ -190,9 +190,12 @@ TEST(AutogradOps, TrainKernelsListParses) {
   const int all = static_cast<int>(TrainKernel::kRmsNorm) | static_cast<int>(TrainKernel::kRotary) |
                   static_cast<int>(TrainKernel::kSiluMul) |
                   static_cast<int>(TrainKernel::kAddRmsNorm);
-  EXPECT_EQ(parse_train_kernels(nullptr), all);
+  EXPECT_EQ(parse_train_kernels(nullptr), all);  // the default set: cross_entropy opt-in
   EXPECT_EQ(parse_train_kernels("1"), all);
   EXPECT_EQ(parse_train_kernels("0"), 0);
+  EXPECT_EQ(parse_train_kernels("all"), all | static_cast<int>(TrainKernel::kCrossEntropy));
+  EXPECT_EQ(parse_train_kernels("cross_entropy,rotary"),
+            static_cast<int>(TrainKernel::kCrossEntropy) | static_cast<int>(TrainKernel::kRotary));
   EXPECT_EQ(parse_train_kernels("rotary"), static_cast<int>(TrainKernel::kRotary));
   EXPECT_EQ(parse_train_kernels("silu_mul,rms_norm"),
             static_cast<int>(TrainKernel::kSiluMul) | static_cast<int>(TrainKernel::kRmsNorm));

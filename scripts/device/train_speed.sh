@@ -22,7 +22,8 @@
 # Env: CONFIGS ("small recipe medium"), BATCHES ("16 64"), STEPS (timed steps, 20),
 # PARTS ("build tests kernels c3 nograph compile eager ablate real old ckpt profile"); ABLATE_ROWS
 # ("recipe:64 medium:64"): the c3 rows again without the add + RMSNorm node, and with k/v
-# repeated per query head instead of flash attention's own GQA (C3_SDPA_GQA=0); OLD_ROWS ("medium:16 medium:64
+# repeated per query head instead of flash attention's own GQA (C3_SDPA_GQA=0); CE_ROWS
+# ("small:16 small:64 recipe:64"), with ablate: with the cross-entropy row kernel; OLD_ROWS ("medium:16 medium:64
 # recipe:16"): the c3 rows repeated with C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0;
 # NOGRAPH_ROWS (every config and batch): repeated with C3_TRAIN_GRAPHS=0 (the eager step);
 # REAL_ROWS ("medium:64 recipe:64"): a real run's wall-clock throughput, graphs on and off, over
@@ -42,6 +43,7 @@ BATCHES="${BATCHES:-16 64}"
 STEPS="${STEPS:-20}"
 PARTS="${PARTS:-build tests kernels c3 nograph compile eager ablate real old ckpt profile}"
 ABLATE_ROWS="${ABLATE_ROWS:-recipe:64 medium:64}"
+CE_ROWS="${CE_ROWS:-small:16 small:64 recipe:64}"
 OLD_ROWS="${OLD_ROWS:-medium:16 medium:64 recipe:16}"
 REAL_ROWS="${REAL_ROWS:-medium:64 recipe:64}"
 PROFILE_ROWS="${PROFILE_ROWS:-medium:16 small:64}"
@@ -183,6 +185,11 @@ if want ablate; then
   for cb in $ABLATE_ROWS; do
     c3_row c3-no-addnorm "${cb%%:*}" "${cb##*:}" C3_TRAIN_KERNELS=rms_norm,rotary,silu_mul --
     c3_row c3-no-gqa "${cb%%:*}" "${cb##*:}" C3_SDPA_GQA=0 --
+  done
+  # The cross-entropy row kernel, opt-in until timed here (C3_TRAIN_KERNELS=all adds it).
+  stamp "c3 train with the cross-entropy row kernel"
+  for cb in $CE_ROWS; do
+    c3_row c3-ce-kernel "${cb%%:*}" "${cb##*:}" C3_TRAIN_KERNELS=all --
   done
 fi
 if want old; then

@@ -9,6 +9,11 @@
 #include <cstring>
 
 #include "io/torch_compat.h"
+#include "model/fused_ops.h"
+
+#ifdef C3_HAVE_CUDA_KERNELS
+#include "model/cuda/cross_entropy_kernel.h"
+#endif
 
 namespace c3::model {
 namespace {
@@ -49,6 +54,29 @@ struct PassSpec {
   bool grad_hidden = false, grad_weight = false;
 };
 
+// The chunk's loss, hits and (with grads) the logits' gradient in the GEMM dtype, by the CUDA
+// kernel that reads each row of logits once for the loss and once more for the gradient, written
+// over the logits (C3_TRAIN_KERNELS with cross_entropy). False where it does not apply.
+bool kernel_chunk(const at::Tensor& logits, const at::Tensor& t, const PassSpec& s, bool grads,
+                  Pass& p, at::Tensor& d) {
+#ifdef C3_HAVE_CUDA_KERNELS
+  if (!logits.is_cuda() || !fused::train_kernel_enabled(fused::TrainKernel::kCrossEntropy) ||
+      !fused::cuda::cross_entropy_rows_supported(logits, t))
+    return false;
+  at::Tensor rows = logits;
+  const auto r = fused::cuda::cross_entropy_rows(rows, t, grads ? s.scale : at::Tensor());
+  if (s.loss) {
+    p.loss_sum.add_(r.loss_sum);
+    p.correct.add_(r.hits);
+  }
+  if (grads) d = rows;
+  return true;
+#else
+  (void)logits, (void)t, (void)s, (void)grads, (void)p, (void)d;
+  return false;
+#endif
+}
+
 // Each chunk as the reference computes it: logits = (h W^T) in the GEMM dtype, then fp32;
 // log_softmax; NLL. The logits' gradient is log_softmax's backward for an NLL gradient of
 // -scale at the target: exp(logp) * scale, minus scale at the target.
@@ -67,21 +95,27 @@ Pass run_chunks(const at::Tensor& hidden, const at::Tensor& weight, const at::Te
     const int64_t n = std::min(s.chunk_rows, N - start);
     const at::Tensor h = hidden.narrow(0, start, n).to(s.dtype);  // [n, C]
     const at::Tensor t = target.narrow(0, start, n);              // [n]
-    at::Tensor logp;                                              // [n, V] fp32
-    {
-      const at::Tensor logits = at::mm(h, w.t()).to(at::kFloat);
-      if (s.loss) p.correct.add_(logits.argmax(-1).eq(t).sum());
-      logp = at::log_softmax(logits, -1);
+    at::Tensor d;  // [n, V]: the logits' gradient in the GEMM dtype
+    at::Tensor gemm_logits = at::mm(h, w.t());
+    if (!kernel_chunk(gemm_logits, t, s, grads, p, d)) {
+      at::Tensor logp;  // [n, V] fp32
+      {
+        const at::Tensor logits = gemm_logits.to(at::kFloat);
+        gemm_logits = at::Tensor();
+        if (s.loss) p.correct.add_(logits.argmax(-1).eq(t).sum());
+        logp = at::log_softmax(logits, -1);
+      }
+      if (s.loss) p.loss_sum.add_(at::nll_loss(logp, t, {}, at::Reduction::Sum));
+      if (!grads) continue;
+      // Ignored rows (padding) get no gradient: their scale is 0, their target any valid index.
+      const at::Tensor ignored = t.eq(kIgnoreTarget).unsqueeze(1);                 // [n, 1]
+      const at::Tensor scale = s.scale.expand({n, 1}).masked_fill(ignored, 0.0);  // [n, 1]
+      at::Tensor dlogits = logp.exp_().mul_(scale);  // in place: logp is not needed again
+      dlogits.scatter_add_(1, t.clamp_min(0).unsqueeze(1), scale.neg());
+      d = dlogits.to(s.dtype);  // as autograd casts it back through the .to(fp32)
     }
-    if (s.loss) p.loss_sum.add_(at::nll_loss(logp, t, {}, at::Reduction::Sum));
+    gemm_logits = at::Tensor();
     if (!grads) continue;
-    // Ignored rows (padding) get no gradient: their scale is 0, their target index any valid one.
-    const at::Tensor ignored = t.eq(kIgnoreTarget).unsqueeze(1);                 // [n, 1]
-    const at::Tensor scale = s.scale.expand({n, 1}).masked_fill(ignored, 0.0);  // [n, 1]
-    at::Tensor dlogits = logp.exp_().mul_(scale);  // in place: logp is not needed again
-    dlogits.scatter_add_(1, t.clamp_min(0).unsqueeze(1), scale.neg());
-    const at::Tensor d = dlogits.to(s.dtype);  // as autograd casts it back through the .to(fp32)
-    dlogits = at::Tensor();
     if (s.grad_hidden) p.grad_hidden.narrow(0, start, n).copy_(at::mm(d, w));
     if (s.grad_weight) {
       at::Tensor gw = at::mm(d.t(), h);  // [V, C]: the chunk's share, summed over chunks in fp32

@@ -51,8 +51,9 @@ bool kernels_enabled() {
 void set_kernels_enabled(bool on) { kernels_switch().store(on, std::memory_order_relaxed); }
 
 int parse_train_kernels(const char* value) {
-  if (!value || std::strcmp(value, "1") == 0) return kAllTrainKernels;
+  if (!value || std::strcmp(value, "1") == 0) return kDefaultTrainKernels;
   if (std::strcmp(value, "0") == 0) return 0;
+  if (std::strcmp(value, "all") == 0) return kAllTrainKernels;
   int mask = 0;
   std::string list(value);
   size_t b = 0;
@@ -68,9 +69,11 @@ int parse_train_kernels(const char* value) {
       mask |= static_cast<int>(TrainKernel::kSiluMul);
     } else if (name == "add_rms_norm") {
       mask |= static_cast<int>(TrainKernel::kAddRmsNorm);
+    } else if (name == "cross_entropy") {
+      mask |= static_cast<int>(TrainKernel::kCrossEntropy);
     } else if (!name.empty()) {
-      fail("C3_TRAIN_KERNELS='{}': unknown op '{}'; use 0, 1 or a comma list of rms_norm, "
-           "rotary, silu_mul, add_rms_norm", list, name);
+      fail("C3_TRAIN_KERNELS='{}': unknown op '{}'; use 0, 1, all or a comma list of rms_norm, "
+           "rotary, silu_mul, add_rms_norm, cross_entropy", list, name);
     }
     b = e + 1;
   }

@@ -66,10 +66,19 @@ bool kernels_enabled();
 // Switches them on or off for this process (tests compare both paths).
 void set_kernels_enabled(bool on);
 // Whether training (autograd recording) takes a kernel's autograd node: the kernels enabled, and
-// the op chosen by C3_TRAIN_KERNELS: unset or "1" = all, "0" = none, or a comma list of
-// rms_norm, rotary, silu_mul, add_rms_norm (to find a wrong kernel by leaving the others on).
-enum class TrainKernel { kRmsNorm = 1, kRotary = 2, kSiluMul = 4, kAddRmsNorm = 8 };
-constexpr int kAllTrainKernels = 15;
+// the op chosen by C3_TRAIN_KERNELS: unset or "1" = the default set, "0" = none, "all", or a
+// comma list of rms_norm, rotary, silu_mul, add_rms_norm, cross_entropy (to find a wrong kernel
+// by leaving the others on). The default set is all but cross_entropy, whose kernel (one pass
+// over each chunk's logits for loss and gradient) has not yet been checked on a GPU.
+enum class TrainKernel {
+  kRmsNorm = 1,
+  kRotary = 2,
+  kSiluMul = 4,
+  kAddRmsNorm = 8,
+  kCrossEntropy = 16
+};
+constexpr int kAllTrainKernels = 31;
+constexpr int kDefaultTrainKernels = kAllTrainKernels & ~static_cast<int>(TrainKernel::kCrossEntropy);
 bool train_kernel_enabled(TrainKernel k);
 // The chosen ops as a mask of TrainKernel bits, and a new choice for this process (tests compare
 // the paths).

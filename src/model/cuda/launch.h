@@ -91,6 +91,15 @@ cudaError_t launch_add_rms_norm_train_backward(DType tx, DType td, DType ty, con
                                                void* gx, void* gdelta, float* gw_part, int64_t N,
                                                int64_t C, float eps, int grid_blocks,
                                                cudaStream_t stream);
+// Cross-entropy over rows of logits [n, V] contiguous (cross_entropy_rows.cu), one block a row:
+// row_loss[i] = -log_softmax(logits[i])[target[i]] in fp32 and row_hit[i] = 1 where the row's first
+// largest logit is the target's (both 0 where the target is negative: an ignored row). With scale
+// (a device fp32 scalar; null: no gradient) the logits are overwritten by their gradient for an
+// NLL gradient of -scale at the target, in the logits' own type (0 on ignored rows).
+constexpr int64_t kCrossEntropyMaxRows = 2147483647;  // the grid's x limit
+cudaError_t launch_cross_entropy_rows(DType t, void* logits, const int64_t* target, int64_t n,
+                                      int64_t V, const float* scale, float* row_loss,
+                                      int32_t* row_hit, cudaStream_t stream);
 // silu(gate) * up's backward: gate_up [N, 2I] and grad [N, I] contiguous -> grad_gate_up [N, 2I].
 cudaError_t launch_silu_mul_backward(DType t, const void* gate_up, const void* grad,
                                      void* grad_gate_up, int64_t N, int64_t I, cudaStream_t stream);
