@@ -55,6 +55,13 @@ start)
       echo "a training-kernel test failed (kernel_tests.txt in each tar): the runs use C3_VECTOR_KERNELS=0"
     fi
   fi
+  # The cross-entropy row kernel is opt-in until checked on a GPU: these runs take it where its
+  # test just passed on this card.
+  if grep -q "^\[       OK \] CudaTrainOps.CrossEntropyKernelMatchesTheChunkOps" "$W/kernel_tests.txt"; then
+    export C3_TRAIN_KERNELS="${C3_TRAIN_KERNELS:+$C3_TRAIN_KERNELS,cross_entropy}"
+    export C3_TRAIN_KERNELS="${C3_TRAIN_KERNELS:-all}"
+    echo "the cross-entropy kernel's test passed: C3_TRAIN_KERNELS=$C3_TRAIN_KERNELS"
+  fi
   grep -E "^\[  (PASSED|FAILED) " "$W/kernel_tests.txt"
   budget=$(( ${DEADLINE_S:-1500} - SECONDS - ${EVAL_RESERVE_S:-300} ))
   minutes=$(awk -v s="$budget" 'BEGIN { printf "%.1f", s / 60 }')
