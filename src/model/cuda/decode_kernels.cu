@@ -14,6 +14,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cstdint>
 #include <cstdlib>
@@ -216,6 +217,16 @@ bool pdl_enabled() {
   return on;
 }
 
+// The decode add + RMSNorm with 16-byte accesses where C3_DECODE_NORM_VEC=1 (off by default
+// until a GPU run has timed it and checked it against the golden ids; then the scalar kernel).
+bool vector_norm_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("C3_DECODE_NORM_VEC");
+    return e && std::string(e) == "1";
+  }();
+  return on;
+}
+
 template <typename... Params, typename... Args>
 cudaError_t launch_decode_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared,
                                  cudaStream_t stream, Args... args) {
@@ -320,6 +331,90 @@ __global__ void add_rms_norm_kernel(const T* __restrict__ x, const T* __restrict
     const T normed = to_t<T>(__fmul_rn(hv, rstd));
     outr[i] = to_t<T>(__fmul_rn(to_f(w[i]), to_f(normed)));
   }
+}
+
+// The same with 16-byte accesses and the row kept in registers: each thread takes VPT packs of
+// 8 elements, loads its weights before waiting on the kernel before (they are parameters), and
+// reads x and delta once. The scalar kernel above made 8 dependent rounds of 2-byte loads a
+// thread and reread h after the sum: about 6 us a row at hidden 2048 (H100, 2026-12-06), 73
+// times a decode step. Same roundings; the sum of squares adds in another order.
+template <typename T, int VPT>
+__global__ void __launch_bounds__(kNormThreads)
+    add_rms_norm_vec_kernel(const T* __restrict__ x, const T* __restrict__ delta,
+                            const T* __restrict__ w, T* __restrict__ h, T* __restrict__ out,
+                            int64_t C, float eps) {
+  constexpr int E = 8;  // elements a pack: 16 bytes
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * C;
+  uint4 wv[VPT];
+#pragma unroll
+  for (int k = 0; k < VPT; ++k) {
+    const int64_t c = (threadIdx.x + static_cast<int64_t>(k) * blockDim.x) * E;
+    if (c < C) wv[k] = *reinterpret_cast<const uint4*>(w + c);
+  }
+  pdl_wait();
+  float hv[VPT][E];
+  float ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < VPT; ++k) {
+    const int64_t c = (threadIdx.x + static_cast<int64_t>(k) * blockDim.x) * E;
+    if (c >= C) break;
+    const uint4 xv = *reinterpret_cast<const uint4*>(x + base + c);
+    const T* xe = reinterpret_cast<const T*>(&xv);
+    uint4 hp = xv;
+    if (delta) {
+      const uint4 dv = *reinterpret_cast<const uint4*>(delta + base + c);
+      const T* de = reinterpret_cast<const T*>(&dv);
+      T* he = reinterpret_cast<T*>(&hp);
+#pragma unroll
+      for (int j = 0; j < E; ++j) he[j] = to_t<T>(__fadd_rn(to_f(xe[j]), to_f(de[j])));
+      *reinterpret_cast<uint4*>(h + base + c) = hp;  // the residual add
+    }
+    const T* he = reinterpret_cast<const T*>(&hp);
+#pragma unroll
+    for (int j = 0; j < E; ++j) {
+      hv[k][j] = to_f(he[j]);
+      ss += hv[k][j] * hv[k][j];
+    }
+  }
+  pdl_release();
+  __shared__ float partial[kNormThreads / 32];
+  __shared__ float rstd;
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float t = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
+    t = warp_sum(t);
+    if (threadIdx.x == 0) rstd = rsqrtf(__fadd_rn(t / static_cast<float>(C), eps));
+  }
+  __syncthreads();
+  const float r = rstd;
+#pragma unroll
+  for (int k = 0; k < VPT; ++k) {
+    const int64_t c = (threadIdx.x + static_cast<int64_t>(k) * blockDim.x) * E;
+    if (c >= C) break;
+    const T* we = reinterpret_cast<const T*>(&wv[k]);
+    uint4 ov;
+    T* oe = reinterpret_cast<T*>(&ov);
+#pragma unroll
+    for (int j = 0; j < E; ++j) {
+      const T normed = to_t<T>(__fmul_rn(hv[k][j], r));
+      oe[j] = to_t<T>(__fmul_rn(to_f(we[j]), to_f(normed)));
+    }
+    *reinterpret_cast<uint4*>(out + base + c) = ov;
+  }
+}
+
+// Packs of 8 a thread for the vector kernel (1, 2 or 4), or 0 where it does not apply: C a
+// multiple of 8 up to 4 packs a thread, every pointer 16-byte aligned.
+int add_rms_norm_vec_packs(const void* x, const void* delta, const void* w, const void* h,
+                           const void* out, int64_t C) {
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (C % 8 != 0 || !aligned(x) || !aligned(w) || !aligned(out) ||
+      (delta && (!aligned(delta) || !aligned(h))))
+    return 0;
+  const int64_t packs = C / 8, per_thread = (packs + kNormThreads - 1) / kNormThreads;
+  return per_thread <= 1 ? 1 : per_thread <= 2 ? 2 : per_thread <= 4 ? 4 : 0;
 }
 
 // ---- decode attention over a static cache ------------------------------------------------
@@ -469,8 +564,37 @@ cudaError_t launch_gemv(DType t, const void* x, int64_t ldx, int64_t rows, const
   }
 }
 
+// The vector kernel for packs a thread P, over N rows.
+template <typename T>
+cudaError_t launch_add_rms_norm_vec(int P, const void* x, const void* delta, const void* w, void* h,
+                                    void* out, int64_t N, int64_t C, float eps,
+                                    cudaStream_t stream) {
+  const auto* xt = static_cast<const T*>(x);
+  const auto* dt = static_cast<const T*>(delta);
+  const auto* wt = static_cast<const T*>(w);
+  auto* ht = static_cast<T*>(h);
+  auto* ot = static_cast<T*>(out);
+  const int64_t packs = C / 8;
+  const int threads = static_cast<int>(std::min<int64_t>(kNormThreads, (packs + 31) / 32 * 32));
+  const dim3 grid(static_cast<unsigned>(N));
+  if (P == 1)
+    return launch_decode_kernel(add_rms_norm_vec_kernel<T, 1>, grid, dim3(threads), 0, stream, xt,
+                                dt, wt, ht, ot, C, eps);
+  if (P == 2)
+    return launch_decode_kernel(add_rms_norm_vec_kernel<T, 2>, grid, dim3(threads), 0, stream, xt,
+                                dt, wt, ht, ot, C, eps);
+  return launch_decode_kernel(add_rms_norm_vec_kernel<T, 4>, grid, dim3(threads), 0, stream, xt,
+                              dt, wt, ht, ot, C, eps);
+}
+
 cudaError_t launch_add_rms_norm(DType t, const void* x, const void* delta, const void* w, void* h,
                                 void* out, int64_t N, int64_t C, float eps, cudaStream_t stream) {
+  if (const int P = vector_norm_enabled() ? add_rms_norm_vec_packs(x, delta, w, h, out, C) : 0) {
+    if (t == DType::kBFloat16)
+      return launch_add_rms_norm_vec<__nv_bfloat16>(P, x, delta, w, h, out, N, C, eps, stream);
+    if (t == DType::kHalf)
+      return launch_add_rms_norm_vec<__half>(P, x, delta, w, h, out, N, C, eps, stream);
+  }
   switch (t) {
     case DType::kBFloat16:
       return launch_decode_kernel(
