@@ -28,7 +28,7 @@ log "c3 bench: $ENC + $DEC, L=$L, bf16, batch 1 and $BATCH, $PT-token passages, 
 TRACE_ARGS=()
 [ -n "${TRACE:-}" ] && { mkdir -p /tmp/tr; TRACE_ARGS=(--trace /tmp/tr/t); }
 timeout 200 $C3 bench --random-init $ENC $DEC $L --device cuda --dtype bf16 "${SHAPE[@]}" \
-  --json "$OUT/c3_paper.json" "${TRACE_ARGS[@]}" 2>&1 | tee "$OUT/c3_paper.txt"
+  --json "$OUT/c3_paper.json" "${TRACE_ARGS[@]}" 2>&1 | tee "$EXTRA/c3_paper.txt"
 if [ -n "${TRACE:-}" ]; then
   for f in /tmp/tr/*.json; do
     echo "== $(basename "$f")"; python3 scripts/device/trace_summary.py "$f"
@@ -56,7 +56,7 @@ done
 if [ -z "${SKIP_HF:-}" ]; then
   log "HF transformers: the same cascade and shapes"
   timeout 200 python3 bench/hf_reference.py --random-init $ENC $DEC $L --device cuda --dtype bf16 \
-    "${SHAPE[@]}" --json "$OUT/hf_paper.json" 2>&1 | tee "$OUT/hf_paper.txt"
+    "${SHAPE[@]}" --json "$OUT/hf_paper.json" 2>&1 | tee "$EXTRA/hf_paper.txt"
 fi
 
 log "side by side (tokens/s: compress = passage tokens in, decompress = generated tokens out)"

@@ -13,6 +13,8 @@ source scripts/device/env.sh
 source scripts/device/build.sh
 export C3_TEST_DEVICE=cuda C3_NO_PROGRESS=1
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
+# The suites' outputs go back as one tar ($OUT takes 8 files, and bench_paper.sh often shares it).
+TXT=/tmp/golden_cuda_txt; rm -rf "$TXT"; mkdir -p "$TXT"
 TESTS="${TESTS:-util_tests io_tests model_tests c3_tests eval_tests}"
 log() { echo; echo "== $*"; }
 log machine; nvidia-smi -L; python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
@@ -21,9 +23,9 @@ c3_build_gpu c3 $TESTS || exit 1
 FILTER="*"
 command -v gnuplot >/dev/null || { FILTER="-Plot.*Png*:Plot.QuotesInTitlesAreEscaped"; echo "no gnuplot here: $FILTER"; }
 for t in $TESTS; do
-  timeout 150 build-gpu/tests/$t --gtest_filter="$FILTER" > "$OUT/$t.txt" 2>&1
+  timeout 150 build-gpu/tests/$t --gtest_filter="$FILTER" > "$TXT/$t.txt" 2>&1
   echo "$t exit $? at ${SECONDS}s"
-  grep -E "^\[ +(FAILED|PASSED|SKIPPED) |\*\*\*|max abs|cuda bf16" "$OUT/$t.txt" | head -20
+  grep -E "^\[ +(FAILED|PASSED|SKIPPED) |\*\*\*|max abs|cuda bf16" "$TXT/$t.txt" | head -20
 done
 log "the decode kernels and cascades again with one warp a GEMV row and no programmatic dependent launch"
 C3_GEMV_SPLIT=0 C3_PDL=0 timeout 150 build-gpu/tests/model_tests --gtest_filter='FusedKernels.*:*Golden*' 2>&1 \
@@ -57,3 +59,4 @@ if [ -n "${PY_CHECKS:-}" ]; then
     --texts "$DATA/valid.jsonl.xz" --threads 16 2>&1 | tail -6
 fi
 log "done in ${SECONDS}s"
+tar -C "$TXT" -czf "$OUT/golden_tests.tar.gz" .
