@@ -176,12 +176,20 @@ TEST(FusedKernels, AddRmsNormMatchesTheReference) {
 }
 
 // One decode step against the ATen ops it replaces (attention.cpp's static path): RoPE, the
-// cache write at the slot, masked grouped attention.
+// cache write at the slot, masked grouped attention. A short cache, and a long one at the
+// paper decoder's heads, with the slot late and early: with C3_ATTN_SPLIT=1 the long ones take
+// clusters of 8 blocks, the early slot leaving most of them without slots.
 TEST(FusedKernels, DecodeAttentionMatchesTheAtenOps) {
   REQUIRE_KERNELS();
   torch::manual_seed(7);
+  struct Shape {
+    int64_t H, Hkv, D, T_max, S, slot;
+  };
+  for (const Shape sh : {Shape{8, 2, 64, 40, 32, 21}, Shape{16, 2, 128, 1280, 1200, 1100},
+                         Shape{16, 2, 128, 1280, 1200, 7}})
   for (at::ScalarType t : kHalfTypes) {
-    const int64_t B = 3, H = 8, Hkv = 2, D = 64, T_max = 40, S = 32, slot = 21;
+    const int64_t B = 3, H = sh.H, Hkv = sh.Hkv, D = sh.D, T_max = sh.T_max, S = sh.S;
+    const int64_t slot = sh.slot;
     const at::Tensor qkv = randn({B, 1, (H + 2 * Hkv) * D}, t);
     at::Tensor k_cache = randn({B, Hkv, T_max, D}, t), v_cache = randn({B, Hkv, T_max, D}, t);
     at::Tensor key_valid = at::ones({B, T_max}, torch::dtype(at::kBool).device(torch::kCUDA));
@@ -217,8 +225,9 @@ TEST(FusedKernels, DecodeAttentionMatchesTheAtenOps) {
     EXPECT_TRUE(torch::equal(k_cache, k_ref)) << t << ": the roped key must land in the slot as ATen's";
     EXPECT_TRUE(torch::equal(v_cache, v_ref)) << t;
     const double err = worst_error(got, want);
-    std::printf("[decode attention] %s: worst error %.3g against fp64\n", c10::toString(t), err);
-    EXPECT_LT(err, t == at::kBFloat16 ? 1.6e-2 : 2e-3) << t;
+    std::printf("[decode attention] %s S=%ld slot=%ld: worst error %.3g against fp64\n",
+                c10::toString(t), static_cast<long>(S), static_cast<long>(slot), err);
+    EXPECT_LT(err, t == at::kBFloat16 ? 1.6e-2 : 2e-3) << t << " S=" << S << " slot=" << slot;
   }
 }
 

@@ -44,8 +44,9 @@ timeout 150 $C3 bench --random-init $ENC $DEC $L --device cuda --dtype bf16 --ba
 grep -E "^(step|compress|prefill|decompress) " "$EXTRA/c3_paper_b64.txt"
 
 # The decode kernels' options: the split GEMV and PDL (on by default since 2026-12-06) timed
-# without them; the 16-byte add + RMSNorm (opt-in) timed with it.
-for opt in "no_pdl:C3_PDL=0" "one_warp_no_pdl:C3_GEMV_SPLIT=0 C3_PDL=0" "norm_vec:C3_DECODE_NORM_VEC=1"; do
+# without them; the 16-byte add + RMSNorm and split-KV attention (opt-in) timed with them.
+for opt in "one_warp_no_pdl:C3_GEMV_SPLIT=0 C3_PDL=0" "norm_vec:C3_DECODE_NORM_VEC=1" \
+    "attn_split:C3_ATTN_SPLIT=1" "norm_vec_attn_split:C3_DECODE_NORM_VEC=1 C3_ATTN_SPLIT=1"; do
   name=${opt%%:*}; envs=${opt#*:}
   log "c3 bench with $envs"
   env $envs timeout 150 $C3 bench --random-init $ENC $DEC $L --device cuda --dtype bf16 \

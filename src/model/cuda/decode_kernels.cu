@@ -12,6 +12,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -227,20 +228,37 @@ bool vector_norm_enabled() {
   return on;
 }
 
+// Launches a kernel with PDL where enabled and, with cluster > 1, in clusters of that many
+// consecutive blocks along x (compute capability 9.0).
 template <typename... Params, typename... Args>
-cudaError_t launch_decode_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared,
-                                 cudaStream_t stream, Args... args) {
+cudaError_t launch_clustered(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared,
+                             cudaStream_t stream, unsigned cluster, Args... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = shared;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (pdl_enabled()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cluster;
+    attr[n].val.clusterDim.y = 1;
+    attr[n++].val.clusterDim.z = 1;
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  cfg.numAttrs = n;
   return cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
+}
+
+template <typename... Params, typename... Args>
+cudaError_t launch_decode_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared,
+                                 cudaStream_t stream, Args... args) {
+  return launch_clustered(kernel, grid, block, shared, stream, 1u, args...);
 }
 
 // Warps per output row: enough that the whole grid keeps about kGemvTargetWarps warps loading
@@ -418,14 +436,20 @@ int add_rms_norm_vec_packs(const void* x, const void* delta, const void* w, cons
 }
 
 // ---- decode attention over a static cache ------------------------------------------------
-// One block per (query head, row). The block ropes its query and its group's new key, the
-// group's first head writes the new key and value into the cache slot, and every block takes
-// the new key/value from shared memory for that slot (no block waits on another's write).
-// Scores: a thread per slot, reading its key row with 16-byte loads that are all in flight at
-// once. Values: each warp sums a quarter of the slots, lanes across the head dimension.
-// Slots [0, slot] that key_valid marks take part; fp32 softmax; output rounded to T.
+// One block per (query head, row), or with split-KV a cluster of Z blocks per (query head, row),
+// each taking a Z-th of the slots (at batch 1 the 16 heads of the paper's decoder would keep 16
+// streaming multiprocessors busy and leave the rest idle). The block ropes its query and its
+// group's new key, the group's first head (its first block) writes the new key and value into
+// the cache slot, and every block takes the new key/value from shared memory for that slot (no
+// block waits on another's write). Scores: a thread per slot, reading its key row with 16-byte
+// loads that are all in flight at once. Values: each warp sums a quarter of the block's slots,
+// lanes across the head dimension. With Z > 1 each block keeps its max, its sum of
+// exponentials and its unnormalised output in shared memory, and the cluster's first block
+// combines them through distributed shared memory. Slots [0, slot] that key_valid marks take
+// part; fp32 softmax; output rounded to T.
 constexpr int kAttnThreads = 128;
 constexpr int kAttnWarps = kAttnThreads / 32;
+constexpr int kAttnMaxSplits = 8;  // the portable cluster size
 
 template <typename T>
 __device__ __forceinline__ float rope_at(const T* v, const float* cos, const float* sin, int d,
@@ -438,19 +462,21 @@ __device__ __forceinline__ float rope_at(const T* v, const float* cos, const flo
   return round_f<T>(__fadd_rn(a, r));
 }
 
+// Z blocks per (head, row): blockIdx.x = head * Z + split; Z = 1 without clusters.
 template <typename T, int D>
 __global__ void __launch_bounds__(kAttnThreads)
 decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* __restrict__ cos,
                         const float* __restrict__ sin, int64_t ld_rope, T* __restrict__ k_cache,
                         T* __restrict__ v_cache, int64_t t_max, const int64_t* __restrict__ slot_ptr,
                         const bool* __restrict__ key_valid, int64_t ld_valid, int S, int H,
-                        int Hkv, float scale, T* __restrict__ out, int64_t ld_out) {
+                        int Hkv, int Z, float scale, T* __restrict__ out, int64_t ld_out) {
   constexpr int kVec = D / 32;  // head-dimension entries per lane in the value sum
-  extern __shared__ float scores[];  // [S]
+  extern __shared__ float scores[];  // [the block's slots]
   __shared__ float q_s[D], k_new[D], v_new[D];
   __shared__ float part[kAttnWarps][D];
   __shared__ float red[kAttnWarps];
-  const int h = blockIdx.x, b = blockIdx.y, g = h / (H / Hkv);
+  __shared__ float o_s[D], stats[2];  // the block's unnormalised output, max and sum
+  const int h = blockIdx.x / Z, z = blockIdx.x % Z, b = blockIdx.y, g = h / (H / Hkv);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   pdl_wait();
   const int64_t slot = *slot_ptr;
@@ -461,7 +487,7 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
   const T* k_in = row + static_cast<int64_t>(H) * D + static_cast<int64_t>(g) * D;
   const T* v_in = row + static_cast<int64_t>(H + Hkv) * D + static_cast<int64_t>(g) * D;
   const int64_t cache_row = (static_cast<int64_t>(b) * Hkv + g) * t_max;  // [B, Hkv, T_max, D]
-  const bool writer = h % (H / Hkv) == 0;
+  const bool writer = h % (H / Hkv) == 0 && z == 0;
   for (int d = tid; d < D; d += kAttnThreads) {
     q_s[d] = rope_at(q_in, cb, sb, d, D);
     const float kd = rope_at(k_in, cb, sb, d, D);
@@ -475,8 +501,10 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
   __syncthreads();
 
   const int n_slots = static_cast<int>(slot + 1 < S ? slot + 1 : S);
+  const int chunk = (n_slots + Z - 1) / Z;
+  const int lo = min(n_slots, z * chunk), hi = min(n_slots, lo + chunk);
   const bool* valid = key_valid + b * ld_valid;
-  for (int s = tid; s < n_slots; s += kAttnThreads) {
+  for (int s = lo + tid; s < hi; s += kAttnThreads) {
     float dot = 0.f;
     if (s == slot) {
 #pragma unroll
@@ -493,12 +521,12 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
         for (int i = 0; i < 8; ++i) dot = fmaf(q_s[j * 8 + i], to_f(e[i]), dot);
       }
     }
-    scores[s] = (s == slot || valid[s]) ? dot * scale : -FLT_MAX;
+    scores[s - lo] = (s == slot || valid[s]) ? dot * scale : -FLT_MAX;
   }
   __syncthreads();
 
   float m = -FLT_MAX;
-  for (int s = tid; s < n_slots; s += kAttnThreads) m = fmaxf(m, scores[s]);
+  for (int s = lo + tid; s < hi; s += kAttnThreads) m = fmaxf(m, scores[s - lo]);
   m = warp_max(m);
   if (lane == 0) red[warp] = m;
   __syncthreads();
@@ -507,9 +535,9 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
   for (int i = 0; i < kAttnWarps; ++i) m = fmaxf(m, red[i]);
   __syncthreads();
   float sum = 0.f;
-  for (int s = tid; s < n_slots; s += kAttnThreads) {
-    const float e = scores[s] == -FLT_MAX ? 0.f : __expf(scores[s] - m);
-    scores[s] = e;
+  for (int s = lo + tid; s < hi; s += kAttnThreads) {
+    const float e = scores[s - lo] == -FLT_MAX ? 0.f : __expf(scores[s - lo] - m);
+    scores[s - lo] = e;
     sum += e;
   }
   sum = warp_sum(sum);
@@ -525,8 +553,8 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
   for (int i = 0; i < kVec; ++i) acc[i] = 0.f;
   const int d0 = lane * kVec;
 #pragma unroll 4
-  for (int s = warp; s < n_slots; s += kAttnWarps) {
-    const float p = scores[s];
+  for (int s = lo + warp; s < hi; s += kAttnWarps) {
+    const float p = scores[s - lo];
     if (s == slot) {
 #pragma unroll
       for (int i = 0; i < kVec; ++i) acc[i] = fmaf(p, v_new[d0 + i], acc[i]);
@@ -539,13 +567,71 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
 #pragma unroll
   for (int i = 0; i < kVec; ++i) part[warp][d0 + i] = acc[i];
   __syncthreads();
-  const float inv = 1.f / sum;
-  for (int d = tid; d < D; d += kAttnThreads) {
-    float o = 0.f;
+  T* o = out + b * ld_out + static_cast<int64_t>(h) * D;
+  if (Z == 1) {
+    const float inv = 1.f / sum;
+    for (int d = tid; d < D; d += kAttnThreads) {
+      float v = 0.f;
 #pragma unroll
-    for (int w = 0; w < kAttnWarps; ++w) o += part[w][d];
-    out[b * ld_out + static_cast<int64_t>(h) * D + d] = to_t<T>(o * inv);
+      for (int w = 0; w < kAttnWarps; ++w) v += part[w][d];
+      o[d] = to_t<T>(v * inv);
+    }
+    return;
   }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  for (int d = tid; d < D; d += kAttnThreads) {
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < kAttnWarps; ++w) v += part[w][d];
+    o_s[d] = v;
+  }
+  if (tid == 0) stats[0] = m, stats[1] = sum;
+  cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+  cluster.sync();  // every block's partials are in its shared memory
+  if (z == 0) {
+    float mz[kAttnMaxSplits], lz[kAttnMaxSplits], wz[kAttnMaxSplits];
+    float M = -FLT_MAX, L = 0.f;
+    for (int r = 0; r < Z; ++r) {
+      const float* st = cluster.map_shared_rank(stats, r);
+      mz[r] = st[0];
+      lz[r] = st[1];
+      M = fmaxf(M, mz[r]);
+    }
+    for (int r = 0; r < Z; ++r) {
+      wz[r] = lz[r] == 0.f ? 0.f : __expf(mz[r] - M);  // a block without slots weighs nothing
+      L += lz[r] * wz[r];
+    }
+    const float inv = 1.f / L;
+    for (int d = tid; d < D; d += kAttnThreads) {
+      float v = 0.f;
+      for (int r = 0; r < Z; ++r)
+        if (wz[r] != 0.f) v += cluster.map_shared_rank(o_s, r)[d] * wz[r];
+      o[d] = to_t<T>(v * inv);
+    }
+  }
+  cluster.sync();  // the others' shared memory stays until the first block has read it
+#endif
+}
+
+// Blocks per (head, row) for decode attention: 1 unless split-KV is on (C3_ATTN_SPLIT=1, compute
+// capability 9.0); then up to kAttnMaxSplits, while the grid is under two blocks a streaming
+// multiprocessor and each block keeps at least 128 slots.
+int attention_splits(int H, int B, int S) {
+  static const int sms = [] {
+    const char* e = std::getenv("C3_ATTN_SPLIT");
+    if (!(e && std::string(e) == "1")) return 0;
+    int device = 0, major = 0, count = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+        major < 9)
+      return 0;
+    return count;
+  }();
+  int z = 1;
+  while (sms > 0 && z < kAttnMaxSplits && int64_t{H} * B * z < 2 * sms && S / (2 * z) >= 128)
+    z *= 2;
+  return z;
 }
 
 }  // namespace
@@ -614,16 +700,17 @@ cudaError_t launch_add_rms_norm(DType t, const void* x, const void* delta, const
 
 cudaError_t launch_decode_attention(DType t, const DecodeAttentionArgs& a, cudaStream_t stream) {
   if (!decode_attention_head_dim_ok(a.D) || a.H % a.Hkv != 0) return cudaErrorInvalidValue;
-  const dim3 grid(static_cast<unsigned>(a.H), static_cast<unsigned>(a.B));
-  const size_t shared = static_cast<size_t>(a.S) * sizeof(float);
+  const int Z = attention_splits(a.H, a.B, a.S);
+  const dim3 grid(static_cast<unsigned>(a.H * Z), static_cast<unsigned>(a.B));
+  const size_t shared = static_cast<size_t>((a.S + Z - 1) / Z) * sizeof(float);
   const float scale = 1.0f / sqrtf(static_cast<float>(a.D));
   cudaError_t err = cudaSuccess;
 #define C3_ATTN(T, D)                                                                             \
-  err = launch_decode_kernel(                                                                     \
+  err = launch_clustered(                                                                         \
       decode_attention_kernel<T, D>, grid, dim3(kAttnThreads), shared, stream,                    \
-      static_cast<const T*>(a.qkv), a.ld_qkv, a.cos, a.sin, a.ld_rope, static_cast<T*>(a.k_cache), \
-      static_cast<T*>(a.v_cache), a.t_max, a.slot, a.key_valid, a.ld_valid, a.S, a.H, a.Hkv,      \
-      scale, static_cast<T*>(a.out), a.ld_out)
+      static_cast<unsigned>(Z), static_cast<const T*>(a.qkv), a.ld_qkv, a.cos, a.sin, a.ld_rope,  \
+      static_cast<T*>(a.k_cache), static_cast<T*>(a.v_cache), a.t_max, a.slot, a.key_valid,       \
+      a.ld_valid, a.S, a.H, a.Hkv, Z, scale, static_cast<T*>(a.out), a.ld_out)
 #define C3_ATTN_D(T)                            \
   switch (a.D) {                                \
     case 64: C3_ATTN(T, 64); break;             \
