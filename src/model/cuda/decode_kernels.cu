@@ -475,7 +475,6 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
   __shared__ float q_s[D], k_new[D], v_new[D];
   __shared__ float part[kAttnWarps][D];
   __shared__ float red[kAttnWarps];
-  __shared__ float o_s[D], stats[2];  // the block's unnormalised output, max and sum
   const int h = blockIdx.x / Z, z = blockIdx.x % Z, b = blockIdx.y, g = h / (H / Hkv);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   pdl_wait();
@@ -579,6 +578,7 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
     return;
   }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  __shared__ float o_s[D], stats[2];  // the block's unnormalised output, max and sum
   for (int d = tid; d < D; d += kAttnThreads) {
     float v = 0.f;
 #pragma unroll
@@ -610,6 +610,8 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
     }
   }
   cluster.sync();  // the others' shared memory stays until the first block has read it
+#else
+  __trap();  // attention_splits gives Z > 1 only to a build with the cluster code
 #endif
 }
 
@@ -625,6 +627,11 @@ int attention_splits(int H, int B, int S) {
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
         cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
         major < 9)
+      return 0;
+    // The cluster code exists only in a build for compute capability 9.0 and up.
+    cudaFuncAttributes fa = {};
+    if (cudaFuncGetAttributes(&fa, decode_attention_kernel<__nv_bfloat16, 128>) != cudaSuccess ||
+        fa.binaryVersion < 90)
       return 0;
     return count;
   }();
