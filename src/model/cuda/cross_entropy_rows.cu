@@ -77,6 +77,24 @@ __device__ RowState block_state(RowState s) {
   return w;
 }
 
+// VEC consecutive elements: one 16-byte access where VEC > 1 (p aligned), else one element.
+template <typename T, int VEC>
+__device__ __forceinline__ void load_pack(const T* p, T (&v)[VEC]) {
+  if constexpr (VEC > 1) {
+    *reinterpret_cast<uint4*>(v) = *reinterpret_cast<const uint4*>(p);
+  } else {
+    v[0] = p[0];
+  }
+}
+template <typename T, int VEC>
+__device__ __forceinline__ void store_pack(T* p, const T (&v)[VEC]) {
+  if constexpr (VEC > 1) {
+    *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(v);
+  } else {
+    p[0] = v[0];
+  }
+}
+
 // VEC elements a load: 16 bytes where the row allows it, else 1.
 template <typename T, int VEC>
 __global__ void __launch_bounds__(kThreads)
@@ -90,11 +108,7 @@ __global__ void __launch_bounds__(kThreads)
   RowState s;
   for (int64_t j = static_cast<int64_t>(threadIdx.x) * VEC; j < V; j += step) {
     T v[VEC];
-    if constexpr (VEC > 1) {
-      *reinterpret_cast<uint4*>(v) = *reinterpret_cast<const uint4*>(x + j);
-    } else {
-      v[0] = x[j];
-    }
+    load_pack(x + j, v);
 #pragma unroll
     for (int k = 0; k < VEC; ++k) add_value(s, to_f(v[k]), j + k);
   }
@@ -111,22 +125,14 @@ __global__ void __launch_bounds__(kThreads)
   const float sc = valid ? *scale : 0.f;
   for (int64_t j = static_cast<int64_t>(threadIdx.x) * VEC; j < V; j += step) {
     T v[VEC];
-    if constexpr (VEC > 1) {
-      *reinterpret_cast<uint4*>(v) = *reinterpret_cast<const uint4*>(x + j);
-    } else {
-      v[0] = x[j];
-    }
+    load_pack(x + j, v);
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
       float g = __fmul_rn(expf((to_f(v[k]) - s.max) - log_sum), sc);
       if (j + k == t) g = __fadd_rn(g, -sc);
       v[k] = to_t<T>(g);
     }
-    if constexpr (VEC > 1) {
-      *reinterpret_cast<uint4*>(x + j) = *reinterpret_cast<const uint4*>(v);
-    } else {
-      x[j] = v[0];
-    }
+    store_pack(x + j, v);
   }
 }
 
