@@ -78,7 +78,8 @@ enum class TrainKernel {
   kCrossEntropy = 16
 };
 constexpr int kAllTrainKernels = 31;
-constexpr int kDefaultTrainKernels = kAllTrainKernels & ~static_cast<int>(TrainKernel::kCrossEntropy);
+constexpr int kDefaultTrainKernels =
+    kAllTrainKernels & ~static_cast<int>(TrainKernel::kCrossEntropy);
 bool train_kernel_enabled(TrainKernel k);
 // The chosen ops as a mask of TrainKernel bits, and a new choice for this process (tests compare
 // the paths).

@@ -84,7 +84,8 @@ cudaError_t launch_add_rms_norm_train(DType tx, DType td, DType ty, const void* 
 // not written), and grad_w's partial sums, one fp32 row of C per block in gw_part[grid_blocks, C].
 // The grid its backward takes: as many blocks as the current device keeps resident at once (at
 // most N). Short rows make small blocks (64 threads at C = 256), so a grid of a few blocks per
-// streaming multiprocessor left most of it idle: the backward took 3x its forward (H100, 2026-12-06).
+// streaming multiprocessor left most of it idle: the backward took 3x its forward (H100,
+// 2026-12-06).
 int add_rms_norm_train_backward_grid(DType tx, DType td, DType ty, int64_t N, int64_t C);
 cudaError_t launch_add_rms_norm_train_backward(DType tx, DType td, DType ty, const void* gy,
                                                const void* gh, const void* h, const void* w,
