@@ -72,10 +72,10 @@ __device__ __forceinline__ float warp_max(float v) {
 
 // ---- programmatic dependent launch (Hopper) ------------------------------------------------
 // Launched with it (on Hopper unless C3_PDL=0, see launch_decode_kernel), a decode kernel may
-// start while the one before it on the stream is still finishing, so the launch and the first weight loads overlap
-// that kernel's tail. Every such kernel calls pdl_wait() before it reads or writes anything the
-// kernel before it may touch, and pdl_release() once the next kernel may start its own
-// preamble. Launched without it, both are no-ops.
+// start while the one before it on the stream is still finishing, so the launch and the first
+// weight loads overlap that kernel's tail. Every such kernel calls pdl_wait() before it reads or
+// writes anything the kernel before it may touch, and pdl_release() once the next kernel may
+// start its own preamble. Launched without it, both are no-ops.
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
