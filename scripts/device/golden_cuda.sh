@@ -31,10 +31,10 @@ log "the decode kernels and cascades again with one warp a GEMV row and no progr
 C3_GEMV_SPLIT=0 C3_PDL=0 timeout 150 build-gpu/tests/model_tests --gtest_filter='FusedKernels.*:*Golden*' 2>&1 \
   | grep -E "^\[ +(FAILED|PASSED) |Failure" | head -12
 C3_GEMV_SPLIT=0 C3_PDL=0 timeout 120 build-gpu/tests/c3_tests 2>&1 | grep -E "ids equal|^\[ +(FAILED|PASSED) " | head -8
-log "the decode kernels and cascades again with the opt-in ones: C3_DECODE_NORM_VEC=1 C3_ATTN_SPLIT=1"
-C3_DECODE_NORM_VEC=1 C3_ATTN_SPLIT=1 timeout 150 build-gpu/tests/model_tests --gtest_filter='FusedKernels.*:*Golden*' 2>&1 \
+log "the kernels and cascades again with the opt-in ones: C3_DECODE_NORM_VEC=1 C3_ATTN_SPLIT=1 C3_ROTARY_BTHD=1"
+C3_DECODE_NORM_VEC=1 C3_ATTN_SPLIT=1 C3_ROTARY_BTHD=1 timeout 150 build-gpu/tests/model_tests --gtest_filter='FusedKernels.*:*Golden*' 2>&1 \
   | grep -E "^\[ +(FAILED|PASSED) |Failure|decode attention" | head -16
-C3_DECODE_NORM_VEC=1 C3_ATTN_SPLIT=1 timeout 120 build-gpu/tests/c3_tests 2>&1 | grep -E "ids equal|^\[ +(FAILED|PASSED) " | head -8
+C3_DECODE_NORM_VEC=1 C3_ATTN_SPLIT=1 C3_ROTARY_BTHD=1 timeout 120 build-gpu/tests/c3_tests 2>&1 | grep -E "ids equal|^\[ +(FAILED|PASSED) " | head -8
 log "c3-tiny cascade, fp32 on CUDA (ids exact)"
 C3_TEST_DTYPE=f32 timeout 120 build-gpu/tests/c3_tests 2>&1 | grep -E "max abs|ids equal|PASSED|FAILED"
 

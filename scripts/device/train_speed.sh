@@ -23,7 +23,8 @@
 # PARTS ("build tests kernels c3 nograph compile eager ablate real old ckpt profile"); ABLATE_ROWS
 # ("recipe:64 medium:64"): the c3 rows again without the add + RMSNorm node, and with k/v
 # repeated per query head instead of flash attention's own GQA (C3_SDPA_GQA=0); CE_ROWS
-# ("small:16 small:64 recipe:64"), with ablate: with the cross-entropy row kernel; OLD_ROWS ("medium:16 medium:64
+# ("small:16 small:64 recipe:64"), with ablate: with the cross-entropy row kernel, and with
+# C3_ROTARY_BTHD=1; OLD_ROWS ("medium:16 medium:64
 # recipe:16"): the c3 rows repeated with C3_TRAIN_KERNELS=0 C3_TRAIN_STACKED=0 C3_CHUNKED_CE=0;
 # NOGRAPH_ROWS (every config and batch): repeated with C3_TRAIN_GRAPHS=0 (the eager step);
 # REAL_ROWS ("medium:64 recipe:64"): a real run's wall-clock throughput, graphs on and off, over
@@ -150,7 +151,10 @@ if want tests; then
   stamp "GPU tests (cuda_tests, label cuda)"
   timeout "$(limit_for 150)" build-gpu/tests/cuda_tests 9>&- > "$OUT/cuda_tests.txt" 2>&1
   echo "cuda_tests exit $?"
-  grep -E "^\[  (PASSED|FAILED|SKIPPED)|^\[(rms_norm|rotary|silu_mul|chunked|stacked|checkpoint|cascade)" "$OUT/cuda_tests.txt"
+  grep -E "^\[  (PASSED|FAILED|SKIPPED)|^\[(rms_norm|rotary|silu_mul|chunked|stacked|checkpoint|cascade|gqa|ce kernel)" "$OUT/cuda_tests.txt"
+  stamp "GPU tests again with the opt-in paths (C3_ROTARY_BTHD=1 C3_TRAIN_KERNELS=all)"
+  C3_ROTARY_BTHD=1 C3_TRAIN_KERNELS=all timeout "$(limit_for 150)" build-gpu/tests/cuda_tests \
+    --gtest_filter='CudaTrainOps.*' 9>&- 2>&1 | grep -E "^\[  (PASSED|FAILED)|^\[(cascade|checkpoint)"
 fi
 if (( ${#compile_pids[@]} )); then
   stamp "waiting for the compiles"
@@ -186,10 +190,12 @@ if want ablate; then
     c3_row c3-no-addnorm "${cb%%:*}" "${cb##*:}" C3_TRAIN_KERNELS=rms_norm,rotary,silu_mul --
     c3_row c3-no-gqa "${cb%%:*}" "${cb##*:}" C3_SDPA_GQA=0 --
   done
-  # The cross-entropy row kernel, opt-in until timed here (C3_TRAIN_KERNELS=all adds it).
-  stamp "c3 train with the cross-entropy row kernel"
+  # The opt-in paths, until timed here: the cross-entropy row kernel (C3_TRAIN_KERNELS=all adds
+  # it) and the roped q/k laid out [B, T, H, D] (C3_ROTARY_BTHD=1: no copy to merge the heads).
+  stamp "c3 train with the cross-entropy row kernel, and with q/k roped into [B, T, H, D]"
   for cb in $CE_ROWS; do
     c3_row c3-ce-kernel "${cb%%:*}" "${cb##*:}" C3_TRAIN_KERNELS=all --
+    c3_row c3-rotary-bthd "${cb%%:*}" "${cb##*:}" C3_ROTARY_BTHD=1 --
   done
 fi
 if want old; then

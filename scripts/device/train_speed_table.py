@@ -12,7 +12,7 @@ card = sys.argv[sys.argv.index("--card") + 1] if "--card" in sys.argv else "?"
 by = {(r["impl"], r["config"], r["batch"]): r for r in rows}
 impls = [("c3", "c3 train"), ("c3-nograph", "c3, no step graphs"),
          ("c3-no-addnorm", "c3, no add+norm node"), ("c3-no-gqa", "c3, k/v repeated"),
-         ("c3-ce-kernel", "c3, cross-entropy kernel"),
+         ("c3-ce-kernel", "c3, cross-entropy kernel"), ("c3-rotary-bthd", "c3, q/k in [B,T,H,D]"),
          ("c3-old", "c3, old paths"),
          ("c3-ckpt", "c3, act. ckpt"), ("c3-real", "c3, real run (wall)"),
          ("c3-real-nograph", "c3, real run, no graphs (wall)"),

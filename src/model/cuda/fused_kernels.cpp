@@ -6,7 +6,9 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "model/cuda/launch.h"
@@ -68,13 +70,29 @@ bool rotary_supported(const at::Tensor& x, const at::Tensor& cos, const at::Tens
          sin.device() == x.device();
 }
 
+namespace {
+// The roped output laid out [B, T, H, D] (a transposed view) where C3_ROTARY_BTHD=1, as the
+// projection it comes from: flash attention then gives its output in that layout too, so the
+// heads merge back into [B, T, C] without a copy in forward or backward. Off by default until a
+// GPU run has checked it.
+bool rotary_bthd_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("C3_ROTARY_BTHD");
+    return e && std::string(e) == "1";
+  }();
+  return on;
+}
+}  // namespace
+
 at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t B = x.size(0), H = x.size(1), S = x.size(2), D = x.size(3);
-  at::Tensor out = at::empty({B, H, S, D}, x.options());
+  at::Tensor out = rotary_bthd_enabled() ? at::empty({B, S, H, D}, x.options()).transpose(1, 2)
+                                         : at::empty({B, H, S, D}, x.options());
   const int64_t sx[4] = {x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
+  const int64_t so[3] = {out.stride(0), out.stride(1), out.stride(2)};
   C10_CUDA_CHECK(launch_rotary(*dtype_of(x.scalar_type()), x.data_ptr(), cos.data_ptr<float>(),
-                               sin.data_ptr<float>(), out.data_ptr(), B, H, S, D, sx,
+                               sin.data_ptr<float>(), out.data_ptr(), B, H, S, D, sx, so,
                                cos.stride(0), cos.stride(1), at::cuda::getCurrentCUDAStream()));
   return out;
 }

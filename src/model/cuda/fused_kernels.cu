@@ -117,16 +117,22 @@ __device__ __forceinline__ T rotary_one(float xi, float rot, float c32, float s3
   return to_t<T>(__fadd_rn(to_f(a), to_f(r)));
 }
 
+// Where row (b, h, t) of the output starts: element strides of batch, head and position (the
+// head dimension is unit-stride).
+struct OutStrides {
+  int64_t b, h, t;
+};
+
 // Scalar path, for strided or unaligned rows: the head dim from threadIdx.x (rotary_grid).
 template <typename T>
 __global__ void rotary_kernel(const T* __restrict__ x, const float* __restrict__ cos,
                               const float* __restrict__ sin, T* __restrict__ out, int64_t B,
                               int64_t H, int64_t S, int64_t D, int64_t sb, int64_t sh, int64_t st,
-                              int64_t sd, int64_t cb, int64_t ct) {
+                              int64_t sd, OutStrides so, int64_t cb, int64_t ct) {
   const int64_t half = D / 2;
-  for_each_rotary_row(B, H, S, [&](int64_t b, int64_t h, int64_t t, int64_t bh) {
+  for_each_rotary_row(B, H, S, [&](int64_t b, int64_t h, int64_t t, int64_t) {
     const T* xv = x + b * sb + h * sh + t * st;
-    T* ov = out + (bh * S + t) * D;
+    T* ov = out + b * so.b + h * so.h + t * so.t;
     const int64_t c0 = b * cb + t * ct;
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
       const float xi = to_f(xv[d * sd]);
@@ -142,10 +148,10 @@ template <typename T>
 __global__ void rotary_vec_kernel(const T* __restrict__ x, const float* __restrict__ cos,
                                   const float* __restrict__ sin, T* __restrict__ out, int64_t B,
                                   int64_t H, int64_t S, int64_t D, int64_t sb, int64_t sh,
-                                  int64_t st, int64_t cb, int64_t ct) {
+                                  int64_t st, OutStrides so, int64_t cb, int64_t ct) {
   constexpr int W = kVecWidth<T>;
   const int64_t half = D / 2;
-  for_each_rotary_pack<W>(B, H, S, half, [&](int64_t b, int64_t h, int64_t t, int64_t bh, int64_t d) {
+  for_each_rotary_pack<W>(B, H, S, half, [&](int64_t b, int64_t h, int64_t t, int64_t, int64_t d) {
     const T* xv = x + b * sb + h * sh + t * st + d;
     const Vec<T> lo = load_vec(xv), hi = load_vec(xv + half);
     const int64_t c0 = b * cb + t * ct + d;
@@ -157,7 +163,7 @@ __global__ void rotary_vec_kernel(const T* __restrict__ x, const float* __restri
       y_lo.v[k] = rotary_one<T>(xl, -xh, tab.c_lo.v[k], tab.s_lo.v[k]);
       y_hi.v[k] = rotary_one<T>(xh, xl, tab.c_hi.v[k], tab.s_hi.v[k]);
     }
-    T* ov = out + (bh * S + t) * D + d;
+    T* ov = out + b * so.b + h * so.h + t * so.t + d;
     store_vec(ov, y_lo);
     store_vec(ov + half, y_hi);
   });
@@ -165,18 +171,19 @@ __global__ void rotary_vec_kernel(const T* __restrict__ x, const float* __restri
 
 template <typename T>
 void rotary_typed(const T* x, const float* cos, const float* sin, T* out, int64_t B, int64_t H,
-                  int64_t S, int64_t D, const int64_t sx[4], int64_t cb, int64_t ct,
-                  cudaStream_t stream) {
+                  int64_t S, int64_t D, const int64_t sx[4], const int64_t so3[3], int64_t cb,
+                  int64_t ct, cudaStream_t stream) {
   const int64_t half = D / 2;
-  if (sx[3] == 1 && vec_aligned<T>({x, out}, {half, sx[0], sx[1], sx[2]}) &&
+  const OutStrides so{so3[0], so3[1], so3[2]};
+  if (sx[3] == 1 && vec_aligned<T>({x, out}, {half, sx[0], sx[1], sx[2], so.b, so.h, so.t}) &&
       vec_aligned<float>({cos, sin}, {cb, ct})) {
     const LaunchShape g = rotary_pack_grid(B * H, S, half / kVecWidth<T>);
     rotary_vec_kernel<T><<<g.grid, g.block, 0, stream>>>(x, cos, sin, out, B, H, S, D, sx[0],
-                                                         sx[1], sx[2], cb, ct);
+                                                         sx[1], sx[2], so, cb, ct);
   } else {
     const RotaryGrid g = rotary_grid(B * H, S, D);
     rotary_kernel<T><<<g.grid, g.block, 0, stream>>>(x, cos, sin, out, B, H, S, D, sx[0], sx[1],
-                                                     sx[2], sx[3], cb, ct);
+                                                     sx[2], sx[3], so, cb, ct);
   }
 }
 
@@ -206,9 +213,9 @@ cudaError_t launch_silu_mul(DType t, const void* gate_up, void* out, int64_t N, 
 
 cudaError_t launch_rotary(DType t, const void* x, const float* cos, const float* sin, void* out,
                           int64_t B, int64_t H, int64_t S, int64_t D, const int64_t sx[4],
-                          int64_t cb, int64_t ct, cudaStream_t stream) {
+                          const int64_t so[3], int64_t cb, int64_t ct, cudaStream_t stream) {
   C3_DISPATCH(t, rotary_typed(static_cast<const scalar_t*>(x), cos, sin,
-                              static_cast<scalar_t*>(out), B, H, S, D, sx, cb, ct, stream));
+                              static_cast<scalar_t*>(out), B, H, S, D, sx, so, cb, ct, stream));
   return cudaGetLastError();
 }
 

@@ -15,11 +15,11 @@ cudaError_t launch_rms_norm(DType t, const void* x, const void* w, void* out, in
 // gate_up [N, 2I] contiguous -> out [N, I].
 cudaError_t launch_silu_mul(DType t, const void* gate_up, void* out, int64_t N, int64_t I,
                             cudaStream_t stream);
-// x [B, H, S, D] with strides sx[4] -> out contiguous [B, H, S, D]; cos/sin fp32 [B, S, D] with
-// strides (cb, ct, 1).
+// x [B, H, S, D] with strides sx[4] -> out [B, H, S, D] with strides (so[0], so[1], so[2], 1);
+// cos/sin fp32 [B, S, D] with strides (cb, ct, 1).
 cudaError_t launch_rotary(DType t, const void* x, const float* cos, const float* sin, void* out,
                           int64_t B, int64_t H, int64_t S, int64_t D, const int64_t sx[4],
-                          int64_t cb, int64_t ct, cudaStream_t stream);
+                          const int64_t so[3], int64_t cb, int64_t ct, cudaStream_t stream);
 
 // ---- decode_kernels.cu (bf16 / fp16 only) ----
 constexpr int64_t kGemvMaxRows = 8;
