@@ -21,6 +21,7 @@
 
 #include "model/cuda/block_sum.cuh"
 #include "model/cuda/element_types.cuh"
+#include "model/cuda/host_switches.h"
 #include "model/cuda/launch.h"
 
 namespace c3::model::fused::cuda {
@@ -274,10 +275,9 @@ cudaError_t launch_add_rms_norm_train(DType tx, DType td, DType ty, const void* 
 
 int add_rms_norm_train_backward_grid(DType tx, DType td, DType ty, int64_t N, int64_t C) {
   if (!shape_ok(N, C) || !add_rms_norm_train_types_ok(tx, td, ty)) return 1;
-  int device = 0, sms = 0, per_sm = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-    return 1;
+  const int sms = current_device_attribute(cudaDevAttrMultiProcessorCount);
+  if (sms < 1) return 1;
+  int per_sm = 0;
   const int threads = row_threads(C);
   const cudaError_t e = dispatch(tx, td, ty, C, [&](auto kind) {
     using K = decltype(kind);

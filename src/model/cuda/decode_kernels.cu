@@ -8,6 +8,7 @@
 // Rounding follows the ATen ops they replace (see fused_kernels.cu): fp32 accumulation, one
 // rounding to the dtype where each HF op rounds. Summation order differs from cuBLAS, so
 // products agree to the dtype's last place, not bit for bit.
+#include "model/cuda/host_switches.h"
 #include "model/cuda/launch.h"
 
 #include <cuda_bf16.h>
@@ -18,8 +19,6 @@
 #include <algorithm>
 #include <cfloat>
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 
 namespace c3::model::fused::cuda {
 namespace {
@@ -206,25 +205,16 @@ gemv_kernel(const T* __restrict__ x, int64_t ldx, int rows, const T* __restrict_
 // Launches a decode kernel with programmatic dependent launch unless C3_PDL=0 (on since an H100
 // run of 2026-12-06: golden ids unchanged, +3% decode tokens/s with the split GEMV).
 bool pdl_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("C3_PDL");
-    if (e && std::string(e) == "0") return false;
-    int device = 0, major = 0;  // the launch attribute needs compute capability 9.0
-    return cudaGetDevice(&device) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) ==
-               cudaSuccess &&
-           major >= 9;
-  }();
+  // The launch attribute needs compute capability 9.0.
+  static const bool on = env_switch("C3_PDL", true) &&
+                         current_device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
   return on;
 }
 
 // The decode add + RMSNorm with 16-byte accesses where C3_DECODE_NORM_VEC=1 (off by default
 // until a GPU run has timed it and checked it against the golden ids; then the scalar kernel).
 bool vector_norm_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("C3_DECODE_NORM_VEC");
-    return e && std::string(e) == "1";
-  }();
+  static const bool on = env_switch("C3_DECODE_NORM_VEC", false);
   return on;
 }
 
@@ -267,10 +257,7 @@ cudaError_t launch_decode_kernel(void (*kernel)(Params...), dim3 grid, dim3 bloc
 // an H100 run then compared it with).
 constexpr int64_t kGemvTargetWarps = 8192;
 int gemv_split(int64_t n_out, int64_t K) {
-  static const bool on = [] {
-    const char* e = std::getenv("C3_GEMV_SPLIT");
-    return !(e && std::string(e) == "0");
-  }();
+  static const bool on = env_switch("C3_GEMV_SPLIT", true);
   int split = 1;
   if (!on) return split;
   while (split < kGemvWarps && n_out * split < kGemvTargetWarps && K >= 512 * 2 * split) split *= 2;
@@ -620,20 +607,15 @@ decode_attention_kernel(const T* __restrict__ qkv, int64_t ld_qkv, const float* 
 // multiprocessor and each block keeps at least 128 slots.
 int attention_splits(int H, int B, int S) {
   static const int sms = [] {
-    const char* e = std::getenv("C3_ATTN_SPLIT");
-    if (!(e && std::string(e) == "1")) return 0;
-    int device = 0, major = 0, count = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-        major < 9)
+    if (!env_switch("C3_ATTN_SPLIT", false) ||
+        current_device_attribute(cudaDevAttrComputeCapabilityMajor) < 9)
       return 0;
     // The cluster code exists only in a build for compute capability 9.0 and up.
     cudaFuncAttributes fa = {};
     if (cudaFuncGetAttributes(&fa, decode_attention_kernel<__nv_bfloat16, 128>) != cudaSuccess ||
         fa.binaryVersion < 90)
       return 0;
-    return count;
+    return current_device_attribute(cudaDevAttrMultiProcessorCount);
   }();
   int z = 1;
   while (sms > 0 && z < kAttnMaxSplits && int64_t{H} * B * z < 2 * sms && S / (2 * z) >= 128)

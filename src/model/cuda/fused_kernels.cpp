@@ -6,11 +6,10 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <optional>
-#include <string>
 #include <vector>
 
+#include "model/cuda/host_switches.h"
 #include "model/cuda/launch.h"
 
 namespace c3::model::fused::cuda {
@@ -76,10 +75,7 @@ namespace {
 // heads merge back into [B, T, C] without a copy in forward or backward. Off by default until a
 // GPU run has checked it.
 bool rotary_bthd_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("C3_ROTARY_BTHD");
-    return e && std::string(e) == "1";
-  }();
+  static const bool on = env_switch("C3_ROTARY_BTHD", false);
   return on;
 }
 }  // namespace
